@@ -1,0 +1,17 @@
+//! savio-sync moves customer data from CRM exports (CSV or JSONL) into Savio through its public HTTP API.
+//!
+//! # Layout
+//!
+//! The pipeline is a chain of stages, each a module you can find by name:
+//!
+//! - [`source`]: the reader stage. Streams records out of CSV or JSONL (optionally gzip, any encoding),
+//!   each with its line number and original fields.
+//! - [`mapping`]: the TOML column map, compiled against the input's header, turning records into typed
+//!   [`model`] payloads (companies, contacts, feedback) or row failures.
+//! - [`model`]: the payloads Savio accepts and the objects it answers with.
+//! - [`sandbox`]: a local emulator of the documented Savio API, for rehearsals and tests.
+//!
+//! The binary (`src/main.rs`) is a thin layer over these: it parses flags, sets up logging and maps errors to
+//! exit codes.
+
+pub mod model;
