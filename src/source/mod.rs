@@ -1,0 +1,487 @@
+//! The reader stage: streams records out of a CSV or JSONL export.
+//!
+//! Every record keeps the line it starts on and its original fields, so a row that fails later can be
+//! reported by line and written back, unchanged, to the failures file. A row the reader cannot make sense of
+//! (invalid UTF-8, wrong field count, broken JSON) is not an error of the run: it comes out as a [`BadRow`]
+//! and flows on to the reports like any other failed row. Only what makes the whole input unusable (cannot
+//! open, no header, I/O error) is a [`ReadError`].
+//!
+//! Memory does not grow with the input: records are produced one at a time from a buffered stream.
+
+mod csv;
+pub mod decode;
+mod jsonl;
+pub mod sniff;
+
+use std::fmt;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use decode::TextEncoding;
+
+/// The input format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Format> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "csv" | "tsv" | "txt" => Some(Format::Csv),
+            "jsonl" | "ndjson" | "json" | "jsonlines" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A CSV field delimiter: one ASCII byte.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Delimiter(pub u8);
+
+impl Delimiter {
+    /// Parses `,` `;` `|` `tab` `\t` or any single ASCII punctuation character.
+    pub fn parse(s: &str) -> Option<Delimiter> {
+        match s {
+            "tab" | "TAB" | "\\t" | "\t" => Some(Delimiter(b'\t')),
+            "comma" => Some(Delimiter(b',')),
+            "semicolon" => Some(Delimiter(b';')),
+            "pipe" => Some(Delimiter(b'|')),
+            _ if s.len() == 1
+                && s.as_bytes()[0].is_ascii()
+                && s != "\""
+                && s != "\n"
+                && s != "\r" =>
+            {
+                Some(Delimiter(s.as_bytes()[0]))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Delimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Delimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            b'\t' => f.write_str("TAB"),
+            b => write!(f, "'{}'", b as char),
+        }
+    }
+}
+
+/// Where the input comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputPath {
+    Stdin,
+    File(PathBuf),
+}
+
+impl InputPath {
+    pub fn from_arg(arg: &str) -> InputPath {
+        if arg == "-" {
+            InputPath::Stdin
+        } else {
+            InputPath::File(PathBuf::from(arg))
+        }
+    }
+
+    /// The file's format by its extension (after `.gz`), if it tells.
+    pub fn format_from_extension(&self) -> Option<Format> {
+        let InputPath::File(path) = self else {
+            return None;
+        };
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        let ext = Path::new(name).extension()?.to_str()?;
+        Format::parse(ext)
+    }
+
+    fn is_tsv(&self) -> bool {
+        match self {
+            InputPath::File(p) => p
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .trim_end_matches(".gz")
+                .ends_with(".tsv"),
+            InputPath::Stdin => false,
+        }
+    }
+}
+
+impl fmt::Display for InputPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputPath::Stdin => f.write_str("<stdin>"),
+            InputPath::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// What the user asked for; `None` means "detect".
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    pub path: InputPath,
+    pub format: Option<Format>,
+    pub delimiter: Option<Delimiter>,
+    pub encoding: TextEncoding,
+}
+
+/// The column names of a CSV input, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Trimmed names, as the mapping refers to them.
+    pub names: Vec<String>,
+    /// The header row exactly as read, for the failures file.
+    pub raw: ::csv::ByteRecord,
+}
+
+impl Header {
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+}
+
+/// What was resolved when the input was opened.
+#[derive(Debug, Clone)]
+pub struct SourceInfo {
+    pub path: InputPath,
+    pub format: Format,
+    /// CSV only.
+    pub delimiter: Option<Delimiter>,
+    pub delimiter_detected: bool,
+    pub encoding: TextEncoding,
+    /// CSV only.
+    pub header: Option<Arc<Header>>,
+}
+
+/// One input row that the reader understood.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The line where the record starts (1-based; the CSV header is line 1).
+    pub line: u64,
+    pub data: RecordData,
+}
+
+#[derive(Debug, Clone)]
+pub enum RecordData {
+    Csv(::csv::StringRecord),
+    Json {
+        object: serde_json::Map<String, serde_json::Value>,
+        /// The line exactly as read (without its line ending), for the failures file.
+        raw: String,
+    },
+}
+
+impl Record {
+    /// The original fields, to write to the failures file.
+    pub fn raw(&self) -> RawRow {
+        match &self.data {
+            RecordData::Csv(r) => RawRow::Csv(r.clone().into_byte_record()),
+            RecordData::Json { raw, .. } => RawRow::Json(raw.as_bytes().to_vec()),
+        }
+    }
+}
+
+/// An input row as it was read, byte for byte (as decoded to UTF-8 for non-UTF-8 encodings).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawRow {
+    Csv(::csv::ByteRecord),
+    Json(Vec<u8>),
+}
+
+/// A row the reader could not turn into a record. It is a row failure, not a failure of the run.
+#[derive(Debug, Clone)]
+pub struct BadRow {
+    pub line: u64,
+    pub raw: RawRow,
+    pub error: RowReadError,
+}
+
+/// Why a row could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RowReadError {
+    #[error(
+        "invalid UTF-8 in column '{column}' (byte 0x{byte:02X} at offset {offset}); the file is probably not UTF-8: \
+         pass --encoding (e.g. --encoding windows-1252 for Excel on Windows, or latin1, utf-16)"
+    )]
+    InvalidUtf8 {
+        column: String,
+        byte: u8,
+        offset: usize,
+    },
+    #[error(
+        "row has {found} fields but the header has {expected} (a stray delimiter or an unclosed quote?)"
+    )]
+    FieldCount { expected: usize, found: usize },
+    #[error("invalid UTF-8 at byte {offset} of the line; pass --encoding if the file is not UTF-8")]
+    JsonNotUtf8 { offset: usize },
+    #[error("not valid JSON at column {column}: {message}")]
+    InvalidJson { column: usize, message: String },
+    #[error("line is a JSON {found}, expected an object ({{...}})")]
+    NotAnObject { found: &'static str },
+}
+
+impl RowReadError {
+    /// A short, value-free description used to group failures in summaries.
+    pub fn kind(&self) -> String {
+        match self {
+            RowReadError::InvalidUtf8 { .. } | RowReadError::JsonNotUtf8 { .. } => {
+                "invalid UTF-8 (wrong --encoding?)".into()
+            }
+            RowReadError::FieldCount { expected, .. } => {
+                format!("wrong number of fields (header has {expected})")
+            }
+            RowReadError::InvalidJson { .. } => "not valid JSON".into(),
+            RowReadError::NotAnObject { found } => format!("JSON {found} instead of an object"),
+        }
+    }
+}
+
+/// What the reader yields for each input row.
+#[derive(Debug)]
+pub enum ReadItem {
+    Record(Record),
+    Bad(BadRow),
+    /// A row with no content (a blank JSONL line, or a CSV row whose fields are all empty, such as the
+    /// `;;;;` rows Excel leaves at the end). Counted, never mapped.
+    Blank {
+        line: u64,
+    },
+}
+
+/// Failures that make the input unusable as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot open input '{path}'")]
+    Open {
+        path: InputPath,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read '{path}' near line {line}")]
+    Io {
+        path: InputPath,
+        line: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("'{path}' is empty: a CSV input needs a header row")]
+    NoHeader { path: InputPath },
+    #[error(
+        "'{path}': header column {column} has no name; every column needs a name (remove the empty column or name it)"
+    )]
+    EmptyHeaderName { path: InputPath, column: usize },
+    #[error(
+        "'{path}': header names column {first} and column {second} both '{name}'; rename one so each is unique"
+    )]
+    DuplicateHeader {
+        path: InputPath,
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error(
+        "'{path}': the header is not valid UTF-8; pass --encoding (e.g. windows-1252, latin1, utf-16)"
+    )]
+    HeaderNotUtf8 { path: InputPath },
+    #[error(
+        "'{path}' looks like a JSON array; savio-sync reads JSON Lines (one object per line). \
+         Convert it with: jq -c '.[]' {path} > input.jsonl"
+    )]
+    JsonArray { path: InputPath },
+}
+
+/// An open input: call [`Source::next`] until it returns `None`.
+pub struct Source {
+    info: SourceInfo,
+    inner: Inner,
+}
+
+enum Inner {
+    Csv(csv::CsvSource),
+    Jsonl(jsonl::JsonlSource),
+}
+
+impl Source {
+    /// Opens the input: detects gzip, byte-order mark, format and (CSV) delimiter, and reads the header.
+    pub fn open(spec: &InputSpec) -> Result<Source, ReadError> {
+        let raw: Box<dyn Read + Send> = match &spec.path {
+            InputPath::Stdin => Box::new(io::stdin()),
+            InputPath::File(p) => {
+                Box::new(std::fs::File::open(p).map_err(|source| ReadError::Open {
+                    path: spec.path.clone(),
+                    source,
+                })?)
+            }
+        };
+        Source::from_reader(spec, raw)
+    }
+
+    /// Like [`Source::open`], over any reader (tests, benchmarks).
+    pub fn from_reader(spec: &InputSpec, raw: Box<dyn Read + Send>) -> Result<Source, ReadError> {
+        let io_err = |source| ReadError::Io {
+            path: spec.path.clone(),
+            line: 1,
+            source,
+        };
+        let unzipped = decode::maybe_gunzip(raw).map_err(io_err)?;
+        let (text, encoding) = decode::decode(unzipped, spec.encoding).map_err(io_err)?;
+        let (sample, complete, replay) = sample(text, 64 * 1024).map_err(io_err)?;
+        let shape = sniff::sniff_shape(&sample);
+        let format = spec
+            .format
+            .or_else(|| spec.path.format_from_extension())
+            .unwrap_or(match shape {
+                sniff::Shape::JsonObject => Format::Jsonl,
+                _ => Format::Csv,
+            });
+        if format == Format::Jsonl && shape == sniff::Shape::JsonArray {
+            return Err(ReadError::JsonArray {
+                path: spec.path.clone(),
+            });
+        }
+        let mut info = SourceInfo {
+            path: spec.path.clone(),
+            format,
+            delimiter: None,
+            delimiter_detected: false,
+            encoding,
+            header: None,
+        };
+        let inner = match format {
+            Format::Csv => {
+                let delimiter = match spec.delimiter {
+                    Some(d) => d,
+                    None if spec.path.is_tsv() => Delimiter(b'\t'),
+                    None => {
+                        info.delimiter_detected = true;
+                        Delimiter(sniff::sniff_delimiter(&sample, complete).unwrap_or(b','))
+                    }
+                };
+                info.delimiter = Some(delimiter);
+                let csv = csv::CsvSource::new(replay, delimiter, spec.path.clone())?;
+                info.header = Some(csv.header());
+                Inner::Csv(csv)
+            }
+            Format::Jsonl => Inner::Jsonl(jsonl::JsonlSource::new(replay, spec.path.clone())),
+        };
+        Ok(Source { info, inner })
+    }
+
+    pub fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    /// The next row, `Ok(None)` at the end of the input.
+    pub fn next_item(&mut self) -> Result<Option<ReadItem>, ReadError> {
+        match &mut self.inner {
+            Inner::Csv(c) => c.next_item(),
+            Inner::Jsonl(j) => j.next_item(),
+        }
+    }
+
+    /// Bytes consumed so far (of the decoded stream), for progress reporting.
+    pub fn bytes_read(&self) -> u64 {
+        match &self.inner {
+            Inner::Csv(c) => c.bytes_read(),
+            Inner::Jsonl(j) => j.bytes_read(),
+        }
+    }
+}
+
+/// Reads up to `n` bytes for sniffing, and returns them with a reader that replays them.
+fn sample(
+    mut text: Box<dyn Read + Send>,
+    n: usize,
+) -> io::Result<(Vec<u8>, bool, Box<dyn Read + Send>)> {
+    let mut buf = Vec::with_capacity(n);
+    (&mut text).take(n as u64).read_to_end(&mut buf)?;
+    let complete = buf.len() < n;
+    let replay: Box<dyn Read + Send> = Box::new(io::Cursor::new(buf.clone()).chain(text));
+    Ok((buf, complete, replay))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn open_bytes(bytes: &[u8], format: Option<Format>) -> Result<Source, ReadError> {
+        let spec = InputSpec {
+            path: InputPath::Stdin,
+            format,
+            delimiter: None,
+            encoding: TextEncoding::UTF8,
+        };
+        Source::from_reader(&spec, Box::new(io::Cursor::new(bytes.to_vec())))
+    }
+
+    #[test]
+    fn format_from_extension_sees_through_gz() {
+        assert_eq!(
+            InputPath::from_arg("a/b.CSV").format_from_extension(),
+            Some(Format::Csv)
+        );
+        assert_eq!(
+            InputPath::from_arg("x.jsonl.gz").format_from_extension(),
+            Some(Format::Jsonl)
+        );
+        assert_eq!(
+            InputPath::from_arg("x.ndjson").format_from_extension(),
+            Some(Format::Jsonl)
+        );
+        assert_eq!(
+            InputPath::from_arg("x.tsv.gz").format_from_extension(),
+            Some(Format::Csv)
+        );
+        assert_eq!(InputPath::from_arg("x").format_from_extension(), None);
+        assert_eq!(InputPath::from_arg("-"), InputPath::Stdin);
+    }
+
+    #[test]
+    fn delimiter_parse() {
+        assert_eq!(Delimiter::parse("tab"), Some(Delimiter(b'\t')));
+        assert_eq!(Delimiter::parse(";"), Some(Delimiter(b';')));
+        assert_eq!(Delimiter::parse("\""), None);
+        assert_eq!(Delimiter::parse(",,"), None);
+        assert_eq!(Delimiter::parse("é"), None);
+    }
+
+    #[test]
+    fn stdin_format_is_sniffed() {
+        let s = open_bytes(b"{\"a\":1}\n", None).unwrap();
+        assert_eq!(s.info().format, Format::Jsonl);
+        let s = open_bytes(b"a;b\n1;2\n", None).unwrap();
+        assert_eq!(s.info().format, Format::Csv);
+        assert_eq!(s.info().delimiter, Some(Delimiter(b';')));
+        assert!(s.info().delimiter_detected);
+    }
+
+    #[test]
+    fn a_json_array_is_refused_with_a_hint() {
+        let err = open_bytes(b"[{\"a\":1}]", Some(Format::Jsonl))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("jq -c"), "{err}");
+    }
+}

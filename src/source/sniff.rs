@@ -1,0 +1,131 @@
+//! Guessing what the user did not say: the input's format and its CSV delimiter.
+//!
+//! European Excel writes `;`, some CRMs write TAB or `|`; operations people should not need to know which.
+//! The guess looks only at a sample from the front of the file and is quote-aware, so a delimiter inside a
+//! quoted field does not count.
+
+/// Delimiters tried, in order of preference when two fit equally well.
+pub const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+/// Picks the delimiter among [`CANDIDATES`] that splits the sample's records most consistently.
+///
+/// A candidate must occur in the header record; among those, the one whose per-record count most often equals
+/// the header's wins. `None` when no candidate appears in the header (a one-column file).
+pub fn sniff_delimiter(sample: &[u8], complete: bool) -> Option<u8> {
+    let records = split_records(sample, complete, 50);
+    let header = records.first()?;
+    let mut best: Option<(usize, u8)> = None;
+    for (i, &cand) in CANDIDATES.iter().enumerate() {
+        let header_count = header[i];
+        if header_count == 0 {
+            continue;
+        }
+        let consistent = records
+            .iter()
+            .filter(|counts| counts[i] == header_count)
+            .count();
+        if best.is_none_or(|(score, _)| consistent > score) {
+            best = Some((consistent, cand));
+        }
+    }
+    best.map(|(_, d)| d)
+}
+
+/// Counts each candidate outside quotes, per record, for up to `max` records. The last record is dropped
+/// when the sample was cut short (`complete == false`), since it may be partial.
+fn split_records(sample: &[u8], complete: bool, max: usize) -> Vec<[usize; 4]> {
+    let mut out = Vec::new();
+    let mut counts = [0usize; 4];
+    let mut in_quotes = false;
+    let mut any = false;
+    for &b in sample {
+        match b {
+            b'"' => {
+                in_quotes = !in_quotes;
+                any = true;
+            }
+            b'\n' if !in_quotes => {
+                if any {
+                    out.push(counts);
+                    if out.len() == max {
+                        return out;
+                    }
+                }
+                counts = [0; 4];
+                any = false;
+            }
+            b'\r' if !in_quotes => {}
+            _ => {
+                any = true;
+                if !in_quotes && let Some(i) = CANDIDATES.iter().position(|&c| c == b) {
+                    counts[i] += 1;
+                }
+            }
+        }
+    }
+    if any && complete {
+        out.push(counts);
+    }
+    out
+}
+
+/// What the first meaningful byte of a sample suggests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    JsonObject,
+    JsonArray,
+    Other,
+}
+
+pub fn sniff_shape(sample: &[u8]) -> Shape {
+    match sample.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Shape::JsonObject,
+        Some(b'[') => Shape::JsonArray,
+        _ => Shape::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comma_semicolon_tab_pipe() {
+        assert_eq!(sniff_delimiter(b"a,b,c\n1,2,3\n", true), Some(b','));
+        assert_eq!(sniff_delimiter(b"a;b;c\n1,5;2,5;3\n", true), Some(b';'));
+        assert_eq!(sniff_delimiter(b"a\tb\n1\t2\n", true), Some(b'\t'));
+        assert_eq!(sniff_delimiter(b"a|b\n1|2\n", true), Some(b'|'));
+    }
+
+    #[test]
+    fn quoted_delimiters_do_not_count() {
+        let s = b"Name;Notes\n\"Smith, John\";\"a, b, c\"\n\"Doe, Jane\";x\n";
+        assert_eq!(sniff_delimiter(s, true), Some(b';'));
+    }
+
+    #[test]
+    fn quoted_newlines_do_not_split_records() {
+        let s = b"a,b\n\"line1\nline2; with; semis\",2\n3,4\n";
+        assert_eq!(sniff_delimiter(s, true), Some(b','));
+    }
+
+    #[test]
+    fn prefers_the_consistent_candidate() {
+        // Header has both a comma and a semicolon, but only ';' is consistent across rows.
+        let s = b"Name;Address, City\nA;x\nB;y\nC;z\n";
+        assert_eq!(sniff_delimiter(s, true), Some(b';'));
+    }
+
+    #[test]
+    fn single_column_has_no_delimiter() {
+        assert_eq!(sniff_delimiter(b"email\na@b.co\n", true), None);
+        assert_eq!(sniff_delimiter(b"", true), None);
+    }
+
+    #[test]
+    fn shape() {
+        assert_eq!(sniff_shape(b"  \n{\"a\":1}"), Shape::JsonObject);
+        assert_eq!(sniff_shape(b"[{}]"), Shape::JsonArray);
+        assert_eq!(sniff_shape(b"a,b"), Shape::Other);
+    }
+}
