@@ -14,5 +14,6 @@
 //! The binary (`src/main.rs`) is a thin layer over these: it parses flags, sets up logging and maps errors to
 //! exit codes.
 
+pub mod mapping;
 pub mod model;
 pub mod source;

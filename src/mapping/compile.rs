@@ -1,0 +1,747 @@
+//! Compiling a mapping against the input's header: every column resolved to an index (or JSON path), every
+//! option checked, and every problem collected, so the user fixes them all in one go before any row is read.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use super::check::Choices;
+use super::convert::TypeOptions;
+use super::error::{Problem, ProblemKind};
+use super::field::{Field, Origin, ValueMap};
+use super::mapper::{
+    Attrs, CompanyMap, Cond, ContactMap, FeedbackMap, Mapper, Skip, Unmapped, normalise_key,
+};
+use super::spec::{self, Case, DateOrder, FieldSpec, FieldTable, MappingSpec, SkipSpec};
+use super::value::{Accessor, JsonPath, TemplatePart, looks_like_template, parse_template};
+use crate::model::{FEEDBACK_STATES, FEEDBACK_TYPES};
+use crate::source::Header;
+
+/// What the input offers to map from.
+pub(crate) enum Schema<'a> {
+    Csv(&'a Header),
+    /// JSONL has no header: the paths seen in the first objects stand in for one.
+    Json {
+        seen: BTreeSet<String>,
+        sampled: usize,
+        strict: bool,
+    },
+}
+
+/// The result of compiling: the mapper, plus warnings worth showing (not errors).
+pub struct Compiled {
+    pub mapper: Mapper,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Text,
+    Email,
+    List,
+    Attr,
+}
+
+struct Ctx<'a> {
+    schema: &'a Schema<'a>,
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+    date_order: DateOrder,
+}
+
+pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compiled, Vec<Problem>> {
+    let mut cx = Ctx {
+        schema,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        date_order: spec.input.date_order.unwrap_or_default(),
+    };
+    if spec.company.is_none() && spec.contact.is_none() && spec.feedback.is_none() {
+        return Err(vec![Problem {
+            field: "mapping".into(),
+            kind: ProblemKind::NoEntity,
+        }]);
+    }
+    let primary_is = |e: &str| match e {
+        "feedback" => true,
+        "contact" => spec.feedback.is_none(),
+        _ => spec.feedback.is_none() && spec.contact.is_none(),
+    };
+    let feedback_types = Choices::new(
+        FEEDBACK_TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(spec.checks.feedback_types.clone()),
+    );
+    let states = Choices::new(
+        FEEDBACK_STATES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(spec.checks.states.clone()),
+    );
+
+    let row_skips = cx.skips("skip", &spec.skip);
+    let company = spec.company.as_ref().map(|c| CompanyMap {
+        name: cx.required(
+            "company.name",
+            c.name.as_ref(),
+            Target::Text,
+            "name = \"Company Name\"",
+        ),
+        internal_id: cx.required(
+            "company.internal_id",
+            c.internal_id.as_ref(),
+            Target::Text,
+            "internal_id = \"Company ID\"",
+        ),
+        attrs: Attrs {
+            fields: cx.attributes("company", &c.filterable_attributes),
+            unmapped: None,
+        },
+        skips: cx.skips("company.skip", &c.skip),
+        optional: c.optional.unwrap_or(!primary_is("company")),
+    });
+    let contact = spec.contact.as_ref().map(|c| ContactMap {
+        name: cx.required(
+            "contact.name",
+            c.name.as_ref(),
+            Target::Text,
+            "name = \"{First Name} {Last Name}\"",
+        ),
+        internal_id: cx.required(
+            "contact.internal_id",
+            c.internal_id.as_ref(),
+            Target::Text,
+            "internal_id = \"Record ID\"",
+        ),
+        email: cx.optional("contact.email", c.email.as_ref(), Target::Email),
+        company: cx.optional("contact.company", c.company.as_ref(), Target::Text),
+        company_internal_id: cx.optional(
+            "contact.company_internal_id",
+            c.company_internal_id.as_ref(),
+            Target::Text,
+        ),
+        attrs: Attrs {
+            fields: cx.attributes("contact", &c.filterable_attributes),
+            unmapped: None,
+        },
+        skips: cx.skips("contact.skip", &c.skip),
+        optional: c.optional.unwrap_or(!primary_is("contact")),
+    });
+    let feedback = spec.feedback.as_ref().map(|f| FeedbackMap {
+        problem: cx.required(
+            "feedback.problem",
+            f.problem.as_ref(),
+            Target::Text,
+            "problem = \"Body\"",
+        ),
+        feedback_type: cx.choice(
+            "feedback.feedback_type",
+            f.feedback_type.as_ref(),
+            &feedback_types,
+        ),
+        state: cx.choice("feedback.state", f.state.as_ref(), &states),
+        source_url: cx.optional("feedback.source_url", f.source_url.as_ref(), Target::Text),
+        source_username: cx.optional(
+            "feedback.source_username",
+            f.source_username.as_ref(),
+            Target::Text,
+        ),
+        person_email: cx.optional(
+            "feedback.person_email",
+            f.person_email.as_ref(),
+            Target::Email,
+        ),
+        person_name: cx.optional("feedback.person_name", f.person_name.as_ref(), Target::Text),
+        company_name: cx.optional(
+            "feedback.company_name",
+            f.company_name.as_ref(),
+            Target::Text,
+        ),
+        feature_request_title: cx.optional(
+            "feedback.feature_request_title",
+            f.feature_request_title.as_ref(),
+            Target::Text,
+        ),
+        tags: cx.optional("feedback.tags", f.tags.as_ref(), Target::List),
+        skips: cx.skips("feedback.skip", &f.skip),
+        optional: f.optional.unwrap_or(!primary_is("feedback")),
+    });
+
+    let mut mapper = Mapper {
+        row_skips,
+        company,
+        contact,
+        feedback,
+        feedback_types,
+        states,
+        seen_companies: HashMap::new(),
+        warned_conflicts: HashSet::new(),
+        stats: Default::default(),
+    };
+    // Unmapped columns are resolved last: they are whatever no field above refers to.
+    let used = used_accessors(&mapper);
+    if let (Some(spec_c), Some(m)) = (&spec.company, &mut mapper.company) {
+        m.attrs.unmapped = cx.unmapped(
+            "company",
+            spec_c.unmapped,
+            &spec_c.unmapped_exclude,
+            &m.attrs,
+            &used,
+        );
+    }
+    if let (Some(spec_c), Some(m)) = (&spec.contact, &mut mapper.contact) {
+        m.attrs.unmapped = cx.unmapped(
+            "contact",
+            spec_c.unmapped,
+            &spec_c.unmapped_exclude,
+            &m.attrs,
+            &used,
+        );
+    }
+    if cx.problems.is_empty() {
+        Ok(Compiled {
+            mapper,
+            warnings: cx.warnings,
+        })
+    } else {
+        Err(cx.problems)
+    }
+}
+
+fn used_accessors(m: &Mapper) -> Vec<Accessor> {
+    let mut fields: Vec<&Field> = Vec::new();
+    let mut skips: Vec<&Skip> = m.row_skips.iter().collect();
+    if let Some(c) = &m.company {
+        fields.extend([&c.name, &c.internal_id]);
+        fields.extend(c.attrs.fields.iter().map(|(_, f)| f));
+        skips.extend(&c.skips);
+    }
+    if let Some(c) = &m.contact {
+        fields.extend([&c.name, &c.internal_id]);
+        fields.extend(
+            [&c.email, &c.company, &c.company_internal_id]
+                .into_iter()
+                .flatten(),
+        );
+        fields.extend(c.attrs.fields.iter().map(|(_, f)| f));
+        skips.extend(&c.skips);
+    }
+    if let Some(f) = &m.feedback {
+        fields.push(&f.problem);
+        fields.extend(
+            [
+                &f.feedback_type,
+                &f.state,
+                &f.source_url,
+                &f.source_username,
+                &f.person_email,
+                &f.person_name,
+                &f.company_name,
+                &f.feature_request_title,
+                &f.tags,
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        skips.extend(&f.skips);
+    }
+    let mut out: Vec<Accessor> = fields.iter().flat_map(|f| f.accessors()).cloned().collect();
+    for s in skips {
+        out.push(match &s.cond {
+            Cond::Empty(a) => a.clone(),
+            Cond::Equals { acc, .. } => acc.clone(),
+        });
+    }
+    out
+}
+
+/// The closest candidate to a misspelt name, if one is close enough to be a useful hint.
+pub(crate) fn closest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let wanted = name.trim().to_lowercase();
+    let mut best: Option<(f64, &str)> = None;
+    for c in candidates {
+        let lc = c.to_lowercase();
+        let score = if lc == wanted {
+            2.0
+        } else if wanted.len() >= 3
+            && (lc.contains(&wanted) || wanted.contains(&lc))
+            && lc.len() >= 3
+        {
+            0.9
+        } else {
+            strsim::normalized_damerau_levenshtein(&wanted, &lc)
+        };
+        if score >= 0.6 && best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| c.to_string())
+}
+
+impl Ctx<'_> {
+    fn problem(&mut self, field: &str, kind: ProblemKind) {
+        self.problems.push(Problem {
+            field: field.to_string(),
+            kind,
+        });
+    }
+
+    fn invalid(&mut self, field: &str, msg: impl Into<String>) {
+        self.problem(field, ProblemKind::Invalid(msg.into()));
+    }
+
+    /// Resolves a column name (CSV) or dotted path (JSONL).
+    fn column(&mut self, field: &str, name: &str) -> Option<Accessor> {
+        match self.schema {
+            Schema::Csv(header) => match header.index_of(name.trim()) {
+                Some(i) => Some(Accessor::Column(i)),
+                None => {
+                    let suggestion = closest(name, header.names.iter().map(String::as_str));
+                    self.problem(
+                        field,
+                        ProblemKind::UnknownColumn {
+                            column: name.to_string(),
+                            suggestion,
+                        },
+                    );
+                    None
+                }
+            },
+            Schema::Json {
+                seen,
+                sampled,
+                strict,
+            } => {
+                let path = name.trim();
+                if *sampled > 0 && !seen.contains(path) {
+                    let suggestion = closest(path, seen.iter().map(String::as_str));
+                    let kind = ProblemKind::UnknownPath {
+                        column: path.to_string(),
+                        sampled: *sampled,
+                        suggestion,
+                    };
+                    if *strict {
+                        self.problem(field, kind);
+                        return None;
+                    }
+                    self.warnings.push(format!("{field}: {kind}"));
+                }
+                Some(Accessor::Path(JsonPath::new(path)))
+            }
+        }
+    }
+
+    fn template(&mut self, field: &str, template: &str) -> Option<Vec<TemplatePart<Accessor>>> {
+        let parts = match parse_template(template) {
+            Ok(p) => p,
+            Err(reason) => {
+                self.problem(
+                    field,
+                    ProblemKind::Template {
+                        template: template.to_string(),
+                        reason,
+                    },
+                );
+                return None;
+            }
+        };
+        let mut out = Vec::with_capacity(parts.len());
+        let mut ok = true;
+        for p in parts {
+            match p {
+                TemplatePart::Literal(l) => out.push(TemplatePart::Literal(l)),
+                TemplatePart::Placeholder(name) => match self.column(field, &name) {
+                    Some(acc) => out.push(TemplatePart::Placeholder(acc)),
+                    None => ok = false,
+                },
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// A short-form string or a `default`: a template when it has `{...}`, else `as_column` decides.
+    fn text_origin(&mut self, field: &str, s: &str, as_column: bool) -> Option<(Origin, String)> {
+        if looks_like_template(s) {
+            let t = self.template(field, s)?;
+            Some((Origin::Template(t), format!("template \"{s}\"")))
+        } else if as_column {
+            let acc = self.column(field, s)?;
+            Some((Origin::Columns(vec![acc]), format!("column '{s}'")))
+        } else {
+            Some((Origin::Const(s.to_string()), "a constant".into()))
+        }
+    }
+
+    fn required(
+        &mut self,
+        field: &str,
+        spec: Option<&FieldSpec>,
+        target: Target,
+        example: &str,
+    ) -> Field {
+        match spec {
+            Some(s) => self.field(field, s, target),
+            None => {
+                self.problem(
+                    field,
+                    ProblemKind::MissingRequired {
+                        example: example.to_string(),
+                    },
+                );
+                None
+            }
+        }
+        // A placeholder keeps the structure whole while problems are collected; it is never used, since
+        // compile() returns the problems instead of the mapper.
+        .unwrap_or_else(|| {
+            Field::new(
+                field.to_string(),
+                Origin::Const(String::new()),
+                String::new(),
+            )
+        })
+    }
+
+    fn optional(&mut self, field: &str, spec: Option<&FieldSpec>, target: Target) -> Option<Field> {
+        self.field(field, spec?, target)
+    }
+
+    fn choice(
+        &mut self,
+        field: &str,
+        spec: Option<&FieldSpec>,
+        choices: &Choices,
+    ) -> Option<Field> {
+        let f = self.field(field, spec?, Target::Text)?;
+        let mut fixed: Vec<String> = f.map.iter().flat_map(|m| m.outputs().cloned()).collect();
+        if let Origin::Const(c) = &f.origin {
+            fixed.push(c.clone());
+        }
+        for v in fixed {
+            if choices.resolve(&v).is_none() {
+                self.problem(
+                    field,
+                    ProblemKind::InvalidChoice {
+                        value: v,
+                        allowed: choices.list(),
+                    },
+                );
+            }
+        }
+        Some(f)
+    }
+
+    fn attributes(
+        &mut self,
+        entity: &str,
+        attrs: &std::collections::BTreeMap<String, FieldSpec>,
+    ) -> Vec<(String, Field)> {
+        let mut out = Vec::new();
+        for (key, spec) in attrs {
+            let label = format!("{entity}.filterable_attributes.{key}");
+            if key.trim().is_empty() {
+                self.invalid(&label, "an attribute needs a non-empty name");
+                continue;
+            }
+            if let Some(f) = self.field(&label, spec, Target::Attr) {
+                out.push((key.clone(), f));
+            }
+        }
+        out
+    }
+
+    fn field(&mut self, label: &str, spec: &FieldSpec, target: Target) -> Option<Field> {
+        let mut f = match spec {
+            FieldSpec::Short(s) => {
+                let (origin, describe) = self.text_origin(label, s, true)?;
+                let collapse = matches!(origin, Origin::Template(_));
+                let mut f = Field::new(label.to_string(), origin, describe);
+                f.collapse = collapse;
+                f
+            }
+            FieldSpec::Full(t) => self.full_field(label, t, target)?,
+        };
+        if target == Target::Email && !matches!(spec, FieldSpec::Full(t) if t.case.is_some()) {
+            f.case = Case::Lower;
+        }
+        Some(f)
+    }
+
+    fn full_field(&mut self, label: &str, t: &FieldTable, target: Target) -> Option<Field> {
+        let sources = [t.column.is_some(), t.template.is_some(), t.value.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if sources != 1 {
+            self.invalid(
+                label,
+                "give exactly one source: column = \"...\", template = \"...\" or value = ...",
+            );
+            return None;
+        }
+        let (origin, describe) = if let Some(cols) = &t.column {
+            let accs: Vec<Accessor> = cols
+                .0
+                .iter()
+                .filter_map(|c| self.column(label, c))
+                .collect();
+            if accs.len() != cols.0.len() {
+                return None;
+            }
+            let names = cols
+                .0
+                .iter()
+                .map(|c| format!("'{c}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (
+                Origin::Columns(accs),
+                if cols.0.len() == 1 {
+                    format!("column {names}")
+                } else {
+                    format!("columns {names}")
+                },
+            )
+        } else if let Some(tpl) = &t.template {
+            (
+                Origin::Template(self.template(label, tpl)?),
+                format!("template \"{tpl}\""),
+            )
+        } else {
+            let v = t.value.as_ref()?;
+            (self.constant(label, v, target)?, "a constant".to_string())
+        };
+        let is_template = matches!(origin, Origin::Template(_));
+        let mut f = Field::new(label.to_string(), origin, describe);
+        f.trim = t.trim.unwrap_or(true);
+        f.collapse = t.collapse_whitespace.unwrap_or(is_template);
+        f.case = t.case.unwrap_or(Case::Keep);
+        if t.map_default.is_some() && t.map.is_none() {
+            self.invalid(label, "map_default needs a map = { ... } table");
+        }
+        if let Some(map) = &t.map {
+            f.map = Some(ValueMap::new(map.clone(), t.map_default.clone()));
+        }
+        if let Some(d) = &t.default {
+            f.default = self.text_origin(label, d, false).map(|(o, _)| o);
+        }
+        if let Some(sep) = &t.split {
+            if sep.is_empty() {
+                self.invalid(label, "split needs a separator, e.g. split = \";\"");
+            } else if !matches!(target, Target::List | Target::Attr) {
+                self.invalid(
+                    label,
+                    "split applies only to feedback.tags and filterable_attributes",
+                );
+            }
+            f.split = Some(sep.clone());
+        }
+        if let Some(ty) = t.ty {
+            if target != Target::Attr {
+                self.invalid(
+                    label,
+                    "type applies only to filterable_attributes (Savio's other fields are strings)",
+                );
+            }
+            f.ty = Some(ty);
+        }
+        let is_date = t.ty == Some(spec::AttrType::Date);
+        if (t.date_order.is_some() || t.format.is_some()) && !is_date {
+            self.invalid(
+                label,
+                "date_order and format apply only with type = \"date\"",
+            );
+        }
+        if let Some(fmt) = &t.format
+            && fmt.trim().is_empty()
+        {
+            self.invalid(
+                label,
+                "format is empty; give a strftime format such as \"%d/%m/%Y %H:%M\"",
+            );
+        }
+        f.type_opts = TypeOptions {
+            date_order: t.date_order.unwrap_or(self.date_order),
+            date_format: t.format.clone(),
+            decimal_comma: match t.decimal.as_deref() {
+                None | Some(".") => false,
+                Some(",") => true,
+                Some(other) => {
+                    self.invalid(
+                        label,
+                        format!("decimal must be \".\" or \",\", not \"{other}\""),
+                    );
+                    false
+                }
+            },
+        };
+        if t.decimal.is_some() && t.ty != Some(spec::AttrType::Float) {
+            self.invalid(label, "decimal applies only with type = \"float\"");
+        }
+        Some(f)
+    }
+
+    fn constant(&mut self, label: &str, v: &toml::Value, target: Target) -> Option<Origin> {
+        let scalar = |v: &toml::Value| match v {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            toml::Value::Float(f) => Some(f.to_string()),
+            toml::Value::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        };
+        match (v, target) {
+            (toml::Value::Integer(i), Target::Attr) => Some(Origin::ConstJson((*i).into())),
+            (toml::Value::Float(f), Target::Attr) => {
+                serde_json::Number::from_f64(*f).map(|n| Origin::ConstJson(n.into()))
+            }
+            (toml::Value::Boolean(b), Target::Attr) => Some(Origin::ConstJson((*b).into())),
+            (toml::Value::Array(items), Target::List | Target::Attr) => {
+                let strings: Option<Vec<String>> = items.iter().map(scalar).collect();
+                match strings {
+                    Some(s) => Some(Origin::ConstList(s)),
+                    None => {
+                        self.invalid(label, "value = [...] must list strings or numbers");
+                        None
+                    }
+                }
+            }
+            (other, _) => match scalar(other) {
+                Some(s) => Some(Origin::Const(s)),
+                None => {
+                    self.invalid(label, "value must be a string, number or boolean");
+                    None
+                }
+            },
+        }
+    }
+
+    fn skips(&mut self, label: &str, specs: &[SkipSpec]) -> Vec<Skip> {
+        specs.iter().filter_map(|s| self.skip(label, s)).collect()
+    }
+
+    fn skip(&mut self, label: &str, s: &SkipSpec) -> Option<Skip> {
+        let as_values = |v: &spec::OneOrMany| -> Vec<String> {
+            v.0.iter().map(|x| x.trim().to_string()).collect()
+        };
+        match (&s.if_empty, &s.column, &s.equals, &s.not_equals) {
+            (Some(col), None, None, None) => {
+                let acc = self.column(label, col)?;
+                Some(Skip {
+                    cond: Cond::Empty(acc),
+                    describe: format!("'{col}' is empty"),
+                })
+            }
+            (None, Some(col), Some(eq), None) | (None, Some(col), None, Some(eq)) => {
+                let acc = self.column(label, col)?;
+                let negate = s.not_equals.is_some();
+                let values = as_values(eq);
+                let shown = values
+                    .iter()
+                    .map(|v| format!("\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                let describe = if negate {
+                    format!("'{col}' is not {shown}")
+                } else {
+                    format!("'{col}' is {shown}")
+                };
+                Some(Skip {
+                    cond: Cond::Equals {
+                        acc,
+                        values,
+                        case_sensitive: s.case_sensitive,
+                        negate,
+                    },
+                    describe,
+                })
+            }
+            _ => {
+                self.invalid(
+                    label,
+                    "a filter is either { if_empty = \"Column\" } or { column = \"Column\", equals = \"value\" } \
+                     (or not_equals = ...), one condition per [[skip]]",
+                );
+                None
+            }
+        }
+    }
+
+    fn unmapped(
+        &mut self,
+        entity: &str,
+        mode: Option<spec::Unmapped>,
+        exclude: &[String],
+        attrs: &Attrs,
+        used: &[Accessor],
+    ) -> Option<Unmapped> {
+        let label = format!("{entity}.unmapped");
+        if mode != Some(spec::Unmapped::Attributes) {
+            if !exclude.is_empty() {
+                self.invalid(&label, "unmapped_exclude needs unmapped = \"attributes\"");
+            }
+            return None;
+        }
+        let taken: HashSet<String> = attrs.fields.iter().map(|(k, _)| k.clone()).collect();
+        let excluded: Vec<Accessor> = exclude
+            .iter()
+            .filter_map(|c| self.column(&format!("{entity}.unmapped_exclude"), c))
+            .collect();
+        match self.schema {
+            Schema::Csv(header) => {
+                let mut keys = taken.clone();
+                let mut cols = Vec::new();
+                for (i, name) in header.names.iter().enumerate() {
+                    let acc = Accessor::Column(i);
+                    if name.starts_with("_savio_") || used.contains(&acc) || excluded.contains(&acc)
+                    {
+                        continue;
+                    }
+                    let base = match normalise_key(name) {
+                        k if k.is_empty() => format!("column_{}", i + 1),
+                        k => k,
+                    };
+                    let mut key = base.clone();
+                    let mut n = 2;
+                    while keys.contains(&key) {
+                        key = format!("{base}_{n}");
+                        n += 1;
+                    }
+                    keys.insert(key.clone());
+                    cols.push((i, key));
+                }
+                Some(Unmapped::Csv(cols))
+            }
+            Schema::Json { .. } => {
+                let skip_paths = used
+                    .iter()
+                    .chain(excluded.iter())
+                    .filter_map(|a| match a {
+                        Accessor::Path(p) => Some(p.full.clone()),
+                        Accessor::Column(_) => None,
+                    })
+                    .collect();
+                Some(Unmapped::Json {
+                    skip_paths,
+                    taken_keys: taken,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closest;
+
+    #[test]
+    fn suggestions() {
+        let headers = ["Email", "First Name", "Last Name", "Record ID"];
+        assert_eq!(closest("email", headers), Some("Email".into()));
+        assert_eq!(closest("E-mail", headers), Some("Email".into()));
+        assert_eq!(closest("Firstname", headers), Some("First Name".into()));
+        assert_eq!(closest("RecordID", headers), Some("Record ID".into()));
+        assert_eq!(closest("Zip", headers), None);
+    }
+}

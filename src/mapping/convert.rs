@@ -1,0 +1,403 @@
+//! Pure conversions used by the transforms: text case and whitespace, and typed attribute values
+//! (integer, float, bool, date) from the many ways CRMs write them.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use serde_json::Value;
+
+use super::spec::{AttrType, Case, DateOrder};
+
+/// Collapses every run of whitespace (including newlines) to one space.
+pub(crate) fn collapse_whitespace(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+pub(crate) fn apply_case(s: String, case: Case) -> String {
+    match case {
+        Case::Keep => s,
+        Case::Lower => {
+            if s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+                s.to_lowercase()
+            } else {
+                s
+            }
+        }
+        Case::Upper => s.to_uppercase(),
+        Case::Title => title_case(&s),
+    }
+}
+
+/// "JOHN o'BRIEN-SMITH" → "John O'brien-Smith": first letter of each word (after space or hyphen) upper.
+fn title_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut start = true;
+    for c in s.chars() {
+        if start {
+            out.extend(c.to_uppercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+        start = c.is_whitespace() || c == '-';
+    }
+    out
+}
+
+/// Options for typed conversion.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TypeOptions {
+    pub date_order: DateOrder,
+    pub date_format: Option<String>,
+    pub decimal_comma: bool,
+}
+
+/// Converts a non-empty, trimmed string to the attribute's type; `Err` carries a hint for the user.
+pub(crate) fn convert(s: &str, ty: AttrType, opts: &TypeOptions) -> Result<Value, String> {
+    match ty {
+        AttrType::String => Ok(Value::String(s.to_string())),
+        AttrType::Integer => parse_integer(s).map(Value::from),
+        AttrType::Float => parse_float(s, opts.decimal_comma).and_then(|f| {
+            serde_json::Number::from_f64(f)
+                .map(Value::Number)
+                .ok_or_else(|| "not a finite number".to_string())
+        }),
+        AttrType::Bool => parse_bool(s).map(Value::Bool),
+        AttrType::Date => parse_date(s, opts).map(Value::String),
+    }
+}
+
+/// Strips digit grouping: `1,234,567`, `1 234 567`, `1_234` (groups of exactly three after the first).
+fn strip_grouping(s: &str, sep: char) -> Option<String> {
+    let (sign, body) = match s.strip_prefix(['-', '+']) {
+        Some(rest) => (&s[..1], rest),
+        None => ("", s),
+    };
+    let groups: Vec<&str> = body.split(sep).collect();
+    if groups.len() < 2 {
+        return None;
+    }
+    let first_ok =
+        (1..=3).contains(&groups[0].len()) && groups[0].bytes().all(|b| b.is_ascii_digit());
+    let rest_ok = groups[1..].iter().enumerate().all(|(i, g)| {
+        // The last group may carry a fraction: "1,234.50".
+        let digits = if i == groups.len() - 2 {
+            g.split(['.', ',']).next().unwrap_or(g)
+        } else {
+            g
+        };
+        digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit())
+    });
+    (first_ok && rest_ok).then(|| format!("{sign}{}", groups.concat()))
+}
+
+fn parse_integer(s: &str) -> Result<i64, String> {
+    let cleaned: String = s
+        .chars()
+        .filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}'))
+        .collect();
+    let candidate = strip_grouping(&cleaned, ',').unwrap_or(cleaned);
+    if let Ok(i) = candidate.trim_start_matches('+').parse::<i64>() {
+        return Ok(i);
+    }
+    // Spreadsheets write whole numbers as "12.0".
+    if let Some((int, frac)) = candidate.split_once('.')
+        && !frac.is_empty()
+        && frac.bytes().all(|b| b == b'0')
+        && let Ok(i) = int.trim_start_matches('+').parse::<i64>()
+    {
+        return Ok(i);
+    }
+    Err("not an integer".into())
+}
+
+fn parse_float(s: &str, decimal_comma: bool) -> Result<f64, String> {
+    let cleaned: String = s
+        .chars()
+        .filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}'))
+        .collect();
+    let normal = if decimal_comma {
+        let no_groups = strip_grouping(&cleaned, '.').unwrap_or(cleaned);
+        no_groups.replace(',', ".")
+    } else {
+        strip_grouping(&cleaned, ',').unwrap_or(cleaned)
+    };
+    let hint = if decimal_comma {
+        ""
+    } else {
+        " (for decimal commas set decimal = \",\")"
+    };
+    match normal.trim_start_matches('+').parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(f),
+        _ => Err(format!("not a number{hint}")),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "1" | "on" | "x" | "checked" => Ok(true),
+        "false" | "f" | "no" | "n" | "0" | "off" | "unchecked" => Ok(false),
+        _ => Err("not a boolean (expected true/false, yes/no, 1/0, on/off)".into()),
+    }
+}
+
+/// Normalises a date to ISO-8601: `YYYY-MM-DD` when the input has no time, `YYYY-MM-DDTHH:MM:SS` (with
+/// the offset, or `Z`, when the input gives one) when it has. Unix timestamps in seconds or milliseconds
+/// (as HubSpot's API exports write them) become UTC date-times.
+pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> {
+    let s = s.trim();
+    if let Some(fmt) = &opts.date_format {
+        if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
+            return Ok(fmt_offset(dt));
+        }
+        if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(fmt_naive(dt));
+        }
+        if let Ok(d) = NaiveDate::parse_from_str(s, fmt) {
+            return Ok(d.format("%Y-%m-%d").to_string());
+        }
+    }
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s.len() == 10 || s.len() == 13) {
+        let n: i64 = s.parse().map_err(|_| "not a date".to_string())?;
+        let dt = if s.len() == 13 {
+            DateTime::from_timestamp_millis(n)
+        } else {
+            DateTime::from_timestamp(n, 0)
+        };
+        if let Some(dt) = dt {
+            return Ok(dt.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Ok(fmt_offset(dt));
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc2822(s) {
+        return Ok(fmt_offset(dt));
+    }
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M%:z",
+    ] {
+        if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
+            return Ok(fmt_offset(dt));
+        }
+    }
+    let (date_part, time_part) = split_date_time(s);
+    let date = parse_date_only(date_part, opts.date_order).ok_or_else(|| {
+        "not a recognised date (use ISO 2024-03-31, 03/31/2024, 31.03.2024, 31 Mar 2024, or set format = \"...\")"
+            .to_string()
+    })?;
+    match time_part {
+        None => Ok(date.format("%Y-%m-%d").to_string()),
+        Some(t) => {
+            let time =
+                parse_time(t).ok_or_else(|| format!("date has an unrecognised time part '{t}'"))?;
+            Ok(fmt_naive(NaiveDateTime::new(date, time)))
+        }
+    }
+}
+
+fn fmt_offset(dt: DateTime<chrono::FixedOffset>) -> String {
+    if dt.offset().local_minus_utc() == 0 {
+        dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    }
+}
+
+fn fmt_naive(dt: NaiveDateTime) -> String {
+    dt.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// Splits "2024-03-05 14:22" / "2024-03-05T14:22" / "3/5/2024 2:22 PM" into date and time text.
+fn split_date_time(s: &str) -> (&str, Option<&str>) {
+    if let Some((d, t)) = s.split_once('T')
+        && d.len() == 10
+        && t.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return (d, Some(t));
+    }
+    // A time starts at the first space-separated token that contains ':'.
+    if let Some(pos) = s.find(':') {
+        let before = &s[..pos];
+        if let Some(space) = before.rfind([' ', ',']) {
+            let date = s[..space].trim().trim_end_matches(',');
+            return (date, Some(s[space + 1..].trim()));
+        }
+    }
+    (s, None)
+}
+
+fn parse_date_only(s: &str, order: DateOrder) -> Option<NaiveDate> {
+    let fixed = [
+        "%Y-%m-%d",
+        "%Y/%m/%d",
+        "%Y.%m.%d",
+        "%Y%m%d",
+        "%d %b %Y",
+        "%d %B %Y",
+        "%b %d %Y",
+        "%B %d %Y",
+        "%b %d, %Y",
+        "%B %d, %Y",
+        "%a, %d %b %Y",
+        "%A, %B %d, %Y",
+    ];
+    let year_first = s.len() >= 4 && s.as_bytes()[..4].iter().all(u8::is_ascii_digit);
+    for fmt in fixed {
+        if fmt.starts_with("%Y") && !year_first {
+            continue;
+        }
+        if let Ok(d) = NaiveDate::parse_from_str(s, fmt) {
+            return Some(d);
+        }
+    }
+    // Numeric day/month dates: the year is the last part; two digits mean %y (chrono's %Y would read "24"
+    // as the year 24).
+    let short_year = s
+        .rsplit(['/', '.', '-'])
+        .next()
+        .is_some_and(|y| y.len() == 2);
+    let y = if short_year { "%y" } else { "%Y" };
+    let (first, second) = match order {
+        DateOrder::Mdy => (format!("%m/%d/{y}"), format!("%d/%m/{y}")),
+        DateOrder::Dmy => (format!("%d/%m/{y}"), format!("%m/%d/{y}")),
+    };
+    // The other order only when the preferred one cannot be right (e.g. 31/12/2024 under mdy).
+    for fmt in [
+        first,
+        second,
+        format!("%d.%m.{y}"),
+        format!("%d-%m-{y}"),
+        format!("%d-%b-{y}"),
+    ] {
+        if let Ok(d) = NaiveDate::parse_from_str(s, &fmt) {
+            return Some(d);
+        }
+    }
+    None
+}
+
+fn parse_time(t: &str) -> Option<NaiveTime> {
+    let t = t.trim();
+    for fmt in [
+        "%H:%M:%S%.f",
+        "%H:%M",
+        "%I:%M:%S %p",
+        "%I:%M %p",
+        "%I:%M:%S%p",
+        "%I:%M%p",
+    ] {
+        if let Ok(time) = NaiveTime::parse_from_str(t, fmt) {
+            return Some(time);
+        }
+    }
+    // A trailing "Z" or "UTC" without a parseable offset: keep the wall time.
+    let stripped = t
+        .trim_end_matches('Z')
+        .trim_end_matches(" UTC")
+        .trim_end_matches(" GMT");
+    (stripped != t).then(|| parse_time(stripped)).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(s: &str) -> Result<String, String> {
+        parse_date(s, &TypeOptions::default())
+    }
+
+    #[test]
+    fn dates_from_common_export_formats() {
+        assert_eq!(date("2024-03-05").unwrap(), "2024-03-05");
+        assert_eq!(date("2024-03-05 14:22").unwrap(), "2024-03-05T14:22:00");
+        assert_eq!(
+            date("2024-03-05T14:22:10.123Z").unwrap(),
+            "2024-03-05T14:22:10Z"
+        );
+        assert_eq!(
+            date("2024-03-05T14:22:10+02:00").unwrap(),
+            "2024-03-05T14:22:10+02:00"
+        );
+        assert_eq!(date("03/05/2024").unwrap(), "2024-03-05");
+        assert_eq!(date("3/5/2024 2:22 PM").unwrap(), "2024-03-05T14:22:00");
+        assert_eq!(
+            date("31/12/2024").unwrap(),
+            "2024-12-31",
+            "impossible mdy falls back to dmy"
+        );
+        assert_eq!(date("05.03.2024").unwrap(), "2024-03-05");
+        assert_eq!(date("05.03.2024 08:15:00").unwrap(), "2024-03-05T08:15:00");
+        assert_eq!(date("5 Mar 2024").unwrap(), "2024-03-05");
+        assert_eq!(date("March 5, 2024").unwrap(), "2024-03-05");
+        assert_eq!(
+            date("Tue, 05 Mar 2024 10:00:00 +0000").unwrap(),
+            "2024-03-05T10:00:00Z"
+        );
+        assert_eq!(date("1709633000000").unwrap(), "2024-03-05T10:03:20Z");
+        assert_eq!(date("1709633000").unwrap(), "2024-03-05T10:03:20Z");
+        assert_eq!(date("03/05/24").unwrap(), "2024-03-05");
+        assert!(date("next tuesday").is_err());
+        assert!(date("2024-13-45").is_err());
+    }
+
+    #[test]
+    fn day_first_dates_when_asked() {
+        let opts = TypeOptions {
+            date_order: DateOrder::Dmy,
+            ..Default::default()
+        };
+        assert_eq!(parse_date("03/05/2024", &opts).unwrap(), "2024-05-03");
+        let opts = TypeOptions {
+            date_format: Some("%Y%j".into()),
+            ..Default::default()
+        };
+        assert_eq!(parse_date("2024065", &opts).unwrap(), "2024-03-05");
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_integer("1,234,567").unwrap(), 1234567);
+        assert_eq!(parse_integer("-42").unwrap(), -42);
+        assert_eq!(parse_integer("+7").unwrap(), 7);
+        assert_eq!(parse_integer("12.0").unwrap(), 12);
+        assert_eq!(parse_integer("1 000").unwrap(), 1000);
+        assert!(parse_integer("12a").is_err());
+        assert!(parse_integer("1,23").is_err());
+        assert!(parse_integer("12.5").is_err());
+        assert_eq!(parse_float("1,234.5", false).unwrap(), 1234.5);
+        assert_eq!(parse_float("1.234,5", true).unwrap(), 1234.5);
+        assert_eq!(parse_float("0,75", true).unwrap(), 0.75);
+        assert!(parse_float("0,75", false).unwrap_err().contains("decimal"));
+        assert!(parse_float("NaN", false).is_err());
+        assert!(parse_float("inf", false).is_err());
+    }
+
+    #[test]
+    fn bools() {
+        for t in ["true", "Yes", "Y", "1", "on", "TRUE"] {
+            assert!(parse_bool(t).unwrap(), "{t}");
+        }
+        for f in ["false", "no", "N", "0", "off"] {
+            assert!(!parse_bool(f).unwrap(), "{f}");
+        }
+        assert!(parse_bool("maybe").is_err());
+    }
+
+    #[test]
+    fn text_helpers() {
+        assert_eq!(collapse_whitespace("  a \n\t b  "), "a b");
+        assert_eq!(
+            apply_case("JOHN o'BRIEN-SMITH".into(), Case::Title),
+            "John O'brien-Smith"
+        );
+        assert_eq!(apply_case("ÉCOLE".into(), Case::Lower), "école");
+    }
+}

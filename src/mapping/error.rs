@@ -1,0 +1,178 @@
+//! What can be wrong with a mapping (fatal, before any row) and with a mapped row (a row failure).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::spec::AttrType;
+
+/// A mapping that cannot be used. Nothing is processed when this happens.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error("cannot read mapping file '{}'", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mapping file '{}' is not valid", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{}", Problems { path, input, problems })]
+    Invalid {
+        path: PathBuf,
+        input: String,
+        problems: Vec<Problem>,
+    },
+}
+
+struct Problems<'a> {
+    path: &'a PathBuf,
+    input: &'a str,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "mapping '{}' cannot be used with input '{}' ({n} problem{}):",
+            self.path.display(),
+            self.input,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One problem found while compiling a mapping, with the field (`contact.email`) it is about.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {kind}")]
+pub struct Problem {
+    pub field: String,
+    pub kind: ProblemKind,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProblemKind {
+    #[error("no column '{column}' in the input{}", suggest(suggestion.as_deref()))]
+    UnknownColumn {
+        column: String,
+        suggestion: Option<String>,
+    },
+    #[error(
+        "no object among the first {sampled} has the path '{column}'{}; \
+         if it only appears later in the file, set strict_paths = false under [input]",
+        suggest(suggestion.as_deref())
+    )]
+    UnknownPath {
+        column: String,
+        sampled: usize,
+        suggestion: Option<String>,
+    },
+    #[error("Savio requires this field; map it, e.g. {example}")]
+    MissingRequired { example: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("invalid template \"{template}\": {reason}")]
+    Template { template: String, reason: String },
+    #[error(
+        "\"{value}\" is not an accepted value (accepted: {allowed}); add it under [checks] if Savio accepts it"
+    )]
+    InvalidChoice { value: String, allowed: String },
+    #[error("the mapping maps no entity: add a [company], [contact] or [feedback] table")]
+    NoEntity,
+}
+
+fn suggest(s: Option<&str>) -> String {
+    match s {
+        Some(s) => format!("; did you mean '{s}'?"),
+        None => String::new(),
+    }
+}
+
+/// Why one field of one row is unusable. The row fails; the run goes on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    /// `contact.email`, `company.filterable_attributes.employees`, ...
+    pub field: String,
+    pub problem: FieldProblem,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldProblem {
+    /// A required field is empty; `from` says where it was read.
+    Required {
+        from: String,
+    },
+    InvalidEmail {
+        value: String,
+    },
+    InvalidChoice {
+        value: String,
+        allowed: String,
+    },
+    Conversion {
+        value: String,
+        ty: AttrType,
+        reason: String,
+    },
+}
+
+impl FieldError {
+    /// The error without the row's value, to group failures in a summary.
+    pub fn kind(&self) -> String {
+        let what = match &self.problem {
+            FieldProblem::Required { .. } => "required but empty".to_string(),
+            FieldProblem::InvalidEmail { .. } => "invalid email address".to_string(),
+            FieldProblem::InvalidChoice { .. } => "not an accepted value".to_string(),
+            FieldProblem::Conversion { ty, .. } => format!("not a valid {}", ty.as_str()),
+        };
+        format!("{}: {what}", self.field)
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let field = &self.field;
+        match &self.problem {
+            FieldProblem::Required { from } => {
+                write!(f, "{field} is required but empty (from {from})")
+            }
+            FieldProblem::InvalidEmail { value } => {
+                write!(
+                    f,
+                    "{field} \"{}\" is not a valid email address",
+                    clip(value)
+                )
+            }
+            FieldProblem::InvalidChoice { value, allowed } => write!(
+                f,
+                "{field} \"{}\" is not an accepted value ({allowed}); translate it with `map` or add it under [checks]",
+                clip(value)
+            ),
+            FieldProblem::Conversion { value, reason, .. } => {
+                write!(f, "{field} \"{}\": {reason}", clip(value))
+            }
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// Keeps messages readable when a cell holds a whole essay.
+fn clip(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(MAX).collect();
+        format!("{cut}…")
+    }
+}

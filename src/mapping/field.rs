@@ -1,0 +1,274 @@
+//! One compiled field: where its value comes from and the transforms applied to it, in a fixed order:
+//! extract → split (lists) → trim → collapse whitespace → case → value map → default when empty → type.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::convert::{self, TypeOptions};
+use super::error::{FieldError, FieldProblem};
+use super::spec::{AttrType, Case};
+use super::value::{Accessor, Raw, TemplatePart, render};
+use crate::source::Record;
+
+/// Where a field's value comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    /// The first non-empty of these columns / paths.
+    Columns(Vec<Accessor>),
+    Template(Vec<TemplatePart<Accessor>>),
+    Const(String),
+    ConstList(Vec<String>),
+    /// A typed constant for an attribute (`value = 5`, `value = true`).
+    ConstJson(Value),
+}
+
+impl Origin {
+    fn raw<'a>(&'a self, record: &'a Record) -> Raw<'a> {
+        match self {
+            Origin::Columns(accs) => {
+                let mut first = Raw::Missing;
+                for (i, acc) in accs.iter().enumerate() {
+                    let v = acc.get(record);
+                    if !v.is_empty() {
+                        return v;
+                    }
+                    if i == 0 {
+                        first = v;
+                    }
+                }
+                first
+            }
+            Origin::Template(parts) => Raw::Text(Cow::Owned(render(parts, record))),
+            Origin::Const(s) => Raw::Text(Cow::Borrowed(s)),
+            Origin::ConstList(items) => {
+                Raw::List(items.iter().map(|s| Cow::Borrowed(s.as_str())).collect())
+            }
+            Origin::ConstJson(v) => super::value::json_to_raw(v),
+        }
+    }
+}
+
+/// A `map = { ... }` table: exact keys first, then keys compared case-insensitively.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ValueMap {
+    exact: HashMap<String, String>,
+    folded: HashMap<String, String>,
+    other: Option<String>,
+}
+
+impl ValueMap {
+    pub fn new(
+        entries: impl IntoIterator<Item = (String, String)>,
+        other: Option<String>,
+    ) -> ValueMap {
+        let mut m = ValueMap {
+            other,
+            ..Default::default()
+        };
+        for (k, v) in entries {
+            m.folded
+                .entry(k.trim().to_lowercase())
+                .or_insert_with(|| v.clone());
+            m.exact.insert(k, v);
+        }
+        m
+    }
+
+    fn apply(&self, s: String) -> String {
+        if let Some(v) = self.exact.get(&s) {
+            return v.clone();
+        }
+        if let Some(v) = self.folded.get(&s.to_lowercase()) {
+            return v.clone();
+        }
+        match &self.other {
+            Some(o) if !s.is_empty() => o.clone(),
+            _ => s,
+        }
+    }
+
+    /// Every value the map can produce (to check them against the accepted choices up front).
+    pub fn outputs(&self) -> impl Iterator<Item = &String> {
+        self.exact.values().chain(self.other.iter())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Field {
+    /// `contact.email`: names the field in errors.
+    pub label: String,
+    pub origin: Origin,
+    /// Where the value comes from, for "required but empty" messages.
+    pub describe: String,
+    pub trim: bool,
+    pub collapse: bool,
+    pub case: Case,
+    pub map: Option<ValueMap>,
+    pub default: Option<Origin>,
+    pub split: Option<String>,
+    pub ty: Option<AttrType>,
+    pub type_opts: TypeOptions,
+}
+
+impl Field {
+    pub fn new(label: String, origin: Origin, describe: String) -> Field {
+        Field {
+            label,
+            origin,
+            describe,
+            trim: true,
+            collapse: false,
+            case: Case::Keep,
+            map: None,
+            default: None,
+            split: None,
+            ty: None,
+            type_opts: TypeOptions::default(),
+        }
+    }
+
+    /// The accessors this field reads (to know which columns are "mapped").
+    pub fn accessors(&self) -> Vec<&Accessor> {
+        let mut out = Vec::new();
+        for origin in std::iter::once(&self.origin).chain(self.default.iter()) {
+            match origin {
+                Origin::Columns(a) => out.extend(a.iter()),
+                Origin::Template(parts) => out.extend(parts.iter().filter_map(|p| match p {
+                    TemplatePart::Placeholder(a) => Some(a),
+                    TemplatePart::Literal(_) => None,
+                })),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn clean(&self, s: &str) -> String {
+        let s = if self.trim { s.trim() } else { s };
+        let mut v = if self.collapse {
+            convert::collapse_whitespace(s)
+        } else {
+            s.to_string()
+        };
+        v = convert::apply_case(v, self.case);
+        if let Some(map) = &self.map {
+            v = map.apply(v);
+        }
+        v
+    }
+
+    fn default_text(&self, record: &Record) -> Option<String> {
+        let d = self.default.as_ref()?;
+        let v = d.raw(record).into_text();
+        let v = v.trim();
+        (!v.is_empty()).then(|| v.to_string())
+    }
+
+    /// The field as one string (empty when there is nothing).
+    pub fn text(&self, record: &Record) -> String {
+        let v = self.clean(&self.origin.raw(record).into_text());
+        if v.is_empty() {
+            self.default_text(record).unwrap_or_default()
+        } else {
+            v
+        }
+    }
+
+    /// The field as a non-empty string, or `None`.
+    pub fn opt_text(&self, record: &Record) -> Option<String> {
+        let v = self.text(record);
+        (!v.is_empty()).then_some(v)
+    }
+
+    /// The field as a list (tags): JSON arrays as they are, text split on `split` when set; empty items are
+    /// dropped and repeats removed.
+    pub fn list(&self, record: &Record) -> Vec<String> {
+        let mut out = self.items(self.origin.raw(record));
+        if out.is_empty()
+            && let Some(d) = &self.default
+        {
+            out = self.items(d.raw(record));
+        }
+        out
+    }
+
+    fn items(&self, raw: Raw<'_>) -> Vec<String> {
+        let pieces: Vec<Cow<'_, str>> = match raw {
+            Raw::Missing => Vec::new(),
+            Raw::Text(t) => vec![t],
+            Raw::List(items) => items,
+        };
+        let mut out: Vec<String> = Vec::new();
+        for piece in &pieces {
+            let parts: Box<dyn Iterator<Item = &str>> = match &self.split {
+                Some(sep) => Box::new(piece.split(sep.as_str())),
+                None => Box::new(std::iter::once(piece.as_ref())),
+            };
+            for part in parts {
+                let v = self.clean(part);
+                if !v.is_empty() && !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    /// The field as a typed attribute value, `Ok(None)` when empty.
+    pub fn attribute(&self, record: &Record) -> Result<Option<Value>, FieldError> {
+        if let Origin::ConstJson(v) = &self.origin
+            && !v.is_string()
+        {
+            return Ok(Some(v.clone()));
+        }
+        let raw = self.origin.raw(record);
+        if self.split.is_some() || matches!(raw, Raw::List(_)) {
+            let items = self.list(record);
+            if items.is_empty() {
+                return Ok(None);
+            }
+            let values = items
+                .iter()
+                .map(|s| self.typed(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Some(Value::Array(values)));
+        }
+        let text = {
+            let v = self.clean(&raw.into_text());
+            if v.is_empty() {
+                self.default_text(record).unwrap_or_default()
+            } else {
+                v
+            }
+        };
+        if text.is_empty() {
+            return Ok(None);
+        }
+        self.typed(&text).map(Some)
+    }
+
+    fn typed(&self, s: &str) -> Result<Value, FieldError> {
+        match self.ty {
+            None | Some(AttrType::String) => Ok(Value::String(s.to_string())),
+            Some(ty) => convert::convert(s, ty, &self.type_opts).map_err(|reason| FieldError {
+                field: self.label.clone(),
+                problem: FieldProblem::Conversion {
+                    value: s.to_string(),
+                    ty,
+                    reason,
+                },
+            }),
+        }
+    }
+
+    pub fn required_error(&self) -> FieldError {
+        FieldError {
+            field: self.label.clone(),
+            problem: FieldProblem::Required {
+                from: self.describe.clone(),
+            },
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! Behaviour of the mapping stage through its public surface: compile against a header, map records.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::model::{Company, Contact, Feedback, Payload};
+use crate::source::{Delimiter, Header, InputPath, Record, RecordData, SourceInfo, TextEncoding};
+
+fn csv_info(headers: &[&str]) -> SourceInfo {
+    SourceInfo {
+        path: InputPath::from_arg("export.csv"),
+        format: Format::Csv,
+        delimiter: Some(Delimiter(b',')),
+        delimiter_detected: false,
+        encoding: TextEncoding::UTF8,
+        header: Some(Arc::new(Header {
+            names: headers.iter().map(|s| s.to_string()).collect(),
+            raw: csv::ByteRecord::from(headers.to_vec()),
+        })),
+    }
+}
+
+fn json_info() -> SourceInfo {
+    SourceInfo {
+        path: InputPath::from_arg("export.jsonl"),
+        format: Format::Jsonl,
+        delimiter: None,
+        delimiter_detected: false,
+        encoding: TextEncoding::UTF8,
+        header: None,
+    }
+}
+
+fn row(line: u64, fields: &[&str]) -> Record {
+    Record {
+        line,
+        data: RecordData::Csv(csv::StringRecord::from(fields.to_vec())),
+    }
+}
+
+fn jrow(line: u64, v: serde_json::Value) -> Record {
+    let raw = v.to_string();
+    let serde_json::Value::Object(object) = v else {
+        panic!()
+    };
+    Record {
+        line,
+        data: RecordData::Json { object, raw },
+    }
+}
+
+fn mapper(toml: &str, headers: &[&str]) -> Mapper {
+    Mapping::parse(toml, Path::new("m.toml"))
+        .unwrap()
+        .compile(&csv_info(headers), &[])
+        .unwrap()
+        .mapper
+}
+
+fn compile_err(toml: &str, headers: &[&str]) -> String {
+    match Mapping::parse(toml, Path::new("m.toml"))
+        .unwrap()
+        .compile(&csv_info(headers), &[])
+    {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn payloads(o: MapOutcome) -> Vec<Payload> {
+    match o {
+        MapOutcome::Mapped { payloads, .. } => payloads,
+        other => panic!("expected payloads, got {other:?}"),
+    }
+}
+
+fn failures(o: MapOutcome) -> Vec<String> {
+    match o {
+        MapOutcome::Failed(errs) => errs.iter().map(|e| e.to_string()).collect(),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+const CONTACTS: &[&str] = &[
+    "Record ID",
+    "First Name",
+    "Last Name",
+    "Email",
+    "Company ID",
+    "Company",
+    "Stage",
+    "Score",
+    "Created",
+];
+
+const CONTACT_MAPPING: &str = r#"
+[company]
+internal_id = "Company ID"
+name = "Company"
+
+[contact]
+internal_id = "Record ID"
+name = "{First Name} {Last Name}"
+email = "Email"
+
+[contact.filterable_attributes]
+stage = { column = "Stage", case = "lower" }
+score = { column = "Score", type = "integer" }
+created = { column = "Created", type = "date" }
+"#;
+
+#[test]
+fn contact_row_yields_company_then_linked_contact() {
+    let mut m = mapper(CONTACT_MAPPING, CONTACTS);
+    let r = row(
+        2,
+        &[
+            "101",
+            " Ada ",
+            "Lovelace",
+            " ADA@Example.COM ",
+            "c1",
+            "Acme",
+            "Customer",
+            "1,200",
+            "03/05/2024",
+        ],
+    );
+    let p = payloads(m.map(&r));
+    assert_eq!(
+        p[0],
+        Payload::Company(Company {
+            name: "Acme".into(),
+            internal_id: "c1".into(),
+            filterable_attributes: Default::default()
+        })
+    );
+    let Payload::Contact(c) = &p[1] else { panic!() };
+    assert_eq!(c.name, "Ada Lovelace");
+    assert_eq!(
+        c.email.as_deref(),
+        Some("ada@example.com"),
+        "emails are trimmed and lowercased by default"
+    );
+    assert_eq!(
+        c.company_internal_id.as_deref(),
+        Some("c1"),
+        "linked to the company of the same row"
+    );
+    assert_eq!(
+        serde_json::Value::Object(c.filterable_attributes.clone()),
+        json!({"stage": "customer", "score": 1200, "created": "2024-03-05"})
+    );
+}
+
+#[test]
+fn company_is_emitted_once_per_run_and_name_conflicts_are_counted() {
+    let mut m = mapper(CONTACT_MAPPING, CONTACTS);
+    let p1 = payloads(m.map(&row(2, &["1", "A", "B", "", "c1", "Acme", "", "", ""])));
+    let p2 = payloads(m.map(&row(3, &["2", "C", "D", "", "c1", "Acme", "", "", ""])));
+    let p3 = payloads(m.map(&row(4, &["3", "E", "F", "", "c1", "ACME Inc", "", "", ""])));
+    assert_eq!(p1.len(), 2);
+    assert_eq!(p2.len(), 1, "company c1 already emitted");
+    assert!(
+        matches!(&p2[0], Payload::Contact(c) if c.company_internal_id.as_deref() == Some("c1"))
+    );
+    assert_eq!(p3.len(), 1);
+    assert_eq!(m.stats().company_name_conflicts, 1);
+}
+
+#[test]
+fn a_failed_row_does_not_claim_its_company() {
+    let mut m = mapper(CONTACT_MAPPING, CONTACTS);
+    // Row 2 fails (no name), so its company was never sent; row 3 must carry it.
+    failures(m.map(&row(2, &["1", "", "", "", "c1", "Acme", "", "", ""])));
+    let p = payloads(m.map(&row(3, &["2", "A", "B", "", "c1", "Acme", "", "", ""])));
+    assert!(matches!(p[0], Payload::Company(_)));
+}
+
+#[test]
+fn contact_without_company_is_fine_when_company_is_secondary() {
+    let mut m = mapper(CONTACT_MAPPING, CONTACTS);
+    let p = payloads(m.map(&row(2, &["1", "A", "B", "", "", "", "", "", ""])));
+    assert_eq!(p.len(), 1);
+    assert!(matches!(&p[0], Payload::Contact(c) if c.company_internal_id.is_none()));
+}
+
+#[test]
+fn every_bad_field_of_a_row_is_reported() {
+    let mut m = mapper(CONTACT_MAPPING, CONTACTS);
+    let errs = failures(m.map(&row(
+        7,
+        &["", " ", "", "bob@", "c1", "", "", "12a", "someday"],
+    )));
+    let all = errs.join("\n");
+    for needle in [
+        "company.name is required but empty (from column 'Company')",
+        "contact.internal_id is required",
+        "contact.name is required but empty (from template \"{First Name} {Last Name}\")",
+        "contact.email \"bob@\" is not a valid email address",
+        "contact.filterable_attributes.score \"12a\": not an integer",
+        "contact.filterable_attributes.created \"someday\": not a recognised date",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn unknown_columns_are_refused_with_a_suggestion_and_all_problems_listed() {
+    let toml = r#"
+        [contact]
+        internal_id = "RecordID"
+        name = "{Firstname} {Last Name}"
+        email = "E-mail"
+    "#;
+    let err = compile_err(toml, CONTACTS);
+    assert!(err.contains("3 problems"), "{err}");
+    assert!(
+        err.contains(
+            "contact.internal_id: no column 'RecordID' in the input; did you mean 'Record ID'?"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("did you mean 'First Name'?"), "{err}");
+    assert!(
+        err.contains("contact.email: no column 'E-mail' in the input; did you mean 'Email'?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_required_fields_and_bad_options_are_refused() {
+    let err = compile_err("[contact]\nname = \"Email\"\n", CONTACTS);
+    assert!(
+        err.contains("contact.internal_id: Savio requires this field"),
+        "{err}"
+    );
+    let err = compile_err(
+        "[contact]\nname = \"Email\"\ninternal_id = { column = \"Email\", type = \"integer\" }\n",
+        CONTACTS,
+    );
+    assert!(
+        err.contains("type applies only to filterable_attributes"),
+        "{err}"
+    );
+    let err = compile_err(
+        "[contact]\nname = \"Email\"\ninternal_id = { column = \"Email\", value = \"x\" }\n",
+        CONTACTS,
+    );
+    assert!(err.contains("exactly one source"), "{err}");
+    let err = compile_err(
+        "[feedback]\nproblem = \"Email\"\nfeedback_type = { value = \"CUSTOMER\" }\n",
+        CONTACTS,
+    );
+    assert!(
+        err.contains("\"CUSTOMER\" is not an accepted value"),
+        "{err}"
+    );
+    let err = compile_err(
+        "[feedback]\nproblem = \"Email\"\nfeedback_type = { column = \"Stage\", map = { customer = \"ACTIV\" } }\n",
+        CONTACTS,
+    );
+    assert!(err.contains("\"ACTIV\" is not an accepted value"), "{err}");
+    let err = compile_err("[feedback]\nproblem = \"{Email\"\n", CONTACTS);
+    assert!(err.contains("never closed"), "{err}");
+    let err = compile_err(
+        "[[skip]]\nif_empty = \"Email\"\ncolumn = \"Stage\"\n[feedback]\nproblem = \"Email\"\n",
+        CONTACTS,
+    );
+    assert!(err.contains("a filter is either"), "{err}");
+    let err = compile_err("[input]\n", CONTACTS);
+    assert!(err.contains("maps no entity"), "{err}");
+}
+
+#[test]
+fn feedback_with_value_map_default_split_tags_and_choices() {
+    let headers = &["Body", "Segment", "Tags", "Email", "Name", "State"];
+    let toml = r#"
+        [feedback]
+        problem = { column = "Body", collapse_whitespace = true }
+        feedback_type = { column = "Segment", map = { customer = "ACTIVE", lead = "PROSPECT" }, map_default = "OTHER" }
+        tags = { column = "Tags", split = ";", case = "lower" }
+        person_email = "Email"
+        person_name = { column = "Name", default = "{Email}" }
+        state = { column = "State", default = "PENDING" }
+    "#;
+    let mut m = mapper(toml, headers);
+    let p = payloads(m.map(&row(
+        2,
+        &[
+            "Needs  SSO\n please",
+            "Customer",
+            "SSO; Security;;sso",
+            "",
+            "",
+            "",
+        ],
+    )));
+    assert_eq!(
+        p,
+        vec![Payload::Feedback(Feedback {
+            problem: "Needs SSO please".into(),
+            feedback_type: Some("ACTIVE".into()),
+            state: Some("PENDING".into()),
+            tags: vec!["sso".into(), "security".into()],
+            ..Default::default()
+        })]
+    );
+    let p = payloads(m.map(&row(3, &["x", "partner", "", "Bo@X.io", "", "archived"])));
+    let Payload::Feedback(f) = &p[0] else {
+        panic!()
+    };
+    assert_eq!(
+        f.feedback_type.as_deref(),
+        Some("OTHER"),
+        "unmatched values take map_default"
+    );
+    assert_eq!(
+        f.person_name.as_deref(),
+        Some("Bo@X.io"),
+        "default template"
+    );
+    assert_eq!(
+        f.state.as_deref(),
+        Some("ARCHIVED"),
+        "choices are matched case-insensitively"
+    );
+    assert!(f.tags.is_empty());
+    let errs = failures(m.map(&row(4, &["x", "", "", "", "", "Closed"])));
+    assert!(
+        errs[0].contains("feedback.state \"Closed\" is not an accepted value"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn checks_extend_the_accepted_values() {
+    let toml = "[checks]\nfeedback_types = [\"BETA\"]\n[feedback]\nproblem = \"Body\"\nfeedback_type = \"Type\"\n";
+    let mut m = mapper(toml, &["Body", "Type"]);
+    let p = payloads(m.map(&row(2, &["x", "beta"])));
+    assert!(matches!(&p[0], Payload::Feedback(f) if f.feedback_type.as_deref() == Some("BETA")));
+}
+
+#[test]
+fn row_and_entity_filters_skip_with_a_reason() {
+    let toml = r#"
+        [[skip]]
+        column = "Stage"
+        equals = ["other", "Unqualified"]
+
+        [company]
+        internal_id = "Company ID"
+        name = "Company"
+
+        [contact]
+        internal_id = "Record ID"
+        name = "First Name"
+        [[contact.skip]]
+        if_empty = "Email"
+    "#;
+    let mut m = mapper(toml, CONTACTS);
+    assert_eq!(
+        m.map(&row(
+            2,
+            &["1", "A", "", "a@b.co", "", "", "unqualified", "", ""]
+        )),
+        MapOutcome::Skipped("filter: 'Stage' is \"other\" or \"Unqualified\"".into())
+    );
+    // Contact filtered, no company: the row is skipped, with the entity filter as the reason.
+    assert_eq!(
+        m.map(&row(3, &["1", "A", "", "", "", "", "", "", ""])),
+        MapOutcome::Skipped("contact filter: 'Email' is empty".into())
+    );
+    // Contact filtered but the company still goes.
+    let p = payloads(m.map(&row(4, &["1", "A", "", "", "c9", "Nine", "", "", ""])));
+    assert!(matches!(&p[..], [Payload::Company(_)]));
+}
+
+#[test]
+fn unmapped_columns_become_attributes_with_normalised_keys() {
+    let headers = &[
+        "ID",
+        "Name",
+        "Lifecycle Stage",
+        "Annual Revenue ($)",
+        "Phone",
+        "_savio_line",
+        "_savio_error",
+        "stage",
+    ];
+    let toml = r#"
+        [company]
+        internal_id = "ID"
+        name = "Name"
+        unmapped = "attributes"
+        unmapped_exclude = ["Phone"]
+        [company.filterable_attributes]
+        lifecycle_stage = "stage"
+    "#;
+    let mut m = mapper(toml, headers);
+    let p = payloads(m.map(&row(
+        2,
+        &["1", "Acme", "Lead", "", "555", "9", "old error", "x"],
+    )));
+    let Payload::Company(c) = &p[0] else { panic!() };
+    assert_eq!(
+        serde_json::Value::Object(c.filterable_attributes.clone()),
+        json!({"lifecycle_stage": "x", "lifecycle_stage_2": "Lead"}),
+        "explicit keys win, collisions get a suffix, empty cells, excluded and _savio_ columns are left out"
+    );
+}
+
+#[test]
+fn jsonl_paths_lists_and_unmapped_leaves() {
+    let toml = r#"
+        [feedback]
+        problem = "text"
+        person_email = "author.email"
+        person_name = "author.name"
+        tags = "tags"
+        source_url = "url"
+        [contact]
+        internal_id = "author.id"
+        name = "author.name"
+        email = "author.email"
+        unmapped = "attributes"
+    "#;
+    let first = jrow(
+        1,
+        json!({"text": "Export to PDF", "author": {"email": "A@B.co", "name": "Ann", "id": 7, "plan": "pro"}, "tags": ["pdf", "export"], "url": "https://x.io/1", "meta": {"score": 9}}),
+    );
+    let mapping = Mapping::parse(toml, Path::new("m.toml")).unwrap();
+    let mut m = mapping
+        .compile(&json_info(), std::slice::from_ref(&first))
+        .unwrap()
+        .mapper;
+    let p = payloads(m.map(&first));
+    assert_eq!(
+        p[0],
+        Payload::Contact(Contact {
+            name: "Ann".into(),
+            internal_id: "7".into(),
+            email: Some("a@b.co".into()),
+            company: None,
+            company_internal_id: None,
+            filterable_attributes: serde_json::from_value(
+                json!({"author_plan": "pro", "meta_score": 9})
+            )
+            .unwrap(),
+        })
+    );
+    let Payload::Feedback(f) = &p[1] else {
+        panic!()
+    };
+    assert_eq!(f.tags, vec!["pdf", "export"]);
+    assert_eq!(f.person_email.as_deref(), Some("a@b.co"));
+}
+
+#[test]
+fn jsonl_unknown_paths_are_checked_against_the_sample() {
+    let sample = [jrow(1, json!({"text": "x", "author": {"email": "a@b.co"}}))];
+    let mapping = Mapping::parse(
+        "[feedback]\nproblem = \"txt\"\nperson_email = \"author.mail\"\n",
+        Path::new("m.toml"),
+    )
+    .unwrap();
+    let err = mapping
+        .compile(&json_info(), &sample)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(
+            "feedback.problem: no object among the first 1 has the path 'txt'; did you mean 'text'?"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("did you mean 'author.email'?"), "{err}");
+    let lenient = Mapping::parse(
+        "[input]\nstrict_paths = false\n[feedback]\nproblem = \"txt\"\n",
+        Path::new("m.toml"),
+    )
+    .unwrap();
+    let compiled = lenient.compile(&json_info(), &sample).unwrap();
+    assert_eq!(compiled.warnings.len(), 1);
+}
+
+#[test]
+fn coalescing_columns_and_typed_constants() {
+    let headers = &["ID", "Name", "Legal Name", "Employees"];
+    let toml = r#"
+        [company]
+        internal_id = "ID"
+        name = { column = ["Name", "Legal Name"] }
+        [company.filterable_attributes]
+        source = { value = "hubspot" }
+        migrated = { value = true }
+        employees = { column = "Employees", type = "integer", default = "0" }
+    "#;
+    let mut m = mapper(toml, headers);
+    let p = payloads(m.map(&row(2, &["1", "", "Acme GmbH", ""])));
+    let Payload::Company(c) = &p[0] else { panic!() };
+    assert_eq!(c.name, "Acme GmbH");
+    assert_eq!(
+        serde_json::Value::Object(c.filterable_attributes.clone()),
+        json!({"employees": 0, "migrated": true, "source": "hubspot"})
+    );
+}
+
+#[test]
+fn companies_only_mapping_reports_duplicates() {
+    let mut m = mapper(
+        "[company]\ninternal_id = \"ID\"\nname = \"Name\"\n",
+        &["ID", "Name"],
+    );
+    payloads(m.map(&row(2, &["1", "Acme"])));
+    assert_eq!(
+        m.map(&row(3, &["1", "Acme"])),
+        MapOutcome::Mapped {
+            payloads: vec![],
+            duplicate_of: Some(2)
+        }
+    );
+}

@@ -1,0 +1,272 @@
+//! Reading values out of a record: CSV columns by index, JSONL values by dotted path, and templates.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use crate::source::{Record, RecordData};
+
+/// How to find one value in a record, resolved once against the input's header.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Accessor {
+    Column(usize),
+    Path(JsonPath),
+}
+
+/// A dotted path into a JSON object: `author.email`, `tags`, `items.0.name`. A key that itself contains dots
+/// is found too: the whole path is tried as a key before it is split.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct JsonPath {
+    pub full: String,
+    segments: Vec<String>,
+}
+
+impl JsonPath {
+    pub fn new(path: &str) -> JsonPath {
+        JsonPath {
+            full: path.to_string(),
+            segments: path.split('.').map(str::to_string).collect(),
+        }
+    }
+
+    pub fn resolve<'a>(&self, object: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
+        if let Some(v) = object.get(&self.full) {
+            return Some(v);
+        }
+        if self.segments.len() < 2 {
+            return None;
+        }
+        let mut cur = object.get(&self.segments[0])?;
+        for seg in &self.segments[1..] {
+            cur = match cur {
+                Value::Object(o) => o.get(seg)?,
+                Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+}
+
+/// A value as found in the record, before any transform.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Raw<'a> {
+    Missing,
+    Text(Cow<'a, str>),
+    /// A JSON array.
+    List(Vec<Cow<'a, str>>),
+}
+
+impl<'a> Raw<'a> {
+    /// Flattens to text: a list is joined with ", ".
+    pub fn into_text(self) -> Cow<'a, str> {
+        match self {
+            Raw::Missing => Cow::Borrowed(""),
+            Raw::Text(t) => t,
+            Raw::List(items) => Cow::Owned(items.join(", ")),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Raw::Missing => true,
+            Raw::Text(t) => t.trim().is_empty(),
+            Raw::List(items) => items.iter().all(|i| i.trim().is_empty()),
+        }
+    }
+}
+
+impl Accessor {
+    pub fn get<'a>(&self, record: &'a Record) -> Raw<'a> {
+        match (self, &record.data) {
+            (Accessor::Column(i), RecordData::Csv(r)) => match r.get(*i) {
+                Some(s) => Raw::Text(Cow::Borrowed(s)),
+                None => Raw::Missing,
+            },
+            (Accessor::Path(p), RecordData::Json { object, .. }) => match p.resolve(object) {
+                Some(v) => json_to_raw(v),
+                None => Raw::Missing,
+            },
+            // A mapping is compiled for one input format; the other combination cannot occur.
+            _ => Raw::Missing,
+        }
+    }
+}
+
+pub(crate) fn json_to_raw(v: &Value) -> Raw<'_> {
+    match v {
+        Value::Null => Raw::Missing,
+        Value::Array(items) => Raw::List(items.iter().filter_map(json_scalar_text).collect()),
+        other => json_scalar_text(other).map_or(Raw::Missing, Raw::Text),
+    }
+}
+
+fn json_scalar_text(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+/// A piece of a template as written.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum TemplatePart<T> {
+    Literal(String),
+    Placeholder(T),
+}
+
+/// Whether a short-form field string is a template rather than a column name.
+pub(crate) fn looks_like_template(s: &str) -> bool {
+    s.contains(['{', '}'])
+}
+
+/// Parses `"{First Name} {Last Name}"`; `{{` and `}}` are literal braces.
+pub(crate) fn parse_template(s: &str) -> Result<Vec<TemplatePart<String>>, String> {
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' if chars.peek().map(|p| p.1) == Some('{') => {
+                chars.next();
+                lit.push('{');
+            }
+            '}' if chars.peek().map(|p| p.1) == Some('}') => {
+                chars.next();
+                lit.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                let mut closed = false;
+                for (_, c) in chars.by_ref() {
+                    if c == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(c);
+                }
+                if !closed {
+                    return Err(format!(
+                        "'{{' at character {} is never closed (write '{{{{' for a literal brace)",
+                        i + 1
+                    ));
+                }
+                let name = name.trim();
+                if name.is_empty() {
+                    return Err(format!("empty placeholder '{{}}' at character {}", i + 1));
+                }
+                if !lit.is_empty() {
+                    parts.push(TemplatePart::Literal(std::mem::take(&mut lit)));
+                }
+                parts.push(TemplatePart::Placeholder(name.to_string()));
+            }
+            '}' => {
+                return Err(format!(
+                    "unmatched '}}' at character {} (write '}}}}' for a literal brace)",
+                    i + 1
+                ));
+            }
+            c => lit.push(c),
+        }
+    }
+    if !lit.is_empty() {
+        parts.push(TemplatePart::Literal(lit));
+    }
+    Ok(parts)
+}
+
+/// Renders a compiled template: placeholders are trimmed, lists joined with ", ".
+pub(crate) fn render(parts: &[TemplatePart<Accessor>], record: &Record) -> String {
+    let mut out = String::new();
+    for part in parts {
+        match part {
+            TemplatePart::Literal(l) => out.push_str(l),
+            TemplatePart::Placeholder(acc) => out.push_str(acc.get(record).into_text().trim()),
+        }
+    }
+    out
+}
+
+/// Every dotted path present in a JSON object (objects are descended, arrays are leaves).
+pub(crate) fn collect_paths(
+    object: &serde_json::Map<String, Value>,
+    prefix: &str,
+    out: &mut std::collections::BTreeSet<String>,
+) {
+    for (k, v) in object {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if let Value::Object(inner) = v {
+            collect_paths(inner, &path, out);
+        }
+        out.insert(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(v: Value) -> Record {
+        let Value::Object(object) = v else { panic!() };
+        Record {
+            line: 1,
+            data: RecordData::Json {
+                raw: String::new(),
+                object,
+            },
+        }
+    }
+
+    #[test]
+    fn dotted_paths_nested_arrays_and_literal_dotted_keys() {
+        let r = rec(
+            json!({"author": {"email": "a@b.co", "n": 3}, "tags": ["x", 2, null], "a.b": "lit", "items": [{"name": "i0"}]}),
+        );
+        let get = |p: &str| Accessor::Path(JsonPath::new(p)).get(&r);
+        assert_eq!(get("author.email"), Raw::Text("a@b.co".into()));
+        assert_eq!(get("author.n"), Raw::Text("3".into()));
+        assert_eq!(get("tags"), Raw::List(vec!["x".into(), "2".into()]));
+        assert_eq!(get("a.b"), Raw::Text("lit".into()));
+        assert_eq!(get("items.0.name"), Raw::Text("i0".into()));
+        assert_eq!(get("author.missing"), Raw::Missing);
+        assert_eq!(get("tags.x"), Raw::Missing);
+    }
+
+    #[test]
+    fn templates_parse_with_escapes_and_errors() {
+        assert_eq!(
+            parse_template("{First} {{x}} {Last}").unwrap(),
+            vec![
+                TemplatePart::Placeholder("First".into()),
+                TemplatePart::Literal(" {x} ".into()),
+                TemplatePart::Placeholder("Last".into())
+            ]
+        );
+        assert!(
+            parse_template("{First")
+                .unwrap_err()
+                .contains("never closed")
+        );
+        assert!(parse_template("a}").unwrap_err().contains("unmatched"));
+        assert!(parse_template("{ }").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn render_trims_placeholders() {
+        let r = rec(json!({"f": "  Ada ", "l": "Lovelace"}));
+        let parts = vec![
+            TemplatePart::Placeholder(Accessor::Path(JsonPath::new("f"))),
+            TemplatePart::Literal(" ".into()),
+            TemplatePart::Placeholder(Accessor::Path(JsonPath::new("l"))),
+        ];
+        assert_eq!(render(&parts, &r), "Ada Lovelace");
+    }
+}
