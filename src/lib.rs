@@ -14,6 +14,11 @@
 //! The binary (`src/main.rs`) is a thin layer over these: it parses flags, sets up logging and maps errors to
 //! exit codes.
 
+pub mod exit;
 pub mod mapping;
 pub mod model;
+pub mod pipeline;
+pub mod report;
+pub mod settings;
 pub mod source;
+pub mod validate;

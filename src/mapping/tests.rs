@@ -16,6 +16,7 @@ fn csv_info(headers: &[&str]) -> SourceInfo {
         delimiter: Some(Delimiter(b',')),
         delimiter_detected: false,
         encoding: TextEncoding::UTF8,
+        crlf: false,
         header: Some(Arc::new(Header {
             names: headers.iter().map(|s| s.to_string()).collect(),
             raw: csv::ByteRecord::from(headers.to_vec()),
@@ -30,6 +31,7 @@ fn json_info() -> SourceInfo {
         delimiter: None,
         delimiter_detected: false,
         encoding: TextEncoding::UTF8,
+        crlf: false,
         header: None,
     }
 }

@@ -133,14 +133,12 @@ impl<R: Read> LineTracker<R> {
             self.newlines_before += u64::from(b == b'\n');
             self.terminators.pop_front();
         }
-        let mut pos = start;
         let mut skipped = 0;
-        for &(off, b) in &self.terminators {
+        for (pos, &(off, b)) in (start..).zip(self.terminators.iter()) {
             if off != pos {
                 break;
             }
             skipped += u64::from(b == b'\n');
-            pos += 1;
         }
         1 + self.newlines_before + skipped
     }

@@ -173,6 +173,8 @@ pub struct SourceInfo {
     pub encoding: TextEncoding,
     /// CSV only.
     pub header: Option<Arc<Header>>,
+    /// Whether lines end in CRLF (seen on the first line), so files written for this input match it.
+    pub crlf: bool,
 }
 
 /// One input row that the reader understood.
@@ -368,6 +370,7 @@ impl Source {
             delimiter_detected: false,
             encoding,
             header: None,
+            crlf: memchr::memchr(b'\n', &sample).is_some_and(|i| i > 0 && sample[i - 1] == b'\r'),
         };
         let inner = match format {
             Format::Csv => {

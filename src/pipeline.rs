@@ -1,0 +1,199 @@
+//! Reader + mapping joined: opens the input, compiles the mapping against it, and yields one [`Row`] per
+//! input row with its outcome. `validate` consumes it directly; `sync` runs it on a blocking thread that
+//! feeds the writer through a bounded channel.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use crate::mapping::{self, FieldError, MapOutcome, Mapper, Mapping, MappingError};
+use crate::model::Payload;
+use crate::source::{self, RawRow, ReadError, ReadItem, Record, RowReadError, Source, SourceInfo};
+
+/// Why a row is unusable: the reader could not read it, or fields of it are invalid.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowProblem {
+    Read(RowReadError),
+    Field(FieldError),
+}
+
+impl RowProblem {
+    /// A description without the row's values, to group failures in a summary.
+    pub fn kind(&self) -> String {
+        match self {
+            RowProblem::Read(e) => e.kind(),
+            RowProblem::Field(e) => e.kind(),
+        }
+    }
+}
+
+impl fmt::Display for RowProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RowProblem::Read(e) => e.fmt(f),
+            RowProblem::Field(e) => e.fmt(f),
+        }
+    }
+}
+
+/// All problems of a row, as one reason line for reports.
+pub fn reason_text(problems: &[RowProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// One input row and what became of it in the mapping stage.
+#[derive(Debug)]
+pub struct Row {
+    pub line: u64,
+    pub kind: RowKind,
+    origin: RowOrigin,
+}
+
+#[derive(Debug)]
+enum RowOrigin {
+    Record(Record),
+    Raw(RawRow),
+    Nothing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowKind {
+    /// Payloads to send; empty when the row only repeated a company emitted on line `duplicate_of`.
+    Mapped {
+        payloads: Vec<Payload>,
+        duplicate_of: Option<u64>,
+    },
+    Skipped(String),
+    Failed(Vec<RowProblem>),
+    /// No content; counted, not reported as a row.
+    Blank,
+}
+
+impl Row {
+    /// The row as it was read, for the failures file (`None` for blank rows).
+    pub fn raw(&self) -> Option<RawRow> {
+        match &self.origin {
+            RowOrigin::Record(r) => Some(r.raw()),
+            RowOrigin::Raw(r) => Some(r.clone()),
+            RowOrigin::Nothing => None,
+        }
+    }
+}
+
+/// Errors that stop the pipeline before any row is processed.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+}
+
+/// An open input with its compiled mapping.
+pub struct Pipeline {
+    source: Source,
+    mapper: Mapper,
+    warnings: Vec<String>,
+    lookahead: VecDeque<ReadItem>,
+}
+
+impl Pipeline {
+    /// Opens the input and compiles the mapping against it. For JSONL the first objects are read ahead to
+    /// check the mapping's paths; they are processed normally afterwards.
+    pub fn open(spec: &source::InputSpec, mapping: &Mapping) -> Result<Pipeline, PrepareError> {
+        Pipeline::from_source(Source::open(spec)?, mapping)
+    }
+
+    pub fn from_source(mut source: Source, mapping: &Mapping) -> Result<Pipeline, PrepareError> {
+        let mut lookahead = VecDeque::new();
+        if source.info().format == source::Format::Jsonl {
+            let mut records = 0;
+            while records < mapping::JSON_SAMPLE {
+                match source.next_item()? {
+                    Some(item) => {
+                        records += usize::from(matches!(item, ReadItem::Record(_)));
+                        lookahead.push_back(item);
+                    }
+                    None => break,
+                }
+            }
+        }
+        let sample: Vec<Record> = lookahead
+            .iter()
+            .filter_map(|i| match i {
+                ReadItem::Record(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        let compiled = mapping.compile(source.info(), &sample)?;
+        Ok(Pipeline {
+            source,
+            mapper: compiled.mapper,
+            warnings: compiled.warnings,
+            lookahead,
+        })
+    }
+
+    pub fn info(&self) -> &SourceInfo {
+        self.source.info()
+    }
+
+    /// Warnings from compiling the mapping (shown, not fatal).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    pub fn mapper(&self) -> &Mapper {
+        &self.mapper
+    }
+
+    pub fn bytes_read(&self) -> u64 {
+        self.source.bytes_read()
+    }
+
+    /// The next row, `Ok(None)` at the end. An error here is an I/O failure of the input as a whole.
+    pub fn next_row(&mut self) -> Result<Option<Row>, ReadError> {
+        let item = match self.lookahead.pop_front() {
+            Some(i) => i,
+            None => match self.source.next_item()? {
+                Some(i) => i,
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(match item {
+            ReadItem::Blank { line } => Row {
+                line,
+                kind: RowKind::Blank,
+                origin: RowOrigin::Nothing,
+            },
+            ReadItem::Bad(bad) => Row {
+                line: bad.line,
+                kind: RowKind::Failed(vec![RowProblem::Read(bad.error)]),
+                origin: RowOrigin::Raw(bad.raw),
+            },
+            ReadItem::Record(record) => {
+                let kind = match self.mapper.map(&record) {
+                    MapOutcome::Mapped {
+                        payloads,
+                        duplicate_of,
+                    } => RowKind::Mapped {
+                        payloads,
+                        duplicate_of,
+                    },
+                    MapOutcome::Skipped(reason) => RowKind::Skipped(reason),
+                    MapOutcome::Failed(errors) => {
+                        RowKind::Failed(errors.into_iter().map(RowProblem::Field).collect())
+                    }
+                };
+                Row {
+                    line: record.line,
+                    kind,
+                    origin: RowOrigin::Record(record),
+                }
+            }
+        }))
+    }
+}

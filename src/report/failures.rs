@@ -1,0 +1,289 @@
+//! The failures file: every failed input row exactly as it was read, plus `_savio_line` and `_savio_error`,
+//! in the input's own format, delimiter and encoding, so it can be fixed by hand and fed straight back in
+//! with the same mapping (which ignores the two extra columns).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use csv::ByteRecord;
+
+use crate::source::{Format, RawRow, SourceInfo, TextEncoding};
+
+pub const LINE_COLUMN: &str = "_savio_line";
+pub const ERROR_COLUMN: &str = "_savio_error";
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write failures file '{}'", path.display())]
+pub struct FailuresError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Writes failed rows as they come; flushed on [`FailuresWriter::flush`] and [`FailuresWriter::finish`].
+pub struct FailuresWriter {
+    path: PathBuf,
+    crlf: bool,
+    kind: Kind,
+    rows: u64,
+}
+
+enum Kind {
+    Csv {
+        writer: csv::Writer<EncodeWriter<BufWriter<File>>>,
+        /// Positions of `_savio_line` / `_savio_error` when the input already has them (a failures file fed
+        /// back in): their values are replaced instead of adding the columns again.
+        line_at: usize,
+        error_at: usize,
+        width: usize,
+    },
+    Jsonl(BufWriter<File>),
+}
+
+impl FailuresWriter {
+    /// Creates the file and writes the header (CSV).
+    pub fn create(path: &Path, info: &SourceInfo) -> Result<FailuresWriter, FailuresError> {
+        let err = |source| FailuresError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = BufWriter::new(File::create(path).map_err(err)?);
+        let kind = match (info.format, &info.header) {
+            (Format::Csv, Some(header)) => {
+                let mut out = EncodeWriter::new(file, info.encoding);
+                out.inner
+                    .write_all(info.encoding.bom_bytes())
+                    .map_err(err)?;
+                let delimiter = info.delimiter.map_or(b',', |d| d.0);
+                let terminator = if info.crlf {
+                    csv::Terminator::CRLF
+                } else {
+                    csv::Terminator::Any(b'\n')
+                };
+                let mut writer = csv::WriterBuilder::new()
+                    .delimiter(delimiter)
+                    .terminator(terminator)
+                    .flexible(true)
+                    .from_writer(out);
+                let mut head = header.raw.clone();
+                let find = |name: &str| header.names.iter().position(|n| n == name);
+                let width = head.len();
+                let line_at = find(LINE_COLUMN).unwrap_or_else(|| {
+                    head.push_field(LINE_COLUMN.as_bytes());
+                    head.len() - 1
+                });
+                let error_at = find(ERROR_COLUMN).unwrap_or_else(|| {
+                    head.push_field(ERROR_COLUMN.as_bytes());
+                    head.len() - 1
+                });
+                let width = width.max(line_at + 1).max(error_at + 1);
+                writer.write_byte_record(&head).map_err(|e| err(e.into()))?;
+                Kind::Csv {
+                    writer,
+                    line_at,
+                    error_at,
+                    width,
+                }
+            }
+            _ => {
+                let mut file = file;
+                file.write_all(info.encoding.bom_bytes()).map_err(err)?;
+                Kind::Jsonl(file)
+            }
+        };
+        Ok(FailuresWriter {
+            path: path.to_path_buf(),
+            crlf: info.crlf,
+            kind,
+            rows: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Appends one failed row.
+    pub fn write(&mut self, line: u64, raw: &RawRow, reason: &str) -> Result<(), FailuresError> {
+        let path = self.path.clone();
+        let err = move |source| FailuresError { path, source };
+        match (&mut self.kind, raw) {
+            (
+                Kind::Csv {
+                    writer,
+                    line_at,
+                    error_at,
+                    width,
+                },
+                RawRow::Csv(fields),
+            ) => {
+                let mut out =
+                    ByteRecord::with_capacity(fields.as_slice().len() + reason.len() + 16, *width);
+                let line_text = line.to_string();
+                for i in 0..(*width).max(fields.len()) {
+                    if i == *line_at {
+                        out.push_field(line_text.as_bytes());
+                    } else if i == *error_at {
+                        out.push_field(reason.as_bytes());
+                    } else {
+                        out.push_field(fields.get(i).unwrap_or(b""));
+                    }
+                }
+                writer.write_byte_record(&out).map_err(|e| err(e.into()))?;
+            }
+            (Kind::Jsonl(w), RawRow::Json(bytes)) => {
+                let text = annotate_json_line(bytes, line, reason);
+                let eol: &[u8] = if self.crlf { b"\r\n" } else { b"\n" };
+                w.write_all(text.as_bytes())
+                    .and_then(|()| w.write_all(eol))
+                    .map_err(err)?;
+            }
+            // A row's raw form always matches the input format; nothing else reaches here.
+            _ => {}
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), FailuresError> {
+        let r = match &mut self.kind {
+            Kind::Csv { writer, .. } => writer.flush(),
+            Kind::Jsonl(w) => w.flush(),
+        };
+        r.map_err(|source| FailuresError {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Flushes and syncs the file to disk.
+    pub fn finish(mut self) -> Result<(), FailuresError> {
+        self.flush()?;
+        let path = self.path.clone();
+        let file = match self.kind {
+            Kind::Csv { writer, .. } => writer
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .map(|w| w.inner),
+            Kind::Jsonl(w) => Ok(w),
+        };
+        let result = file
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .and_then(|f| f.sync_all());
+        result.map_err(|source| FailuresError { path, source })
+    }
+}
+
+/// Adds `_savio_line` and `_savio_error` to a JSONL line, keeping the original bytes when it is an object
+/// without them; anything else (not JSON, not an object) is wrapped as `{"_savio_raw": "..."}`.
+fn annotate_json_line(bytes: &[u8], line: u64, reason: &str) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let extra = format!(
+        "\"{LINE_COLUMN}\":{line},\"{ERROR_COLUMN}\":{}",
+        serde_json::Value::String(reason.to_string())
+    );
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(mut obj)) if matches!(text, std::borrow::Cow::Borrowed(_)) => {
+            if obj.contains_key(LINE_COLUMN) || obj.contains_key(ERROR_COLUMN) {
+                obj.insert(LINE_COLUMN.into(), line.into());
+                obj.insert(ERROR_COLUMN.into(), reason.into());
+                return serde_json::Value::Object(obj).to_string();
+            }
+            let trimmed = text.trim_end();
+            let body = &trimmed[..trimmed.len() - 1];
+            let sep = if obj.is_empty() { "" } else { "," };
+            format!("{body}{sep}{extra}}}")
+        }
+        _ => format!(
+            "{{\"_savio_raw\":{},{extra}}}",
+            serde_json::Value::String(text.into_owned())
+        ),
+    }
+}
+
+/// Re-encodes UTF-8 written through it into the input's encoding (identity for UTF-8, so invalid bytes of
+/// a UTF-8 row pass through untouched).
+pub(crate) struct EncodeWriter<W: Write> {
+    inner: W,
+    encoding: TextEncoding,
+    pending: Vec<u8>,
+}
+
+impl<W: Write> EncodeWriter<W> {
+    pub(crate) fn new(inner: W, encoding: TextEncoding) -> Self {
+        EncodeWriter {
+            inner,
+            encoding,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for EncodeWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.encoding.is_utf8() {
+            return self.inner.write(buf);
+        }
+        self.pending.extend_from_slice(buf);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            // Not UTF-8 at all: cannot come from a decoded input; write it as is rather than lose it.
+            Err(_) => {
+                self.inner.write_all(&self.pending)?;
+                self.pending.clear();
+                return Ok(buf.len());
+            }
+        };
+        let text = std::str::from_utf8(&self.pending[..valid]).unwrap_or_default();
+        let bytes = self.encoding.encode(text);
+        self.inner.write_all(&bytes)?;
+        self.pending.drain(..valid);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_keep_their_bytes_and_gain_two_keys() {
+        assert_eq!(
+            annotate_json_line(br#"{ "a" : 1.50 }"#, 3, "bad \"x\""),
+            r#"{ "a" : 1.50 ,"_savio_line":3,"_savio_error":"bad \"x\""}"#
+        );
+        assert_eq!(
+            annotate_json_line(b"{}", 1, "r"),
+            r#"{"_savio_line":1,"_savio_error":"r"}"#
+        );
+        assert_eq!(
+            annotate_json_line(br#"{"a":1,"_savio_line":9,"_savio_error":"old"}"#, 2, "new"),
+            r#"{"a":1,"_savio_line":2,"_savio_error":"new"}"#
+        );
+        assert_eq!(
+            annotate_json_line(b"{broken", 4, "r"),
+            r#"{"_savio_raw":"{broken","_savio_line":4,"_savio_error":"r"}"#
+        );
+    }
+
+    #[test]
+    fn encode_writer_handles_split_sequences() {
+        let enc = TextEncoding::from_label("windows-1252").unwrap();
+        let mut w = EncodeWriter::new(Vec::new(), enc);
+        let bytes = "café €".as_bytes();
+        for b in bytes {
+            w.write_all(std::slice::from_ref(b)).unwrap();
+        }
+        assert_eq!(w.inner, b"caf\xE9 \x80");
+    }
+}

@@ -1,0 +1,7 @@
+//! The reports stage: what a run leaves behind for people and monitors.
+//!
+//! - [`failures`]: the failed input rows, re-runnable as they are.
+//! - [`groups`]: failures grouped by reason, with the first line numbers of each, for summaries.
+
+pub mod failures;
+pub mod groups;
