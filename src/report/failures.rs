@@ -31,7 +31,7 @@ pub struct FailuresWriter {
 
 enum Kind {
     Csv {
-        writer: csv::Writer<EncodeWriter<BufWriter<File>>>,
+        writer: Box<csv::Writer<EncodeWriter<BufWriter<File>>>>,
         /// Positions of `_savio_line` / `_savio_error` when the input already has them (a failures file fed
         /// back in): their values are replaced instead of adding the columns again.
         line_at: usize,
@@ -80,7 +80,7 @@ impl FailuresWriter {
                 let width = width.max(line_at + 1).max(error_at + 1);
                 writer.write_byte_record(&head).map_err(|e| err(e.into()))?;
                 Kind::Csv {
-                    writer,
+                    writer: Box::new(writer),
                     line_at,
                     error_at,
                     width,
