@@ -11,12 +11,7 @@ use savio_sync::source::{Delimiter, Format, TextEncoding};
 /// Typical jobs: a one-off migration of a whole customer database, a nightly sync from cron, and
 /// re-running only the rows that failed (every run writes a failures file that can be fed back in).
 #[derive(Debug, Parser)]
-#[command(
-    name = "savio-sync",
-    version,
-    propagate_version = true,
-    max_term_width = 110
-)]
+#[command(name = "savio-sync", version, propagate_version = true, max_term_width = 110)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -68,11 +63,7 @@ pub struct InputArgs {
 
 impl From<&InputArgs> for savio_sync::settings::InputFlags {
     fn from(a: &InputArgs) -> Self {
-        savio_sync::settings::InputFlags {
-            format: a.format,
-            delimiter: a.delimiter,
-            encoding: a.encoding,
-        }
+        savio_sync::settings::InputFlags { format: a.format, delimiter: a.delimiter, encoding: a.encoding }
     }
 }
 
@@ -101,14 +92,12 @@ fn parse_format(s: &str) -> Result<Format, String> {
 }
 
 fn parse_delimiter(s: &str) -> Result<Delimiter, String> {
-    Delimiter::parse(s)
-        .ok_or_else(|| format!("'{s}' is not a delimiter; use one character such as , ; | or tab"))
+    Delimiter::parse(s).ok_or_else(|| format!("'{s}' is not a delimiter; use one character such as , ; | or tab"))
 }
 
 fn parse_encoding(s: &str) -> Result<TextEncoding, String> {
-    TextEncoding::from_label(s).ok_or_else(|| {
-        format!("'{s}' is not a known encoding; try utf-8, windows-1252, latin1, utf-16, shift_jis")
-    })
+    TextEncoding::from_label(s)
+        .ok_or_else(|| format!("'{s}' is not a known encoding; try utf-8, windows-1252, latin1, utf-16, shift_jis"))
 }
 
 #[cfg(test)]

@@ -41,31 +41,17 @@ fn cmd_validate(args: cli::ValidateArgs) -> anyhow::Result<Exit> {
     for w in pipeline.warnings() {
         tracing::warn!("{w}");
     }
-    let opts = validate::ValidateOptions {
-        preview: args.preview,
-        failures: args.failures.clone(),
-    };
+    let opts = validate::ValidateOptions { preview: args.preview, failures: args.failures.clone() };
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    let summary = validate::run(
-        &mut pipeline,
-        &args.mapping.display().to_string(),
-        &opts,
-        &mut out,
-    )?;
+    let summary = validate::run(&mut pipeline, &args.mapping.display().to_string(), &opts, &mut out)?;
     if args.json {
         serde_json::to_writer_pretty(&mut out, &summary).context("cannot write the summary")?;
         writeln!(out).context("cannot write the summary")?;
     } else {
-        summary
-            .render(&mut out)
-            .context("cannot write the summary")?;
+        summary.render(&mut out).context("cannot write the summary")?;
     }
-    Ok(if summary.failed_rows > 0 {
-        Exit::RowsFailed
-    } else {
-        Exit::Ok
-    })
+    Ok(if summary.failed_rows > 0 { Exit::RowsFailed } else { Exit::Ok })
 }
 
 /// Prints an error and its causes once, on stderr.
@@ -85,10 +71,7 @@ fn init_tracing(g: &GlobalArgs) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false);
     match g.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.without_time().init(),

@@ -190,14 +190,7 @@ pub struct Page<T> {
 }
 
 /// Documented `feedback_type` values (see API-NOTES.md); a mapping may extend the set.
-pub const FEEDBACK_TYPES: [&str; 6] = [
-    "ACTIVE",
-    "CHURNED",
-    "INTERNAL",
-    "LOST DEAL",
-    "PROSPECT",
-    "OTHER",
-];
+pub const FEEDBACK_TYPES: [&str; 6] = ["ACTIVE", "CHURNED", "INTERNAL", "LOST DEAL", "PROSPECT", "OTHER"];
 
 /// Documented `state` values; `ACTIVE` is Savio's default.
 pub const FEEDBACK_STATES: [&str; 3] = ["ACTIVE", "PENDING", "ARCHIVED"];
@@ -216,14 +209,8 @@ mod tests {
             company_internal_id: None,
             filterable_attributes: Attributes::new(),
         };
-        assert_eq!(
-            serde_json::to_string(&c).unwrap(),
-            r#"{"name":"Ada","internal_id":"1"}"#
-        );
-        let f = Feedback {
-            problem: "slow".into(),
-            ..Default::default()
-        };
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"name":"Ada","internal_id":"1"}"#);
+        let f = Feedback { problem: "slow".into(), ..Default::default() };
         assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"problem":"slow"}"#);
     }
 

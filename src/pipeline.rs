@@ -37,11 +37,7 @@ impl fmt::Display for RowProblem {
 
 /// All problems of a row, as one reason line for reports.
 pub fn reason_text(problems: &[RowProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 /// One input row and what became of it in the mapping stage.
@@ -129,12 +125,7 @@ impl Pipeline {
             })
             .collect();
         let compiled = mapping.compile(source.info(), &sample)?;
-        Ok(Pipeline {
-            source,
-            mapper: compiled.mapper,
-            warnings: compiled.warnings,
-            lookahead,
-        })
+        Ok(Pipeline { source, mapper: compiled.mapper, warnings: compiled.warnings, lookahead })
     }
 
     pub fn info(&self) -> &SourceInfo {
@@ -164,11 +155,7 @@ impl Pipeline {
             },
         };
         Ok(Some(match item {
-            ReadItem::Blank { line } => Row {
-                line,
-                kind: RowKind::Blank,
-                origin: RowOrigin::Nothing,
-            },
+            ReadItem::Blank { line } => Row { line, kind: RowKind::Blank, origin: RowOrigin::Nothing },
             ReadItem::Bad(bad) => Row {
                 line: bad.line,
                 kind: RowKind::Failed(vec![RowProblem::Read(bad.error)]),
@@ -176,23 +163,11 @@ impl Pipeline {
             },
             ReadItem::Record(record) => {
                 let kind = match self.mapper.map(&record) {
-                    MapOutcome::Mapped {
-                        payloads,
-                        duplicate_of,
-                    } => RowKind::Mapped {
-                        payloads,
-                        duplicate_of,
-                    },
+                    MapOutcome::Mapped { payloads, duplicate_of } => RowKind::Mapped { payloads, duplicate_of },
                     MapOutcome::Skipped(reason) => RowKind::Skipped(reason),
-                    MapOutcome::Failed(errors) => {
-                        RowKind::Failed(errors.into_iter().map(RowProblem::Field).collect())
-                    }
+                    MapOutcome::Failed(errors) => RowKind::Failed(errors.into_iter().map(RowProblem::Field).collect()),
                 };
-                Row {
-                    line: record.line,
-                    kind,
-                    origin: RowOrigin::Record(record),
-                }
+                Row { line: record.line, kind, origin: RowOrigin::Record(record) }
             }
         }))
     }

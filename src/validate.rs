@@ -85,10 +85,7 @@ pub fn run(
                 s.blank_rows += 1;
                 continue;
             }
-            RowKind::Mapped {
-                payloads,
-                duplicate_of,
-            } => {
+            RowKind::Mapped { payloads, duplicate_of } => {
                 s.valid_rows += 1;
                 if payloads.is_empty() && duplicate_of.is_some() {
                     s.duplicate_company_rows += 1;
@@ -135,22 +132,14 @@ impl ValidateSummary {
     /// The human-readable summary.
     pub fn render(&self, out: &mut dyn Write) -> io::Result<()> {
         let shown = |d: &str| {
-            if d == "\t" {
-                "TAB".to_string()
-            } else {
-                format!("'{d}'")
-            }
+            if d == "\t" { "TAB".to_string() } else { format!("'{d}'") }
         };
         let delim = match (&self.delimiter, self.delimiter_detected) {
             (Some(d), true) => format!(", delimiter {} (detected)", shown(d)),
             (Some(d), false) => format!(", delimiter {}", shown(d)),
             (None, _) => String::new(),
         };
-        writeln!(
-            out,
-            "Input:    {} ({}{delim}, {})",
-            self.input, self.format, self.encoding
-        )?;
+        writeln!(out, "Input:    {} ({}{delim}, {})", self.input, self.format, self.encoding)?;
         writeln!(out, "Mapping:  {}", self.mapping)?;
         let blank = if self.blank_rows > 0 {
             format!(" ({} ignored)", plural(self.blank_rows, "blank row"))
@@ -158,26 +147,12 @@ impl ValidateSummary {
             String::new()
         };
         writeln!(out, "Rows:     {}{blank}", self.rows)?;
-        let payloads: Vec<String> = Entity::ALL
-            .iter()
-            .filter_map(|e| self.payloads.get(e).map(|n| plural(*n, e.as_str())))
-            .collect();
-        let payloads = if payloads.is_empty() {
-            "none".to_string()
-        } else {
-            payloads.join(", ")
-        };
-        writeln!(
-            out,
-            "Valid:    {} → {payloads}",
-            plural(self.valid_rows, "row")
-        )?;
+        let payloads: Vec<String> =
+            Entity::ALL.iter().filter_map(|e| self.payloads.get(e).map(|n| plural(*n, e.as_str()))).collect();
+        let payloads = if payloads.is_empty() { "none".to_string() } else { payloads.join(", ") };
+        writeln!(out, "Valid:    {} → {payloads}", plural(self.valid_rows, "row"))?;
         if self.duplicate_company_rows > 0 {
-            writeln!(
-                out,
-                "          ({} rows only repeated a company already listed)",
-                self.duplicate_company_rows
-            )?;
+            writeln!(out, "          ({} rows only repeated a company already listed)", self.duplicate_company_rows)?;
         }
         writeln!(out, "Skipped:  {}", plural(self.skipped_rows, "row"))?;
         for (reason, g) in self.skipped.by_count() {

@@ -18,11 +18,7 @@ pub(crate) fn is_valid_email(s: &str) -> bool {
         return false;
     }
     let bad_local = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\".contains(c);
-    if local.chars().any(bad_local)
-        || local.starts_with('.')
-        || local.ends_with('.')
-        || local.contains("..")
-    {
+    if local.chars().any(bad_local) || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return false;
     }
     let labels: Vec<&str> = domain.split('.').collect();
@@ -37,9 +33,7 @@ pub(crate) fn is_valid_email(s: &str) -> bool {
             && l.chars().all(|c| c.is_alphanumeric() || c == '-')
     };
     let tld = labels[labels.len() - 1];
-    labels.iter().all(|l| label_ok(l))
-        && tld.chars().count() >= 2
-        && !tld.chars().all(|c| c.is_ascii_digit())
+    labels.iter().all(|l| label_ok(l)) && tld.chars().count() >= 2 && !tld.chars().all(|c| c.is_ascii_digit())
 }
 
 /// The accepted values of an enumerated field, matched leniently: case, and `_`/`-`/space, do not matter, so
@@ -64,10 +58,7 @@ impl Choices {
     /// The canonical spelling of `value`, if it is one of the choices.
     pub fn resolve(&self, value: &str) -> Option<&str> {
         let f = fold(value);
-        self.canonical
-            .iter()
-            .find(|c| fold(c) == f)
-            .map(String::as_str)
+        self.canonical.iter().find(|c| fold(c) == f).map(String::as_str)
     }
 
     pub fn list(&self) -> String {
@@ -77,10 +68,7 @@ impl Choices {
 
 fn fold(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for word in s
-        .split(|c: char| c.is_whitespace() || c == '_' || c == '-')
-        .filter(|w| !w.is_empty())
-    {
+    for word in s.split(|c: char| c.is_whitespace() || c == '_' || c == '-').filter(|w| !w.is_empty()) {
         if !out.is_empty() {
             out.push(' ');
         }
@@ -96,13 +84,7 @@ mod tests {
 
     #[test]
     fn emails() {
-        for ok in [
-            "a@b.co",
-            "first.last+tag@sub.example.com",
-            "zoë@exämple.de",
-            "o'brien@x.io",
-            "a_b-c@d-e.fr",
-        ] {
+        for ok in ["a@b.co", "first.last+tag@sub.example.com", "zoë@exämple.de", "o'brien@x.io", "a_b-c@d-e.fr"] {
             assert!(is_valid_email(ok), "{ok}");
         }
         for bad in [

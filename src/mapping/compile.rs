@@ -7,9 +7,7 @@ use super::check::Choices;
 use super::convert::TypeOptions;
 use super::error::{Problem, ProblemKind};
 use super::field::{Field, Origin, ValueMap};
-use super::mapper::{
-    Attrs, CompanyMap, Cond, ContactMap, FeedbackMap, Mapper, Skip, Unmapped, normalise_key,
-};
+use super::mapper::{Attrs, CompanyMap, Cond, ContactMap, FeedbackMap, Mapper, Skip, Unmapped, normalise_key};
 use super::spec::{self, Case, DateOrder, FieldSpec, FieldTable, MappingSpec, SkipSpec};
 use super::value::{Accessor, JsonPath, TemplatePart, looks_like_template, parse_template};
 use crate::model::{FEEDBACK_STATES, FEEDBACK_TYPES};
@@ -55,57 +53,32 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         date_order: spec.input.date_order.unwrap_or_default(),
     };
     if spec.company.is_none() && spec.contact.is_none() && spec.feedback.is_none() {
-        return Err(vec![Problem {
-            field: "mapping".into(),
-            kind: ProblemKind::NoEntity,
-        }]);
+        return Err(vec![Problem { field: "mapping".into(), kind: ProblemKind::NoEntity }]);
     }
     let primary_is = |e: &str| match e {
         "feedback" => true,
         "contact" => spec.feedback.is_none(),
         _ => spec.feedback.is_none() && spec.contact.is_none(),
     };
-    let feedback_types = Choices::new(
-        FEEDBACK_TYPES
-            .iter()
-            .map(|s| s.to_string())
-            .chain(spec.checks.feedback_types.clone()),
-    );
-    let states = Choices::new(
-        FEEDBACK_STATES
-            .iter()
-            .map(|s| s.to_string())
-            .chain(spec.checks.states.clone()),
-    );
+    let feedback_types =
+        Choices::new(FEEDBACK_TYPES.iter().map(|s| s.to_string()).chain(spec.checks.feedback_types.clone()));
+    let states = Choices::new(FEEDBACK_STATES.iter().map(|s| s.to_string()).chain(spec.checks.states.clone()));
 
     let row_skips = cx.skips("skip", &spec.skip);
     let company = spec.company.as_ref().map(|c| CompanyMap {
-        name: cx.required(
-            "company.name",
-            c.name.as_ref(),
-            Target::Text,
-            "name = \"Company Name\"",
-        ),
+        name: cx.required("company.name", c.name.as_ref(), Target::Text, "name = \"Company Name\""),
         internal_id: cx.required(
             "company.internal_id",
             c.internal_id.as_ref(),
             Target::Text,
             "internal_id = \"Company ID\"",
         ),
-        attrs: Attrs {
-            fields: cx.attributes("company", &c.filterable_attributes),
-            unmapped: None,
-        },
+        attrs: Attrs { fields: cx.attributes("company", &c.filterable_attributes), unmapped: None },
         skips: cx.skips("company.skip", &c.skip),
         optional: c.optional.unwrap_or(!primary_is("company")),
     });
     let contact = spec.contact.as_ref().map(|c| ContactMap {
-        name: cx.required(
-            "contact.name",
-            c.name.as_ref(),
-            Target::Text,
-            "name = \"{First Name} {Last Name}\"",
-        ),
+        name: cx.required("contact.name", c.name.as_ref(), Target::Text, "name = \"{First Name} {Last Name}\""),
         internal_id: cx.required(
             "contact.internal_id",
             c.internal_id.as_ref(),
@@ -114,48 +87,20 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         ),
         email: cx.optional("contact.email", c.email.as_ref(), Target::Email),
         company: cx.optional("contact.company", c.company.as_ref(), Target::Text),
-        company_internal_id: cx.optional(
-            "contact.company_internal_id",
-            c.company_internal_id.as_ref(),
-            Target::Text,
-        ),
-        attrs: Attrs {
-            fields: cx.attributes("contact", &c.filterable_attributes),
-            unmapped: None,
-        },
+        company_internal_id: cx.optional("contact.company_internal_id", c.company_internal_id.as_ref(), Target::Text),
+        attrs: Attrs { fields: cx.attributes("contact", &c.filterable_attributes), unmapped: None },
         skips: cx.skips("contact.skip", &c.skip),
         optional: c.optional.unwrap_or(!primary_is("contact")),
     });
     let feedback = spec.feedback.as_ref().map(|f| FeedbackMap {
-        problem: cx.required(
-            "feedback.problem",
-            f.problem.as_ref(),
-            Target::Text,
-            "problem = \"Body\"",
-        ),
-        feedback_type: cx.choice(
-            "feedback.feedback_type",
-            f.feedback_type.as_ref(),
-            &feedback_types,
-        ),
+        problem: cx.required("feedback.problem", f.problem.as_ref(), Target::Text, "problem = \"Body\""),
+        feedback_type: cx.choice("feedback.feedback_type", f.feedback_type.as_ref(), &feedback_types),
         state: cx.choice("feedback.state", f.state.as_ref(), &states),
         source_url: cx.optional("feedback.source_url", f.source_url.as_ref(), Target::Text),
-        source_username: cx.optional(
-            "feedback.source_username",
-            f.source_username.as_ref(),
-            Target::Text,
-        ),
-        person_email: cx.optional(
-            "feedback.person_email",
-            f.person_email.as_ref(),
-            Target::Email,
-        ),
+        source_username: cx.optional("feedback.source_username", f.source_username.as_ref(), Target::Text),
+        person_email: cx.optional("feedback.person_email", f.person_email.as_ref(), Target::Email),
         person_name: cx.optional("feedback.person_name", f.person_name.as_ref(), Target::Text),
-        company_name: cx.optional(
-            "feedback.company_name",
-            f.company_name.as_ref(),
-            Target::Text,
-        ),
+        company_name: cx.optional("feedback.company_name", f.company_name.as_ref(), Target::Text),
         feature_request_title: cx.optional(
             "feedback.feature_request_title",
             f.feature_request_title.as_ref(),
@@ -180,31 +125,12 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
     // Unmapped columns are resolved last: they are whatever no field above refers to.
     let used = used_accessors(&mapper);
     if let (Some(spec_c), Some(m)) = (&spec.company, &mut mapper.company) {
-        m.attrs.unmapped = cx.unmapped(
-            "company",
-            spec_c.unmapped,
-            &spec_c.unmapped_exclude,
-            &m.attrs,
-            &used,
-        );
+        m.attrs.unmapped = cx.unmapped("company", spec_c.unmapped, &spec_c.unmapped_exclude, &m.attrs, &used);
     }
     if let (Some(spec_c), Some(m)) = (&spec.contact, &mut mapper.contact) {
-        m.attrs.unmapped = cx.unmapped(
-            "contact",
-            spec_c.unmapped,
-            &spec_c.unmapped_exclude,
-            &m.attrs,
-            &used,
-        );
+        m.attrs.unmapped = cx.unmapped("contact", spec_c.unmapped, &spec_c.unmapped_exclude, &m.attrs, &used);
     }
-    if cx.problems.is_empty() {
-        Ok(Compiled {
-            mapper,
-            warnings: cx.warnings,
-        })
-    } else {
-        Err(cx.problems)
-    }
+    if cx.problems.is_empty() { Ok(Compiled { mapper, warnings: cx.warnings }) } else { Err(cx.problems) }
 }
 
 fn used_accessors(m: &Mapper) -> Vec<Accessor> {
@@ -217,11 +143,7 @@ fn used_accessors(m: &Mapper) -> Vec<Accessor> {
     }
     if let Some(c) = &m.contact {
         fields.extend([&c.name, &c.internal_id]);
-        fields.extend(
-            [&c.email, &c.company, &c.company_internal_id]
-                .into_iter()
-                .flatten(),
-        );
+        fields.extend([&c.email, &c.company, &c.company_internal_id].into_iter().flatten());
         fields.extend(c.attrs.fields.iter().map(|(_, f)| f));
         skips.extend(&c.skips);
     }
@@ -255,20 +177,14 @@ fn used_accessors(m: &Mapper) -> Vec<Accessor> {
 }
 
 /// The closest candidate to a misspelt name, if one is close enough to be a useful hint.
-pub(crate) fn closest<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+pub(crate) fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let wanted = name.trim().to_lowercase();
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let lc = c.to_lowercase();
         let score = if lc == wanted {
             2.0
-        } else if wanted.len() >= 3
-            && (lc.contains(&wanted) || wanted.contains(&lc))
-            && lc.len() >= 3
-        {
+        } else if wanted.len() >= 3 && (lc.contains(&wanted) || wanted.contains(&lc)) && lc.len() >= 3 {
             0.9
         } else {
             strsim::normalized_damerau_levenshtein(&wanted, &lc)
@@ -282,10 +198,7 @@ pub(crate) fn closest<'a>(
 
 impl Ctx<'_> {
     fn problem(&mut self, field: &str, kind: ProblemKind) {
-        self.problems.push(Problem {
-            field: field.to_string(),
-            kind,
-        });
+        self.problems.push(Problem { field: field.to_string(), kind });
     }
 
     fn invalid(&mut self, field: &str, msg: impl Into<String>) {
@@ -299,29 +212,15 @@ impl Ctx<'_> {
                 Some(i) => Some(Accessor::Column(i)),
                 None => {
                     let suggestion = closest(name, header.names.iter().map(String::as_str));
-                    self.problem(
-                        field,
-                        ProblemKind::UnknownColumn {
-                            column: name.to_string(),
-                            suggestion,
-                        },
-                    );
+                    self.problem(field, ProblemKind::UnknownColumn { column: name.to_string(), suggestion });
                     None
                 }
             },
-            Schema::Json {
-                seen,
-                sampled,
-                strict,
-            } => {
+            Schema::Json { seen, sampled, strict } => {
                 let path = name.trim();
                 if *sampled > 0 && !seen.contains(path) {
                     let suggestion = closest(path, seen.iter().map(String::as_str));
-                    let kind = ProblemKind::UnknownPath {
-                        column: path.to_string(),
-                        sampled: *sampled,
-                        suggestion,
-                    };
+                    let kind = ProblemKind::UnknownPath { column: path.to_string(), sampled: *sampled, suggestion };
                     if *strict {
                         self.problem(field, kind);
                         return None;
@@ -337,13 +236,7 @@ impl Ctx<'_> {
         let parts = match parse_template(template) {
             Ok(p) => p,
             Err(reason) => {
-                self.problem(
-                    field,
-                    ProblemKind::Template {
-                        template: template.to_string(),
-                        reason,
-                    },
-                );
+                self.problem(field, ProblemKind::Template { template: template.to_string(), reason });
                 return None;
             }
         };
@@ -374,46 +267,24 @@ impl Ctx<'_> {
         }
     }
 
-    fn required(
-        &mut self,
-        field: &str,
-        spec: Option<&FieldSpec>,
-        target: Target,
-        example: &str,
-    ) -> Field {
+    fn required(&mut self, field: &str, spec: Option<&FieldSpec>, target: Target, example: &str) -> Field {
         match spec {
             Some(s) => self.field(field, s, target),
             None => {
-                self.problem(
-                    field,
-                    ProblemKind::MissingRequired {
-                        example: example.to_string(),
-                    },
-                );
+                self.problem(field, ProblemKind::MissingRequired { example: example.to_string() });
                 None
             }
         }
         // A placeholder keeps the structure whole while problems are collected; it is never used, since
         // compile() returns the problems instead of the mapper.
-        .unwrap_or_else(|| {
-            Field::new(
-                field.to_string(),
-                Origin::Const(String::new()),
-                String::new(),
-            )
-        })
+        .unwrap_or_else(|| Field::new(field.to_string(), Origin::Const(String::new()), String::new()))
     }
 
     fn optional(&mut self, field: &str, spec: Option<&FieldSpec>, target: Target) -> Option<Field> {
         self.field(field, spec?, target)
     }
 
-    fn choice(
-        &mut self,
-        field: &str,
-        spec: Option<&FieldSpec>,
-        choices: &Choices,
-    ) -> Option<Field> {
+    fn choice(&mut self, field: &str, spec: Option<&FieldSpec>, choices: &Choices) -> Option<Field> {
         let f = self.field(field, spec?, Target::Text)?;
         let mut fixed: Vec<String> = f.map.iter().flat_map(|m| m.outputs().cloned()).collect();
         if let Origin::Const(c) = &f.origin {
@@ -421,13 +292,7 @@ impl Ctx<'_> {
         }
         for v in fixed {
             if choices.resolve(&v).is_none() {
-                self.problem(
-                    field,
-                    ProblemKind::InvalidChoice {
-                        value: v,
-                        allowed: choices.list(),
-                    },
-                );
+                self.problem(field, ProblemKind::InvalidChoice { value: v, allowed: choices.list() });
             }
         }
         Some(f)
@@ -470,45 +335,23 @@ impl Ctx<'_> {
     }
 
     fn full_field(&mut self, label: &str, t: &FieldTable, target: Target) -> Option<Field> {
-        let sources = [t.column.is_some(), t.template.is_some(), t.value.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let sources = [t.column.is_some(), t.template.is_some(), t.value.is_some()].iter().filter(|b| **b).count();
         if sources != 1 {
-            self.invalid(
-                label,
-                "give exactly one source: column = \"...\", template = \"...\" or value = ...",
-            );
+            self.invalid(label, "give exactly one source: column = \"...\", template = \"...\" or value = ...");
             return None;
         }
         let (origin, describe) = if let Some(cols) = &t.column {
-            let accs: Vec<Accessor> = cols
-                .0
-                .iter()
-                .filter_map(|c| self.column(label, c))
-                .collect();
+            let accs: Vec<Accessor> = cols.0.iter().filter_map(|c| self.column(label, c)).collect();
             if accs.len() != cols.0.len() {
                 return None;
             }
-            let names = cols
-                .0
-                .iter()
-                .map(|c| format!("'{c}'"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let names = cols.0.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ");
             (
                 Origin::Columns(accs),
-                if cols.0.len() == 1 {
-                    format!("column {names}")
-                } else {
-                    format!("columns {names}")
-                },
+                if cols.0.len() == 1 { format!("column {names}") } else { format!("columns {names}") },
             )
         } else if let Some(tpl) = &t.template {
-            (
-                Origin::Template(self.template(label, tpl)?),
-                format!("template \"{tpl}\""),
-            )
+            (Origin::Template(self.template(label, tpl)?), format!("template \"{tpl}\""))
         } else {
             let v = t.value.as_ref()?;
             (self.constant(label, v, target)?, "a constant".to_string())
@@ -531,36 +374,24 @@ impl Ctx<'_> {
             if sep.is_empty() {
                 self.invalid(label, "split needs a separator, e.g. split = \";\"");
             } else if !matches!(target, Target::List | Target::Attr) {
-                self.invalid(
-                    label,
-                    "split applies only to feedback.tags and filterable_attributes",
-                );
+                self.invalid(label, "split applies only to feedback.tags and filterable_attributes");
             }
             f.split = Some(sep.clone());
         }
         if let Some(ty) = t.ty {
             if target != Target::Attr {
-                self.invalid(
-                    label,
-                    "type applies only to filterable_attributes (Savio's other fields are strings)",
-                );
+                self.invalid(label, "type applies only to filterable_attributes (Savio's other fields are strings)");
             }
             f.ty = Some(ty);
         }
         let is_date = t.ty == Some(spec::AttrType::Date);
         if (t.date_order.is_some() || t.format.is_some()) && !is_date {
-            self.invalid(
-                label,
-                "date_order and format apply only with type = \"date\"",
-            );
+            self.invalid(label, "date_order and format apply only with type = \"date\"");
         }
         if let Some(fmt) = &t.format
             && fmt.trim().is_empty()
         {
-            self.invalid(
-                label,
-                "format is empty; give a strftime format such as \"%d/%m/%Y %H:%M\"",
-            );
+            self.invalid(label, "format is empty; give a strftime format such as \"%d/%m/%Y %H:%M\"");
         }
         f.type_opts = TypeOptions {
             date_order: t.date_order.unwrap_or(self.date_order),
@@ -569,10 +400,7 @@ impl Ctx<'_> {
                 None | Some(".") => false,
                 Some(",") => true,
                 Some(other) => {
-                    self.invalid(
-                        label,
-                        format!("decimal must be \".\" or \",\", not \"{other}\""),
-                    );
+                    self.invalid(label, format!("decimal must be \".\" or \",\", not \"{other}\""));
                     false
                 }
             },
@@ -622,40 +450,19 @@ impl Ctx<'_> {
     }
 
     fn skip(&mut self, label: &str, s: &SkipSpec) -> Option<Skip> {
-        let as_values = |v: &spec::OneOrMany| -> Vec<String> {
-            v.0.iter().map(|x| x.trim().to_string()).collect()
-        };
+        let as_values = |v: &spec::OneOrMany| -> Vec<String> { v.0.iter().map(|x| x.trim().to_string()).collect() };
         match (&s.if_empty, &s.column, &s.equals, &s.not_equals) {
             (Some(col), None, None, None) => {
                 let acc = self.column(label, col)?;
-                Some(Skip {
-                    cond: Cond::Empty(acc),
-                    describe: format!("'{col}' is empty"),
-                })
+                Some(Skip { cond: Cond::Empty(acc), describe: format!("'{col}' is empty") })
             }
             (None, Some(col), Some(eq), None) | (None, Some(col), None, Some(eq)) => {
                 let acc = self.column(label, col)?;
                 let negate = s.not_equals.is_some();
                 let values = as_values(eq);
-                let shown = values
-                    .iter()
-                    .map(|v| format!("\"{v}\""))
-                    .collect::<Vec<_>>()
-                    .join(" or ");
-                let describe = if negate {
-                    format!("'{col}' is not {shown}")
-                } else {
-                    format!("'{col}' is {shown}")
-                };
-                Some(Skip {
-                    cond: Cond::Equals {
-                        acc,
-                        values,
-                        case_sensitive: s.case_sensitive,
-                        negate,
-                    },
-                    describe,
-                })
+                let shown = values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(" or ");
+                let describe = if negate { format!("'{col}' is not {shown}") } else { format!("'{col}' is {shown}") };
+                Some(Skip { cond: Cond::Equals { acc, values, case_sensitive: s.case_sensitive, negate }, describe })
             }
             _ => {
                 self.invalid(
@@ -684,18 +491,15 @@ impl Ctx<'_> {
             return None;
         }
         let taken: HashSet<String> = attrs.fields.iter().map(|(k, _)| k.clone()).collect();
-        let excluded: Vec<Accessor> = exclude
-            .iter()
-            .filter_map(|c| self.column(&format!("{entity}.unmapped_exclude"), c))
-            .collect();
+        let excluded: Vec<Accessor> =
+            exclude.iter().filter_map(|c| self.column(&format!("{entity}.unmapped_exclude"), c)).collect();
         match self.schema {
             Schema::Csv(header) => {
                 let mut keys = taken.clone();
                 let mut cols = Vec::new();
                 for (i, name) in header.names.iter().enumerate() {
                     let acc = Accessor::Column(i);
-                    if name.starts_with("_savio_") || used.contains(&acc) || excluded.contains(&acc)
-                    {
+                    if name.starts_with("_savio_") || used.contains(&acc) || excluded.contains(&acc) {
                         continue;
                     }
                     let base = match normalise_key(name) {
@@ -722,10 +526,7 @@ impl Ctx<'_> {
                         Accessor::Column(_) => None,
                     })
                     .collect();
-                Some(Unmapped::Json {
-                    skip_paths,
-                    taken_keys: taken,
-                })
+                Some(Unmapped::Json { skip_paths, taken_keys: taken })
             }
         }
     }

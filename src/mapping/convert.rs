@@ -62,9 +62,7 @@ pub(crate) fn convert(s: &str, ty: AttrType, opts: &TypeOptions) -> Result<Value
         AttrType::String => Ok(Value::String(s.to_string())),
         AttrType::Integer => parse_integer(s).map(Value::from),
         AttrType::Float => parse_float(s, opts.decimal_comma).and_then(|f| {
-            serde_json::Number::from_f64(f)
-                .map(Value::Number)
-                .ok_or_else(|| "not a finite number".to_string())
+            serde_json::Number::from_f64(f).map(Value::Number).ok_or_else(|| "not a finite number".to_string())
         }),
         AttrType::Bool => parse_bool(s).map(Value::Bool),
         AttrType::Date => parse_date(s, opts).map(Value::String),
@@ -81,25 +79,17 @@ fn strip_grouping(s: &str, sep: char) -> Option<String> {
     if groups.len() < 2 {
         return None;
     }
-    let first_ok =
-        (1..=3).contains(&groups[0].len()) && groups[0].bytes().all(|b| b.is_ascii_digit());
+    let first_ok = (1..=3).contains(&groups[0].len()) && groups[0].bytes().all(|b| b.is_ascii_digit());
     let rest_ok = groups[1..].iter().enumerate().all(|(i, g)| {
         // The last group may carry a fraction: "1,234.50".
-        let digits = if i == groups.len() - 2 {
-            g.split(['.', ',']).next().unwrap_or(g)
-        } else {
-            g
-        };
+        let digits = if i == groups.len() - 2 { g.split(['.', ',']).next().unwrap_or(g) } else { g };
         digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit())
     });
     (first_ok && rest_ok).then(|| format!("{sign}{}", groups.concat()))
 }
 
 fn parse_integer(s: &str) -> Result<i64, String> {
-    let cleaned: String = s
-        .chars()
-        .filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}'))
-        .collect();
+    let cleaned: String = s.chars().filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}')).collect();
     let candidate = strip_grouping(&cleaned, ',').unwrap_or(cleaned);
     if let Ok(i) = candidate.trim_start_matches('+').parse::<i64>() {
         return Ok(i);
@@ -116,21 +106,14 @@ fn parse_integer(s: &str) -> Result<i64, String> {
 }
 
 fn parse_float(s: &str, decimal_comma: bool) -> Result<f64, String> {
-    let cleaned: String = s
-        .chars()
-        .filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}'))
-        .collect();
+    let cleaned: String = s.chars().filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}')).collect();
     let normal = if decimal_comma {
         let no_groups = strip_grouping(&cleaned, '.').unwrap_or(cleaned);
         no_groups.replace(',', ".")
     } else {
         strip_grouping(&cleaned, ',').unwrap_or(cleaned)
     };
-    let hint = if decimal_comma {
-        ""
-    } else {
-        " (for decimal commas set decimal = \",\")"
-    };
+    let hint = if decimal_comma { "" } else { " (for decimal commas set decimal = \",\")" };
     match normal.trim_start_matches('+').parse::<f64>() {
         Ok(f) if f.is_finite() => Ok(f),
         _ => Err(format!("not a number{hint}")),
@@ -163,11 +146,7 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
     }
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s.len() == 10 || s.len() == 13) {
         let n: i64 = s.parse().map_err(|_| "not a date".to_string())?;
-        let dt = if s.len() == 13 {
-            DateTime::from_timestamp_millis(n)
-        } else {
-            DateTime::from_timestamp(n, 0)
-        };
+        let dt = if s.len() == 13 { DateTime::from_timestamp_millis(n) } else { DateTime::from_timestamp(n, 0) };
         if let Some(dt) = dt {
             return Ok(dt.format("%Y-%m-%dT%H:%M:%SZ").to_string());
         }
@@ -178,12 +157,7 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
     if let Ok(dt) = DateTime::parse_from_rfc2822(s) {
         return Ok(fmt_offset(dt));
     }
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S%.f%:z",
-        "%Y-%m-%d %H:%M:%S%.f%z",
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%d %H:%M%:z",
-    ] {
+    for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M%:z"] {
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
             return Ok(fmt_offset(dt));
         }
@@ -196,8 +170,7 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
     match time_part {
         None => Ok(date.format("%Y-%m-%d").to_string()),
         Some(t) => {
-            let time =
-                parse_time(t).ok_or_else(|| format!("date has an unrecognised time part '{t}'"))?;
+            let time = parse_time(t).ok_or_else(|| format!("date has an unrecognised time part '{t}'"))?;
             Ok(fmt_naive(NaiveDateTime::new(date, time)))
         }
     }
@@ -260,23 +233,14 @@ fn parse_date_only(s: &str, order: DateOrder) -> Option<NaiveDate> {
     }
     // Numeric day/month dates: the year is the last part; two digits mean %y (chrono's %Y would read "24"
     // as the year 24).
-    let short_year = s
-        .rsplit(['/', '.', '-'])
-        .next()
-        .is_some_and(|y| y.len() == 2);
+    let short_year = s.rsplit(['/', '.', '-']).next().is_some_and(|y| y.len() == 2);
     let y = if short_year { "%y" } else { "%Y" };
     let (first, second) = match order {
         DateOrder::Mdy => (format!("%m/%d/{y}"), format!("%d/%m/{y}")),
         DateOrder::Dmy => (format!("%d/%m/{y}"), format!("%m/%d/{y}")),
     };
     // The other order only when the preferred one cannot be right (e.g. 31/12/2024 under mdy).
-    for fmt in [
-        first,
-        second,
-        format!("%d.%m.{y}"),
-        format!("%d-%m-{y}"),
-        format!("%d-%b-{y}"),
-    ] {
+    for fmt in [first, second, format!("%d.%m.{y}"), format!("%d-%m-{y}"), format!("%d-%b-{y}")] {
         if let Ok(d) = NaiveDate::parse_from_str(s, &fmt) {
             return Some(d);
         }
@@ -286,23 +250,13 @@ fn parse_date_only(s: &str, order: DateOrder) -> Option<NaiveDate> {
 
 fn parse_time(t: &str) -> Option<NaiveTime> {
     let t = t.trim();
-    for fmt in [
-        "%H:%M:%S%.f",
-        "%H:%M",
-        "%I:%M:%S %p",
-        "%I:%M %p",
-        "%I:%M:%S%p",
-        "%I:%M%p",
-    ] {
+    for fmt in ["%H:%M:%S%.f", "%H:%M", "%I:%M:%S %p", "%I:%M %p", "%I:%M:%S%p", "%I:%M%p"] {
         if let Ok(time) = NaiveTime::parse_from_str(t, fmt) {
             return Some(time);
         }
     }
     // A trailing "Z" or "UTC" without a parseable offset: keep the wall time.
-    let stripped = t
-        .trim_end_matches('Z')
-        .trim_end_matches(" UTC")
-        .trim_end_matches(" GMT");
+    let stripped = t.trim_end_matches('Z').trim_end_matches(" UTC").trim_end_matches(" GMT");
     (stripped != t).then(|| parse_time(stripped)).flatten()
 }
 
@@ -318,29 +272,16 @@ mod tests {
     fn dates_from_common_export_formats() {
         assert_eq!(date("2024-03-05").unwrap(), "2024-03-05");
         assert_eq!(date("2024-03-05 14:22").unwrap(), "2024-03-05T14:22:00");
-        assert_eq!(
-            date("2024-03-05T14:22:10.123Z").unwrap(),
-            "2024-03-05T14:22:10Z"
-        );
-        assert_eq!(
-            date("2024-03-05T14:22:10+02:00").unwrap(),
-            "2024-03-05T14:22:10+02:00"
-        );
+        assert_eq!(date("2024-03-05T14:22:10.123Z").unwrap(), "2024-03-05T14:22:10Z");
+        assert_eq!(date("2024-03-05T14:22:10+02:00").unwrap(), "2024-03-05T14:22:10+02:00");
         assert_eq!(date("03/05/2024").unwrap(), "2024-03-05");
         assert_eq!(date("3/5/2024 2:22 PM").unwrap(), "2024-03-05T14:22:00");
-        assert_eq!(
-            date("31/12/2024").unwrap(),
-            "2024-12-31",
-            "impossible mdy falls back to dmy"
-        );
+        assert_eq!(date("31/12/2024").unwrap(), "2024-12-31", "impossible mdy falls back to dmy");
         assert_eq!(date("05.03.2024").unwrap(), "2024-03-05");
         assert_eq!(date("05.03.2024 08:15:00").unwrap(), "2024-03-05T08:15:00");
         assert_eq!(date("5 Mar 2024").unwrap(), "2024-03-05");
         assert_eq!(date("March 5, 2024").unwrap(), "2024-03-05");
-        assert_eq!(
-            date("Tue, 05 Mar 2024 10:00:00 +0000").unwrap(),
-            "2024-03-05T10:00:00Z"
-        );
+        assert_eq!(date("Tue, 05 Mar 2024 10:00:00 +0000").unwrap(), "2024-03-05T10:00:00Z");
         assert_eq!(date("1709633000000").unwrap(), "2024-03-05T10:03:20Z");
         assert_eq!(date("1709633000").unwrap(), "2024-03-05T10:03:20Z");
         assert_eq!(date("03/05/24").unwrap(), "2024-03-05");
@@ -350,15 +291,9 @@ mod tests {
 
     #[test]
     fn day_first_dates_when_asked() {
-        let opts = TypeOptions {
-            date_order: DateOrder::Dmy,
-            ..Default::default()
-        };
+        let opts = TypeOptions { date_order: DateOrder::Dmy, ..Default::default() };
         assert_eq!(parse_date("03/05/2024", &opts).unwrap(), "2024-05-03");
-        let opts = TypeOptions {
-            date_format: Some("%Y%j".into()),
-            ..Default::default()
-        };
+        let opts = TypeOptions { date_format: Some("%Y%j".into()), ..Default::default() };
         assert_eq!(parse_date("2024065", &opts).unwrap(), "2024-03-05");
     }
 
@@ -394,10 +329,7 @@ mod tests {
     #[test]
     fn text_helpers() {
         assert_eq!(collapse_whitespace("  a \n\t b  "), "a b");
-        assert_eq!(
-            apply_case("JOHN o'BRIEN-SMITH".into(), Case::Title),
-            "John O'brien-Smith"
-        );
+        assert_eq!(apply_case("JOHN o'BRIEN-SMITH".into(), Case::Title), "John O'brien-Smith");
         assert_eq!(apply_case("ÉCOLE".into(), Case::Lower), "école");
     }
 }

@@ -21,11 +21,7 @@ pub enum MappingError {
         source: toml::de::Error,
     },
     #[error("{}", Problems { path, input, problems })]
-    Invalid {
-        path: PathBuf,
-        input: String,
-        problems: Vec<Problem>,
-    },
+    Invalid { path: PathBuf, input: String, problems: Vec<Problem> },
 }
 
 struct Problems<'a> {
@@ -62,29 +58,20 @@ pub struct Problem {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProblemKind {
     #[error("no column '{column}' in the input{}", suggest(suggestion.as_deref()))]
-    UnknownColumn {
-        column: String,
-        suggestion: Option<String>,
-    },
+    UnknownColumn { column: String, suggestion: Option<String> },
     #[error(
         "no object among the first {sampled} has the path '{column}'{}; \
          if it only appears later in the file, set strict_paths = false under [input]",
         suggest(suggestion.as_deref())
     )]
-    UnknownPath {
-        column: String,
-        sampled: usize,
-        suggestion: Option<String>,
-    },
+    UnknownPath { column: String, sampled: usize, suggestion: Option<String> },
     #[error("Savio requires this field; map it, e.g. {example}")]
     MissingRequired { example: String },
     #[error("{0}")]
     Invalid(String),
     #[error("invalid template \"{template}\": {reason}")]
     Template { template: String, reason: String },
-    #[error(
-        "\"{value}\" is not an accepted value (accepted: {allowed}); add it under [checks] if Savio accepts it"
-    )]
+    #[error("\"{value}\" is not an accepted value (accepted: {allowed}); add it under [checks] if Savio accepts it")]
     InvalidChoice { value: String, allowed: String },
     #[error("the mapping maps no entity: add a [company], [contact] or [feedback] table")]
     NoEntity,
@@ -146,11 +133,7 @@ impl fmt::Display for FieldError {
                 write!(f, "{field} is required but empty (from {from})")
             }
             FieldProblem::InvalidEmail { value } => {
-                write!(
-                    f,
-                    "{field} \"{}\" is not a valid email address",
-                    clip(value)
-                )
+                write!(f, "{field} \"{}\" is not a valid email address", clip(value))
             }
             FieldProblem::InvalidChoice { value, allowed } => write!(
                 f,

@@ -42,9 +42,7 @@ impl Origin {
             }
             Origin::Template(parts) => Raw::Text(Cow::Owned(render(parts, record))),
             Origin::Const(s) => Raw::Text(Cow::Borrowed(s)),
-            Origin::ConstList(items) => {
-                Raw::List(items.iter().map(|s| Cow::Borrowed(s.as_str())).collect())
-            }
+            Origin::ConstList(items) => Raw::List(items.iter().map(|s| Cow::Borrowed(s.as_str())).collect()),
             Origin::ConstJson(v) => super::value::json_to_raw(v),
         }
     }
@@ -59,18 +57,10 @@ pub(crate) struct ValueMap {
 }
 
 impl ValueMap {
-    pub fn new(
-        entries: impl IntoIterator<Item = (String, String)>,
-        other: Option<String>,
-    ) -> ValueMap {
-        let mut m = ValueMap {
-            other,
-            ..Default::default()
-        };
+    pub fn new(entries: impl IntoIterator<Item = (String, String)>, other: Option<String>) -> ValueMap {
+        let mut m = ValueMap { other, ..Default::default() };
         for (k, v) in entries {
-            m.folded
-                .entry(k.trim().to_lowercase())
-                .or_insert_with(|| v.clone());
+            m.folded.entry(k.trim().to_lowercase()).or_insert_with(|| v.clone());
             m.exact.insert(k, v);
         }
         m
@@ -147,11 +137,7 @@ impl Field {
 
     fn clean(&self, s: &str) -> String {
         let s = if self.trim { s.trim() } else { s };
-        let mut v = if self.collapse {
-            convert::collapse_whitespace(s)
-        } else {
-            s.to_string()
-        };
+        let mut v = if self.collapse { convert::collapse_whitespace(s) } else { s.to_string() };
         v = convert::apply_case(v, self.case);
         if let Some(map) = &self.map {
             v = map.apply(v);
@@ -169,11 +155,7 @@ impl Field {
     /// The field as one string (empty when there is nothing).
     pub fn text(&self, record: &Record) -> String {
         let v = self.clean(&self.origin.raw(record).into_text());
-        if v.is_empty() {
-            self.default_text(record).unwrap_or_default()
-        } else {
-            v
-        }
+        if v.is_empty() { self.default_text(record).unwrap_or_default() } else { v }
     }
 
     /// The field as a non-empty string, or `None`.
@@ -229,19 +211,12 @@ impl Field {
             if items.is_empty() {
                 return Ok(None);
             }
-            let values = items
-                .iter()
-                .map(|s| self.typed(s))
-                .collect::<Result<Vec<_>, _>>()?;
+            let values = items.iter().map(|s| self.typed(s)).collect::<Result<Vec<_>, _>>()?;
             return Ok(Some(Value::Array(values)));
         }
         let text = {
             let v = self.clean(&raw.into_text());
-            if v.is_empty() {
-                self.default_text(record).unwrap_or_default()
-            } else {
-                v
-            }
+            if v.is_empty() { self.default_text(record).unwrap_or_default() } else { v }
         };
         if text.is_empty() {
             return Ok(None);
@@ -254,21 +229,12 @@ impl Field {
             None | Some(AttrType::String) => Ok(Value::String(s.to_string())),
             Some(ty) => convert::convert(s, ty, &self.type_opts).map_err(|reason| FieldError {
                 field: self.label.clone(),
-                problem: FieldProblem::Conversion {
-                    value: s.to_string(),
-                    ty,
-                    reason,
-                },
+                problem: FieldProblem::Conversion { value: s.to_string(), ty, reason },
             }),
         }
     }
 
     pub fn required_error(&self) -> FieldError {
-        FieldError {
-            field: self.label.clone(),
-            problem: FieldProblem::Required {
-                from: self.describe.clone(),
-            },
-        }
+        FieldError { field: self.label.clone(), problem: FieldProblem::Required { from: self.describe.clone() } }
     }
 }

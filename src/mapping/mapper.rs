@@ -18,10 +18,7 @@ use crate::source::{Record, RecordData};
 pub enum MapOutcome {
     /// Payloads to send, in dependency order (a company before the contact that links to it). May be empty
     /// when the row's only payload was a company already emitted by an earlier row: see `duplicate_of`.
-    Mapped {
-        payloads: Vec<Payload>,
-        duplicate_of: Option<u64>,
-    },
+    Mapped { payloads: Vec<Payload>, duplicate_of: Option<u64> },
     /// A filter matched; the reason names it.
     Skipped(String),
     /// One or more fields are unusable; nothing of the row is sent.
@@ -38,33 +35,18 @@ pub(crate) struct Skip {
 #[derive(Debug, Clone)]
 pub(crate) enum Cond {
     Empty(Accessor),
-    Equals {
-        acc: Accessor,
-        values: Vec<String>,
-        case_sensitive: bool,
-        negate: bool,
-    },
+    Equals { acc: Accessor, values: Vec<String>, case_sensitive: bool, negate: bool },
 }
 
 impl Skip {
     fn matches(&self, record: &Record) -> bool {
         match &self.cond {
             Cond::Empty(acc) => acc.get(record).is_empty(),
-            Cond::Equals {
-                acc,
-                values,
-                case_sensitive,
-                negate,
-            } => {
+            Cond::Equals { acc, values, case_sensitive, negate } => {
                 let v = acc.get(record).into_text();
                 let v = v.trim();
-                let hit = values.iter().any(|x| {
-                    if *case_sensitive {
-                        x == v
-                    } else {
-                        x.to_lowercase() == v.to_lowercase()
-                    }
-                });
+                let hit =
+                    values.iter().any(|x| if *case_sensitive { x == v } else { x.to_lowercase() == v.to_lowercase() });
                 hit != *negate
             }
         }
@@ -81,10 +63,7 @@ pub(crate) enum Unmapped {
     /// (column index, attribute key), resolved against the header.
     Csv(Vec<(usize, String)>),
     /// JSONL objects vary per line, so their leaves are found per row.
-    Json {
-        skip_paths: HashSet<String>,
-        taken_keys: HashSet<String>,
-    },
+    Json { skip_paths: HashSet<String>, taken_keys: HashSet<String> },
 }
 
 impl Unmapped {
@@ -99,13 +78,7 @@ impl Unmapped {
                     }
                 }
             }
-            (
-                Unmapped::Json {
-                    skip_paths,
-                    taken_keys,
-                },
-                RecordData::Json { object, .. },
-            ) => {
+            (Unmapped::Json { skip_paths, taken_keys }, RecordData::Json { object, .. }) => {
                 let mut leaves = Vec::new();
                 json_leaves(object, "", skip_paths, &mut leaves);
                 for (path, v) in leaves {
@@ -128,11 +101,7 @@ fn json_leaves(
     out: &mut Vec<(String, Value)>,
 ) {
     for (k, v) in object {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         if skip.contains(&path) || path.starts_with("_savio_") {
             continue;
         }
@@ -300,17 +269,11 @@ impl Mapper {
         payloads.extend(contact.map(Payload::Contact));
         payloads.extend(feedback.map(Payload::Feedback));
         if payloads.is_empty() && duplicate_of.is_none() {
-            let reason = if skipped.is_empty() {
-                "no entity has data in this row".to_string()
-            } else {
-                skipped.join("; ")
-            };
+            let reason =
+                if skipped.is_empty() { "no entity has data in this row".to_string() } else { skipped.join("; ") };
             return MapOutcome::Skipped(reason);
         }
-        MapOutcome::Mapped {
-            payloads,
-            duplicate_of,
-        }
+        MapOutcome::Mapped { payloads, duplicate_of }
     }
 
     /// Records a company; returns the line of its first occurrence if it was already emitted this run.
@@ -320,8 +283,7 @@ impl Mapper {
         let name_hash = h.finish();
         match self.seen_companies.get(&c.internal_id) {
             None => {
-                self.seen_companies
-                    .insert(c.internal_id.clone(), (name_hash, line));
+                self.seen_companies.insert(c.internal_id.clone(), (name_hash, line));
                 None
             }
             Some(&(first_hash, first_line)) => {
@@ -358,11 +320,7 @@ fn build_company(m: &CompanyMap, record: &Record, errors: &mut Vec<FieldError>) 
         errors.push(m.name.required_error());
     }
     let filterable_attributes = m.attrs.build(record, errors);
-    (errors.len() == before).then_some(Company {
-        name,
-        internal_id,
-        filterable_attributes,
-    })
+    (errors.len() == before).then_some(Company { name, internal_id, filterable_attributes })
 }
 
 fn build_contact(
@@ -417,20 +375,13 @@ fn build_contact(
     })
 }
 
-fn checked_email(
-    field: Option<&Field>,
-    record: &Record,
-    errors: &mut Vec<FieldError>,
-) -> Option<String> {
+fn checked_email(field: Option<&Field>, record: &Record, errors: &mut Vec<FieldError>) -> Option<String> {
     let f = field?;
     let v = f.opt_text(record)?;
     if is_valid_email(&v) {
         Some(v)
     } else {
-        errors.push(FieldError {
-            field: f.label.clone(),
-            problem: FieldProblem::InvalidEmail { value: v },
-        });
+        errors.push(FieldError { field: f.label.clone(), problem: FieldProblem::InvalidEmail { value: v } });
         None
     }
 }
@@ -448,10 +399,7 @@ fn checked_choice(
         None => {
             errors.push(FieldError {
                 field: f.label.clone(),
-                problem: FieldProblem::InvalidChoice {
-                    value: v,
-                    allowed: choices.list(),
-                },
+                problem: FieldProblem::InvalidChoice { value: v, allowed: choices.list() },
             });
             None
         }

@@ -39,24 +39,15 @@ pub struct Mapping {
 
 impl Mapping {
     pub fn load(path: &Path) -> Result<Mapping, MappingError> {
-        let text = std::fs::read_to_string(path).map_err(|source| MappingError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| MappingError::Read { path: path.to_path_buf(), source })?;
         Mapping::parse(&text, path)
     }
 
     /// Parses mapping text; `path` is used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Mapping, MappingError> {
-        let spec = toml::from_str(text).map_err(|source| MappingError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Mapping {
-            spec,
-            path: path.to_path_buf(),
-            fingerprint: blake3::hash(text.as_bytes()).to_hex().to_string(),
-        })
+        let spec = toml::from_str(text).map_err(|source| MappingError::Parse { path: path.to_path_buf(), source })?;
+        Ok(Mapping { spec, path: path.to_path_buf(), fingerprint: blake3::hash(text.as_bytes()).to_hex().to_string() })
     }
 
     pub fn path(&self) -> &Path {
@@ -102,11 +93,7 @@ impl Mapping {
                         sampled += 1;
                     }
                 }
-                compile::Schema::Json {
-                    seen,
-                    sampled,
-                    strict: self.spec.input.strict_paths.unwrap_or(true),
-                }
+                compile::Schema::Json { seen, sampled, strict: self.spec.input.strict_paths.unwrap_or(true) }
             }
         };
         compile::compile(&self.spec, &schema).map_err(|problems| MappingError::Invalid {

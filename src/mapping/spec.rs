@@ -269,39 +269,25 @@ mod tests {
         .unwrap();
         let c = spec.contact.unwrap();
         assert!(matches!(c.internal_id, Some(FieldSpec::Short(ref s)) if s == "Record ID"));
-        let FieldSpec::Full(t) = c.email.unwrap() else {
-            panic!()
-        };
+        let FieldSpec::Full(t) = c.email.unwrap() else { panic!() };
         assert_eq!(t.case, Some(Case::Lower));
-        let FieldSpec::Full(t) = &c.filterable_attributes["score"] else {
-            panic!()
-        };
-        assert_eq!(
-            t.column,
-            Some(OneOrMany(vec!["Score".into(), "Old Score".into()]))
-        );
+        let FieldSpec::Full(t) = &c.filterable_attributes["score"] else { panic!() };
+        assert_eq!(t.column, Some(OneOrMany(vec!["Score".into(), "Old Score".into()])));
         assert_eq!(t.ty, Some(AttrType::Integer));
     }
 
     #[test]
     fn typos_are_rejected_with_the_valid_keys() {
-        let err = toml::from_str::<MappingSpec>("[contact]\nemial = \"Email\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = toml::from_str::<MappingSpec>("[contact]\nemial = \"Email\"\n").unwrap_err().to_string();
         assert!(err.contains("emial") && err.contains("email"), "{err}");
-        let err = toml::from_str::<MappingSpec>("[contact]\nemail = { colum = \"Email\" }\n")
-            .unwrap_err()
-            .to_string();
+        let err = toml::from_str::<MappingSpec>("[contact]\nemail = { colum = \"Email\" }\n").unwrap_err().to_string();
         assert!(err.contains("colum") && err.contains("line 2"), "{err}");
     }
 
     #[test]
     fn path_is_an_alias_of_column() {
-        let spec: MappingSpec =
-            toml::from_str("[feedback]\nproblem = { path = \"body.text\" }\n").unwrap();
-        let FieldSpec::Full(t) = spec.feedback.unwrap().problem.unwrap() else {
-            panic!()
-        };
+        let spec: MappingSpec = toml::from_str("[feedback]\nproblem = { path = \"body.text\" }\n").unwrap();
+        let FieldSpec::Full(t) = spec.feedback.unwrap().problem.unwrap() else { panic!() };
         assert_eq!(t.column, Some(OneOrMany(vec!["body.text".into()])));
     }
 }

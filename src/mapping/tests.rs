@@ -37,36 +37,21 @@ fn json_info() -> SourceInfo {
 }
 
 fn row(line: u64, fields: &[&str]) -> Record {
-    Record {
-        line,
-        data: RecordData::Csv(csv::StringRecord::from(fields.to_vec())),
-    }
+    Record { line, data: RecordData::Csv(csv::StringRecord::from(fields.to_vec())) }
 }
 
 fn jrow(line: u64, v: serde_json::Value) -> Record {
     let raw = v.to_string();
-    let serde_json::Value::Object(object) = v else {
-        panic!()
-    };
-    Record {
-        line,
-        data: RecordData::Json { object, raw },
-    }
+    let serde_json::Value::Object(object) = v else { panic!() };
+    Record { line, data: RecordData::Json { object, raw } }
 }
 
 fn mapper(toml: &str, headers: &[&str]) -> Mapper {
-    Mapping::parse(toml, Path::new("m.toml"))
-        .unwrap()
-        .compile(&csv_info(headers), &[])
-        .unwrap()
-        .mapper
+    Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&csv_info(headers), &[]).unwrap().mapper
 }
 
 fn compile_err(toml: &str, headers: &[&str]) -> String {
-    match Mapping::parse(toml, Path::new("m.toml"))
-        .unwrap()
-        .compile(&csv_info(headers), &[])
-    {
+    match Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&csv_info(headers), &[]) {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),
     }
@@ -86,17 +71,8 @@ fn failures(o: MapOutcome) -> Vec<String> {
     }
 }
 
-const CONTACTS: &[&str] = &[
-    "Record ID",
-    "First Name",
-    "Last Name",
-    "Email",
-    "Company ID",
-    "Company",
-    "Stage",
-    "Score",
-    "Created",
-];
+const CONTACTS: &[&str] =
+    &["Record ID", "First Name", "Last Name", "Email", "Company ID", "Company", "Stage", "Score", "Created"];
 
 const CONTACT_MAPPING: &str = r#"
 [company]
@@ -117,20 +93,7 @@ created = { column = "Created", type = "date" }
 #[test]
 fn contact_row_yields_company_then_linked_contact() {
     let mut m = mapper(CONTACT_MAPPING, CONTACTS);
-    let r = row(
-        2,
-        &[
-            "101",
-            " Ada ",
-            "Lovelace",
-            " ADA@Example.COM ",
-            "c1",
-            "Acme",
-            "Customer",
-            "1,200",
-            "03/05/2024",
-        ],
-    );
+    let r = row(2, &["101", " Ada ", "Lovelace", " ADA@Example.COM ", "c1", "Acme", "Customer", "1,200", "03/05/2024"]);
     let p = payloads(m.map(&r));
     assert_eq!(
         p[0],
@@ -142,16 +105,8 @@ fn contact_row_yields_company_then_linked_contact() {
     );
     let Payload::Contact(c) = &p[1] else { panic!() };
     assert_eq!(c.name, "Ada Lovelace");
-    assert_eq!(
-        c.email.as_deref(),
-        Some("ada@example.com"),
-        "emails are trimmed and lowercased by default"
-    );
-    assert_eq!(
-        c.company_internal_id.as_deref(),
-        Some("c1"),
-        "linked to the company of the same row"
-    );
+    assert_eq!(c.email.as_deref(), Some("ada@example.com"), "emails are trimmed and lowercased by default");
+    assert_eq!(c.company_internal_id.as_deref(), Some("c1"), "linked to the company of the same row");
     assert_eq!(
         serde_json::Value::Object(c.filterable_attributes.clone()),
         json!({"stage": "customer", "score": 1200, "created": "2024-03-05"})
@@ -166,9 +121,7 @@ fn company_is_emitted_once_per_run_and_name_conflicts_are_counted() {
     let p3 = payloads(m.map(&row(4, &["3", "E", "F", "", "c1", "ACME Inc", "", "", ""])));
     assert_eq!(p1.len(), 2);
     assert_eq!(p2.len(), 1, "company c1 already emitted");
-    assert!(
-        matches!(&p2[0], Payload::Contact(c) if c.company_internal_id.as_deref() == Some("c1"))
-    );
+    assert!(matches!(&p2[0], Payload::Contact(c) if c.company_internal_id.as_deref() == Some("c1")));
     assert_eq!(p3.len(), 1);
     assert_eq!(m.stats().company_name_conflicts, 1);
 }
@@ -193,10 +146,7 @@ fn contact_without_company_is_fine_when_company_is_secondary() {
 #[test]
 fn every_bad_field_of_a_row_is_reported() {
     let mut m = mapper(CONTACT_MAPPING, CONTACTS);
-    let errs = failures(m.map(&row(
-        7,
-        &["", " ", "", "bob@", "c1", "", "", "12a", "someday"],
-    )));
+    let errs = failures(m.map(&row(7, &["", " ", "", "bob@", "c1", "", "", "12a", "someday"])));
     let all = errs.join("\n");
     for needle in [
         "company.name is required but empty (from column 'Company')",
@@ -220,47 +170,25 @@ fn unknown_columns_are_refused_with_a_suggestion_and_all_problems_listed() {
     "#;
     let err = compile_err(toml, CONTACTS);
     assert!(err.contains("3 problems"), "{err}");
-    assert!(
-        err.contains(
-            "contact.internal_id: no column 'RecordID' in the input; did you mean 'Record ID'?"
-        ),
-        "{err}"
-    );
+    assert!(err.contains("contact.internal_id: no column 'RecordID' in the input; did you mean 'Record ID'?"), "{err}");
     assert!(err.contains("did you mean 'First Name'?"), "{err}");
-    assert!(
-        err.contains("contact.email: no column 'E-mail' in the input; did you mean 'Email'?"),
-        "{err}"
-    );
+    assert!(err.contains("contact.email: no column 'E-mail' in the input; did you mean 'Email'?"), "{err}");
 }
 
 #[test]
 fn missing_required_fields_and_bad_options_are_refused() {
     let err = compile_err("[contact]\nname = \"Email\"\n", CONTACTS);
-    assert!(
-        err.contains("contact.internal_id: Savio requires this field"),
-        "{err}"
-    );
+    assert!(err.contains("contact.internal_id: Savio requires this field"), "{err}");
     let err = compile_err(
         "[contact]\nname = \"Email\"\ninternal_id = { column = \"Email\", type = \"integer\" }\n",
         CONTACTS,
     );
-    assert!(
-        err.contains("type applies only to filterable_attributes"),
-        "{err}"
-    );
-    let err = compile_err(
-        "[contact]\nname = \"Email\"\ninternal_id = { column = \"Email\", value = \"x\" }\n",
-        CONTACTS,
-    );
+    assert!(err.contains("type applies only to filterable_attributes"), "{err}");
+    let err =
+        compile_err("[contact]\nname = \"Email\"\ninternal_id = { column = \"Email\", value = \"x\" }\n", CONTACTS);
     assert!(err.contains("exactly one source"), "{err}");
-    let err = compile_err(
-        "[feedback]\nproblem = \"Email\"\nfeedback_type = { value = \"CUSTOMER\" }\n",
-        CONTACTS,
-    );
-    assert!(
-        err.contains("\"CUSTOMER\" is not an accepted value"),
-        "{err}"
-    );
+    let err = compile_err("[feedback]\nproblem = \"Email\"\nfeedback_type = { value = \"CUSTOMER\" }\n", CONTACTS);
+    assert!(err.contains("\"CUSTOMER\" is not an accepted value"), "{err}");
     let err = compile_err(
         "[feedback]\nproblem = \"Email\"\nfeedback_type = { column = \"Stage\", map = { customer = \"ACTIV\" } }\n",
         CONTACTS,
@@ -268,10 +196,8 @@ fn missing_required_fields_and_bad_options_are_refused() {
     assert!(err.contains("\"ACTIV\" is not an accepted value"), "{err}");
     let err = compile_err("[feedback]\nproblem = \"{Email\"\n", CONTACTS);
     assert!(err.contains("never closed"), "{err}");
-    let err = compile_err(
-        "[[skip]]\nif_empty = \"Email\"\ncolumn = \"Stage\"\n[feedback]\nproblem = \"Email\"\n",
-        CONTACTS,
-    );
+    let err =
+        compile_err("[[skip]]\nif_empty = \"Email\"\ncolumn = \"Stage\"\n[feedback]\nproblem = \"Email\"\n", CONTACTS);
     assert!(err.contains("a filter is either"), "{err}");
     let err = compile_err("[input]\n", CONTACTS);
     assert!(err.contains("maps no entity"), "{err}");
@@ -290,17 +216,7 @@ fn feedback_with_value_map_default_split_tags_and_choices() {
         state = { column = "State", default = "PENDING" }
     "#;
     let mut m = mapper(toml, headers);
-    let p = payloads(m.map(&row(
-        2,
-        &[
-            "Needs  SSO\n please",
-            "Customer",
-            "SSO; Security;;sso",
-            "",
-            "",
-            "",
-        ],
-    )));
+    let p = payloads(m.map(&row(2, &["Needs  SSO\n please", "Customer", "SSO; Security;;sso", "", "", ""])));
     assert_eq!(
         p,
         vec![Payload::Feedback(Feedback {
@@ -312,30 +228,13 @@ fn feedback_with_value_map_default_split_tags_and_choices() {
         })]
     );
     let p = payloads(m.map(&row(3, &["x", "partner", "", "Bo@X.io", "", "archived"])));
-    let Payload::Feedback(f) = &p[0] else {
-        panic!()
-    };
-    assert_eq!(
-        f.feedback_type.as_deref(),
-        Some("OTHER"),
-        "unmatched values take map_default"
-    );
-    assert_eq!(
-        f.person_name.as_deref(),
-        Some("Bo@X.io"),
-        "default template"
-    );
-    assert_eq!(
-        f.state.as_deref(),
-        Some("ARCHIVED"),
-        "choices are matched case-insensitively"
-    );
+    let Payload::Feedback(f) = &p[0] else { panic!() };
+    assert_eq!(f.feedback_type.as_deref(), Some("OTHER"), "unmatched values take map_default");
+    assert_eq!(f.person_name.as_deref(), Some("Bo@X.io"), "default template");
+    assert_eq!(f.state.as_deref(), Some("ARCHIVED"), "choices are matched case-insensitively");
     assert!(f.tags.is_empty());
     let errs = failures(m.map(&row(4, &["x", "", "", "", "", "Closed"])));
-    assert!(
-        errs[0].contains("feedback.state \"Closed\" is not an accepted value"),
-        "{errs:?}"
-    );
+    assert!(errs[0].contains("feedback.state \"Closed\" is not an accepted value"), "{errs:?}");
 }
 
 #[test]
@@ -365,10 +264,7 @@ fn row_and_entity_filters_skip_with_a_reason() {
     "#;
     let mut m = mapper(toml, CONTACTS);
     assert_eq!(
-        m.map(&row(
-            2,
-            &["1", "A", "", "a@b.co", "", "", "unqualified", "", ""]
-        )),
+        m.map(&row(2, &["1", "A", "", "a@b.co", "", "", "unqualified", "", ""])),
         MapOutcome::Skipped("filter: 'Stage' is \"other\" or \"Unqualified\"".into())
     );
     // Contact filtered, no company: the row is skipped, with the entity filter as the reason.
@@ -383,16 +279,8 @@ fn row_and_entity_filters_skip_with_a_reason() {
 
 #[test]
 fn unmapped_columns_become_attributes_with_normalised_keys() {
-    let headers = &[
-        "ID",
-        "Name",
-        "Lifecycle Stage",
-        "Annual Revenue ($)",
-        "Phone",
-        "_savio_line",
-        "_savio_error",
-        "stage",
-    ];
+    let headers =
+        &["ID", "Name", "Lifecycle Stage", "Annual Revenue ($)", "Phone", "_savio_line", "_savio_error", "stage"];
     let toml = r#"
         [company]
         internal_id = "ID"
@@ -403,10 +291,7 @@ fn unmapped_columns_become_attributes_with_normalised_keys() {
         lifecycle_stage = "stage"
     "#;
     let mut m = mapper(toml, headers);
-    let p = payloads(m.map(&row(
-        2,
-        &["1", "Acme", "Lead", "", "555", "9", "old error", "x"],
-    )));
+    let p = payloads(m.map(&row(2, &["1", "Acme", "Lead", "", "555", "9", "old error", "x"])));
     let Payload::Company(c) = &p[0] else { panic!() };
     assert_eq!(
         serde_json::Value::Object(c.filterable_attributes.clone()),
@@ -435,10 +320,7 @@ fn jsonl_paths_lists_and_unmapped_leaves() {
         json!({"text": "Export to PDF", "author": {"email": "A@B.co", "name": "Ann", "id": 7, "plan": "pro"}, "tags": ["pdf", "export"], "url": "https://x.io/1", "meta": {"score": 9}}),
     );
     let mapping = Mapping::parse(toml, Path::new("m.toml")).unwrap();
-    let mut m = mapping
-        .compile(&json_info(), std::slice::from_ref(&first))
-        .unwrap()
-        .mapper;
+    let mut m = mapping.compile(&json_info(), std::slice::from_ref(&first)).unwrap().mapper;
     let p = payloads(m.map(&first));
     assert_eq!(
         p[0],
@@ -448,15 +330,10 @@ fn jsonl_paths_lists_and_unmapped_leaves() {
             email: Some("a@b.co".into()),
             company: None,
             company_internal_id: None,
-            filterable_attributes: serde_json::from_value(
-                json!({"author_plan": "pro", "meta_score": 9})
-            )
-            .unwrap(),
+            filterable_attributes: serde_json::from_value(json!({"author_plan": "pro", "meta_score": 9})).unwrap(),
         })
     );
-    let Payload::Feedback(f) = &p[1] else {
-        panic!()
-    };
+    let Payload::Feedback(f) = &p[1] else { panic!() };
     assert_eq!(f.tags, vec!["pdf", "export"]);
     assert_eq!(f.person_email.as_deref(), Some("a@b.co"));
 }
@@ -464,28 +341,16 @@ fn jsonl_paths_lists_and_unmapped_leaves() {
 #[test]
 fn jsonl_unknown_paths_are_checked_against_the_sample() {
     let sample = [jrow(1, json!({"text": "x", "author": {"email": "a@b.co"}}))];
-    let mapping = Mapping::parse(
-        "[feedback]\nproblem = \"txt\"\nperson_email = \"author.mail\"\n",
-        Path::new("m.toml"),
-    )
-    .unwrap();
-    let err = mapping
-        .compile(&json_info(), &sample)
-        .err()
-        .unwrap()
-        .to_string();
+    let mapping =
+        Mapping::parse("[feedback]\nproblem = \"txt\"\nperson_email = \"author.mail\"\n", Path::new("m.toml")).unwrap();
+    let err = mapping.compile(&json_info(), &sample).err().unwrap().to_string();
     assert!(
-        err.contains(
-            "feedback.problem: no object among the first 1 has the path 'txt'; did you mean 'text'?"
-        ),
+        err.contains("feedback.problem: no object among the first 1 has the path 'txt'; did you mean 'text'?"),
         "{err}"
     );
     assert!(err.contains("did you mean 'author.email'?"), "{err}");
-    let lenient = Mapping::parse(
-        "[input]\nstrict_paths = false\n[feedback]\nproblem = \"txt\"\n",
-        Path::new("m.toml"),
-    )
-    .unwrap();
+    let lenient =
+        Mapping::parse("[input]\nstrict_paths = false\n[feedback]\nproblem = \"txt\"\n", Path::new("m.toml")).unwrap();
     let compiled = lenient.compile(&json_info(), &sample).unwrap();
     assert_eq!(compiled.warnings.len(), 1);
 }
@@ -514,16 +379,7 @@ fn coalescing_columns_and_typed_constants() {
 
 #[test]
 fn companies_only_mapping_reports_duplicates() {
-    let mut m = mapper(
-        "[company]\ninternal_id = \"ID\"\nname = \"Name\"\n",
-        &["ID", "Name"],
-    );
+    let mut m = mapper("[company]\ninternal_id = \"ID\"\nname = \"Name\"\n", &["ID", "Name"]);
     payloads(m.map(&row(2, &["1", "Acme"])));
-    assert_eq!(
-        m.map(&row(3, &["1", "Acme"])),
-        MapOutcome::Mapped {
-            payloads: vec![],
-            duplicate_of: Some(2)
-        }
-    );
+    assert_eq!(m.map(&row(3, &["1", "Acme"])), MapOutcome::Mapped { payloads: vec![], duplicate_of: Some(2) });
 }

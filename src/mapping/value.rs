@@ -23,10 +23,7 @@ pub(crate) struct JsonPath {
 
 impl JsonPath {
     pub fn new(path: &str) -> JsonPath {
-        JsonPath {
-            full: path.to_string(),
-            segments: path.split('.').map(str::to_string).collect(),
-        }
+        JsonPath { full: path.to_string(), segments: path.split('.').map(str::to_string).collect() }
     }
 
     pub fn resolve<'a>(&self, object: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
@@ -164,10 +161,7 @@ pub(crate) fn parse_template(s: &str) -> Result<Vec<TemplatePart<String>>, Strin
                 parts.push(TemplatePart::Placeholder(name.to_string()));
             }
             '}' => {
-                return Err(format!(
-                    "unmatched '}}' at character {} (write '}}}}' for a literal brace)",
-                    i + 1
-                ));
+                return Err(format!("unmatched '}}' at character {} (write '}}}}' for a literal brace)", i + 1));
             }
             c => lit.push(c),
         }
@@ -197,11 +191,7 @@ pub(crate) fn collect_paths(
     out: &mut std::collections::BTreeSet<String>,
 ) {
     for (k, v) in object {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         if let Value::Object(inner) = v {
             collect_paths(inner, &path, out);
         }
@@ -216,13 +206,7 @@ mod tests {
 
     fn rec(v: Value) -> Record {
         let Value::Object(object) = v else { panic!() };
-        Record {
-            line: 1,
-            data: RecordData::Json {
-                raw: String::new(),
-                object,
-            },
-        }
+        Record { line: 1, data: RecordData::Json { raw: String::new(), object } }
     }
 
     #[test]
@@ -250,11 +234,7 @@ mod tests {
                 TemplatePart::Placeholder("Last".into())
             ]
         );
-        assert!(
-            parse_template("{First")
-                .unwrap_err()
-                .contains("never closed")
-        );
+        assert!(parse_template("{First").unwrap_err().contains("never closed"));
         assert!(parse_template("a}").unwrap_err().contains("unmatched"));
         assert!(parse_template("{ }").unwrap_err().contains("empty"));
     }

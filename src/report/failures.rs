@@ -44,23 +44,14 @@ enum Kind {
 impl FailuresWriter {
     /// Creates the file and writes the header (CSV).
     pub fn create(path: &Path, info: &SourceInfo) -> Result<FailuresWriter, FailuresError> {
-        let err = |source| FailuresError {
-            path: path.to_path_buf(),
-            source,
-        };
+        let err = |source| FailuresError { path: path.to_path_buf(), source };
         let file = BufWriter::new(File::create(path).map_err(err)?);
         let kind = match (info.format, &info.header) {
             (Format::Csv, Some(header)) => {
                 let mut out = EncodeWriter::new(file, info.encoding);
-                out.inner
-                    .write_all(info.encoding.bom_bytes())
-                    .map_err(err)?;
+                out.inner.write_all(info.encoding.bom_bytes()).map_err(err)?;
                 let delimiter = info.delimiter.map_or(b',', |d| d.0);
-                let terminator = if info.crlf {
-                    csv::Terminator::CRLF
-                } else {
-                    csv::Terminator::Any(b'\n')
-                };
+                let terminator = if info.crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') };
                 let mut writer = csv::WriterBuilder::new()
                     .delimiter(delimiter)
                     .terminator(terminator)
@@ -79,12 +70,7 @@ impl FailuresWriter {
                 });
                 let width = width.max(line_at + 1).max(error_at + 1);
                 writer.write_byte_record(&head).map_err(|e| err(e.into()))?;
-                Kind::Csv {
-                    writer: Box::new(writer),
-                    line_at,
-                    error_at,
-                    width,
-                }
+                Kind::Csv { writer: Box::new(writer), line_at, error_at, width }
             }
             _ => {
                 let mut file = file;
@@ -92,12 +78,7 @@ impl FailuresWriter {
                 Kind::Jsonl(file)
             }
         };
-        Ok(FailuresWriter {
-            path: path.to_path_buf(),
-            crlf: info.crlf,
-            kind,
-            rows: 0,
-        })
+        Ok(FailuresWriter { path: path.to_path_buf(), crlf: info.crlf, kind, rows: 0 })
     }
 
     pub fn path(&self) -> &Path {
@@ -113,17 +94,8 @@ impl FailuresWriter {
         let path = self.path.clone();
         let err = move |source| FailuresError { path, source };
         match (&mut self.kind, raw) {
-            (
-                Kind::Csv {
-                    writer,
-                    line_at,
-                    error_at,
-                    width,
-                },
-                RawRow::Csv(fields),
-            ) => {
-                let mut out =
-                    ByteRecord::with_capacity(fields.as_slice().len() + reason.len() + 16, *width);
+            (Kind::Csv { writer, line_at, error_at, width }, RawRow::Csv(fields)) => {
+                let mut out = ByteRecord::with_capacity(fields.as_slice().len() + reason.len() + 16, *width);
                 let line_text = line.to_string();
                 for i in 0..(*width).max(fields.len()) {
                     if i == *line_at {
@@ -139,9 +111,7 @@ impl FailuresWriter {
             (Kind::Jsonl(w), RawRow::Json(bytes)) => {
                 let text = annotate_json_line(bytes, line, reason);
                 let eol: &[u8] = if self.crlf { b"\r\n" } else { b"\n" };
-                w.write_all(text.as_bytes())
-                    .and_then(|()| w.write_all(eol))
-                    .map_err(err)?;
+                w.write_all(text.as_bytes()).and_then(|()| w.write_all(eol)).map_err(err)?;
             }
             // A row's raw form always matches the input format; nothing else reaches here.
             _ => {}
@@ -155,10 +125,7 @@ impl FailuresWriter {
             Kind::Csv { writer, .. } => writer.flush(),
             Kind::Jsonl(w) => w.flush(),
         };
-        r.map_err(|source| FailuresError {
-            path: self.path.clone(),
-            source,
-        })
+        r.map_err(|source| FailuresError { path: self.path.clone(), source })
     }
 
     /// Flushes and syncs the file to disk.
@@ -166,15 +133,10 @@ impl FailuresWriter {
         self.flush()?;
         let path = self.path.clone();
         let file = match self.kind {
-            Kind::Csv { writer, .. } => writer
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .map(|w| w.inner),
+            Kind::Csv { writer, .. } => writer.into_inner().map_err(|e| e.into_error()).map(|w| w.inner),
             Kind::Jsonl(w) => Ok(w),
         };
-        let result = file
-            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-            .and_then(|f| f.sync_all());
+        let result = file.and_then(|w| w.into_inner().map_err(|e| e.into_error())).and_then(|f| f.sync_all());
         result.map_err(|source| FailuresError { path, source })
     }
 }
@@ -183,10 +145,8 @@ impl FailuresWriter {
 /// without them; anything else (not JSON, not an object) is wrapped as `{"_savio_raw": "..."}`.
 fn annotate_json_line(bytes: &[u8], line: u64, reason: &str) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let extra = format!(
-        "\"{LINE_COLUMN}\":{line},\"{ERROR_COLUMN}\":{}",
-        serde_json::Value::String(reason.to_string())
-    );
+    let extra =
+        format!("\"{LINE_COLUMN}\":{line},\"{ERROR_COLUMN}\":{}", serde_json::Value::String(reason.to_string()));
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(serde_json::Value::Object(mut obj)) if matches!(text, std::borrow::Cow::Borrowed(_)) => {
             if obj.contains_key(LINE_COLUMN) || obj.contains_key(ERROR_COLUMN) {
@@ -199,10 +159,7 @@ fn annotate_json_line(bytes: &[u8], line: u64, reason: &str) -> String {
             let sep = if obj.is_empty() { "" } else { "," };
             format!("{body}{sep}{extra}}}")
         }
-        _ => format!(
-            "{{\"_savio_raw\":{},{extra}}}",
-            serde_json::Value::String(text.into_owned())
-        ),
+        _ => format!("{{\"_savio_raw\":{},{extra}}}", serde_json::Value::String(text.into_owned())),
     }
 }
 
@@ -216,11 +173,7 @@ pub(crate) struct EncodeWriter<W: Write> {
 
 impl<W: Write> EncodeWriter<W> {
     pub(crate) fn new(inner: W, encoding: TextEncoding) -> Self {
-        EncodeWriter {
-            inner,
-            encoding,
-            pending: Vec::new(),
-        }
+        EncodeWriter { inner, encoding, pending: Vec::new() }
     }
 }
 
@@ -262,10 +215,7 @@ mod tests {
             annotate_json_line(br#"{ "a" : 1.50 }"#, 3, "bad \"x\""),
             r#"{ "a" : 1.50 ,"_savio_line":3,"_savio_error":"bad \"x\""}"#
         );
-        assert_eq!(
-            annotate_json_line(b"{}", 1, "r"),
-            r#"{"_savio_line":1,"_savio_error":"r"}"#
-        );
+        assert_eq!(annotate_json_line(b"{}", 1, "r"), r#"{"_savio_line":1,"_savio_error":"r"}"#);
         assert_eq!(
             annotate_json_line(br#"{"a":1,"_savio_line":9,"_savio_error":"old"}"#, 2, "new"),
             r#"{"a":1,"_savio_line":2,"_savio_error":"new"}"#

@@ -43,16 +43,8 @@ impl Groups {
 /// "line 4" / "lines 4, 9, 17, …".
 pub fn describe_lines(g: &Group) -> String {
     let shown: Vec<String> = g.first_lines.iter().map(u64::to_string).collect();
-    let more = if g.count as usize > g.first_lines.len() {
-        ", …"
-    } else {
-        ""
-    };
-    if g.count == 1 {
-        format!("line {}", shown.join(", "))
-    } else {
-        format!("lines {}{more}", shown.join(", "))
-    }
+    let more = if g.count as usize > g.first_lines.len() { ", …" } else { "" };
+    if g.count == 1 { format!("line {}", shown.join(", ")) } else { format!("lines {}{more}", shown.join(", ")) }
 }
 
 #[cfg(test)]

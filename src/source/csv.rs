@@ -9,10 +9,7 @@ use std::sync::Arc;
 
 use csv::{ByteRecord, StringRecord};
 
-use super::{
-    BadRow, Delimiter, Header, InputPath, RawRow, ReadError, ReadItem, Record, RecordData,
-    RowReadError,
-};
+use super::{BadRow, Delimiter, Header, InputPath, RawRow, ReadError, ReadItem, Record, RecordData, RowReadError};
 
 pub(super) struct CsvSource {
     reader: csv::Reader<LineTracker<Box<dyn Read + Send>>>,
@@ -21,11 +18,7 @@ pub(super) struct CsvSource {
 }
 
 impl CsvSource {
-    pub(super) fn new(
-        input: Box<dyn Read + Send>,
-        delimiter: Delimiter,
-        path: InputPath,
-    ) -> Result<Self, ReadError> {
+    pub(super) fn new(input: Box<dyn Read + Send>, delimiter: Delimiter, path: InputPath) -> Result<Self, ReadError> {
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter.0)
             .has_headers(false)
@@ -33,18 +26,12 @@ impl CsvSource {
             .buffer_capacity(64 * 1024)
             .from_reader(LineTracker::new(input));
         let mut raw = ByteRecord::new();
-        let found = reader
-            .read_byte_record(&mut raw)
-            .map_err(|e| to_read_error(e, &path))?;
+        let found = reader.read_byte_record(&mut raw).map_err(|e| to_read_error(e, &path))?;
         if !found {
             return Err(ReadError::NoHeader { path });
         }
         let header = parse_header(&raw, &path)?;
-        Ok(CsvSource {
-            reader,
-            header: Arc::new(header),
-            path,
-        })
+        Ok(CsvSource { reader, header: Arc::new(header), path })
     }
 
     pub(super) fn header(&self) -> Arc<Header> {
@@ -57,11 +44,7 @@ impl CsvSource {
 
     pub(super) fn next_item(&mut self) -> Result<Option<ReadItem>, ReadError> {
         let mut raw = ByteRecord::new();
-        if !self
-            .reader
-            .read_byte_record(&mut raw)
-            .map_err(|e| to_read_error(e, &self.path))?
-        {
+        if !self.reader.read_byte_record(&mut raw).map_err(|e| to_read_error(e, &self.path))? {
             return Ok(None);
         }
         let start = raw.position().map_or(0, |p| p.byte());
@@ -75,29 +58,15 @@ impl CsvSource {
         }
         let expected = self.header.names.len();
         if raw.len() != expected {
-            let error = RowReadError::FieldCount {
-                expected,
-                found: raw.len(),
-            };
-            return ReadItem::Bad(BadRow {
-                line,
-                raw: RawRow::Csv(raw),
-                error,
-            });
+            let error = RowReadError::FieldCount { expected, found: raw.len() };
+            return ReadItem::Bad(BadRow { line, raw: RawRow::Csv(raw), error });
         }
         match StringRecord::from_byte_record(raw) {
-            Ok(record) => ReadItem::Record(Record {
-                line,
-                data: RecordData::Csv(record),
-            }),
+            Ok(record) => ReadItem::Record(Record { line, data: RecordData::Csv(record) }),
             Err(e) => {
                 let raw = e.into_byte_record();
                 let error = utf8_error(&raw, &self.header);
-                ReadItem::Bad(BadRow {
-                    line,
-                    raw: RawRow::Csv(raw),
-                    error,
-                })
+                ReadItem::Bad(BadRow { line, raw: RawRow::Csv(raw), error })
             }
         }
     }
@@ -116,12 +85,7 @@ struct LineTracker<R> {
 
 impl<R: Read> LineTracker<R> {
     fn new(inner: R) -> Self {
-        LineTracker {
-            inner,
-            offset: 0,
-            terminators: VecDeque::new(),
-            newlines_before: 0,
-        }
+        LineTracker { inner, offset: 0, terminators: VecDeque::new(), newlines_before: 0 }
     }
 
     /// The 1-based line of the first byte of a record whose parse started at byte `start`.
@@ -160,34 +124,22 @@ fn utf8_error(raw: &ByteRecord, header: &Header) -> RowReadError {
         if let Err(e) = std::str::from_utf8(field) {
             let offset = e.valid_up_to();
             return RowReadError::InvalidUtf8 {
-                column: header
-                    .names
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| format!("#{}", i + 1)),
+                column: header.names.get(i).cloned().unwrap_or_else(|| format!("#{}", i + 1)),
                 byte: field[offset],
                 offset,
             };
         }
     }
-    RowReadError::InvalidUtf8 {
-        column: String::new(),
-        byte: 0,
-        offset: 0,
-    }
+    RowReadError::InvalidUtf8 { column: String::new(), byte: 0, offset: 0 }
 }
 
 fn parse_header(raw: &ByteRecord, path: &InputPath) -> Result<Header, ReadError> {
     let mut names: Vec<String> = Vec::with_capacity(raw.len());
     for (i, field) in raw.iter().enumerate() {
-        let name = std::str::from_utf8(field)
-            .map_err(|_| ReadError::HeaderNotUtf8 { path: path.clone() })?;
+        let name = std::str::from_utf8(field).map_err(|_| ReadError::HeaderNotUtf8 { path: path.clone() })?;
         let name = name.trim();
         if name.is_empty() {
-            return Err(ReadError::EmptyHeaderName {
-                path: path.clone(),
-                column: i + 1,
-            });
+            return Err(ReadError::EmptyHeaderName { path: path.clone(), column: i + 1 });
         }
         if let Some(first) = names.iter().position(|n| n == name) {
             return Err(ReadError::DuplicateHeader {
@@ -199,26 +151,15 @@ fn parse_header(raw: &ByteRecord, path: &InputPath) -> Result<Header, ReadError>
         }
         names.push(name.to_string());
     }
-    Ok(Header {
-        names,
-        raw: raw.clone(),
-    })
+    Ok(Header { names, raw: raw.clone() })
 }
 
 fn to_read_error(e: csv::Error, path: &InputPath) -> ReadError {
     let line = e.position().map_or(0, |p| p.line());
     match e.into_kind() {
-        csv::ErrorKind::Io(source) => ReadError::Io {
-            path: path.clone(),
-            line,
-            source,
-        },
+        csv::ErrorKind::Io(source) => ReadError::Io { path: path.clone(), line, source },
         // With byte records and `flexible`, the csv crate reports nothing but I/O errors; keep the message anyway.
-        other => ReadError::Io {
-            path: path.clone(),
-            line,
-            source: std::io::Error::other(format!("{other:?}")),
-        },
+        other => ReadError::Io { path: path.clone(), line, source: std::io::Error::other(format!("{other:?}")) },
     }
 }
 
@@ -234,10 +175,9 @@ mod tests {
 
     fn fields(item: &ReadItem) -> (u64, Vec<String>) {
         match item {
-            ReadItem::Record(Record {
-                line,
-                data: RecordData::Csv(r),
-            }) => (*line, r.iter().map(str::to_string).collect()),
+            ReadItem::Record(Record { line, data: RecordData::Csv(r) }) => {
+                (*line, r.iter().map(str::to_string).collect())
+            }
             other => panic!("expected a record, got {other:?}"),
         }
     }
@@ -245,20 +185,14 @@ mod tests {
     #[test]
     fn quoted_newlines_keep_the_starting_line() {
         let items = records(b"Name,Notes\r\nAda,\"multi\r\nline\"\r\nBob,x\r\n");
-        assert_eq!(
-            fields(&items[0]),
-            (2, vec!["Ada".into(), "multi\r\nline".into()])
-        );
+        assert_eq!(fields(&items[0]), (2, vec!["Ada".into(), "multi\r\nline".into()]));
         assert_eq!(fields(&items[1]), (4, vec!["Bob".into(), "x".into()]));
     }
 
     #[test]
     fn bom_is_stripped_from_the_first_header_name() {
         let s = open_bytes(b"\xEF\xBB\xBFEmail,Name\na@b.co,A\n", None).unwrap();
-        assert_eq!(
-            s.info().header.as_ref().unwrap().names,
-            vec!["Email", "Name"]
-        );
+        assert_eq!(s.info().header.as_ref().unwrap().names, vec!["Email", "Name"]);
     }
 
     #[test]
@@ -267,19 +201,11 @@ mod tests {
         match &items[0] {
             ReadItem::Bad(BadRow {
                 line: 2,
-                error:
-                    RowReadError::InvalidUtf8 {
-                        column,
-                        byte: 0xFC,
-                        offset: 1,
-                    },
+                error: RowReadError::InvalidUtf8 { column, byte: 0xFC, offset: 1 },
                 raw,
             }) => {
                 assert_eq!(column, "City");
-                assert_eq!(
-                    raw,
-                    &RawRow::Csv(csv::ByteRecord::from(vec![&b"A"[..], &b"Z\xfcrich"[..]]))
-                );
+                assert_eq!(raw, &RawRow::Csv(csv::ByteRecord::from(vec![&b"A"[..], &b"Z\xfcrich"[..]])));
             }
             other => panic!("{other:?}"),
         }
@@ -296,25 +222,11 @@ mod tests {
         let items = records(b"a,b\n1,2,3\n4\n5,6\n");
         assert!(matches!(
             &items[0],
-            ReadItem::Bad(BadRow {
-                line: 2,
-                error: RowReadError::FieldCount {
-                    expected: 2,
-                    found: 3
-                },
-                ..
-            })
+            ReadItem::Bad(BadRow { line: 2, error: RowReadError::FieldCount { expected: 2, found: 3 }, .. })
         ));
         assert!(matches!(
             &items[1],
-            ReadItem::Bad(BadRow {
-                line: 3,
-                error: RowReadError::FieldCount {
-                    expected: 2,
-                    found: 1
-                },
-                ..
-            })
+            ReadItem::Bad(BadRow { line: 3, error: RowReadError::FieldCount { expected: 2, found: 1 }, .. })
         ));
         assert_eq!(fields(&items[2]).0, 4);
     }
@@ -323,10 +235,7 @@ mod tests {
     fn line_numbers_survive_crlf_blank_lines_and_quoted_newlines() {
         for eol in ["\n", "\r\n"] {
             let text = "h\n1\n\n\n\"a\nb\nc\"\n2\n\"\nz\"\n3".replace('\n', eol);
-            let lines: Vec<u64> = records(text.as_bytes())
-                .iter()
-                .map(|i| fields(i).0)
-                .collect();
+            let lines: Vec<u64> = records(text.as_bytes()).iter().map(|i| fields(i).0).collect();
             assert_eq!(lines, vec![2, 5, 8, 9, 11], "eol {eol:?}");
         }
     }
@@ -339,21 +248,10 @@ mod tests {
 
     #[test]
     fn header_problems_are_fatal_and_explained() {
-        let err = open_bytes(b"Email,,Name\n", Some(Format::Csv))
-            .err()
-            .unwrap();
-        assert!(
-            matches!(err, ReadError::EmptyHeaderName { column: 2, .. }),
-            "{err}"
-        );
-        let err = open_bytes(b"Email,Name,Email\n", Some(Format::Csv))
-            .err()
-            .unwrap();
-        assert!(
-            err.to_string()
-                .contains("column 1 and column 3 both 'Email'"),
-            "{err}"
-        );
+        let err = open_bytes(b"Email,,Name\n", Some(Format::Csv)).err().unwrap();
+        assert!(matches!(err, ReadError::EmptyHeaderName { column: 2, .. }), "{err}");
+        let err = open_bytes(b"Email,Name,Email\n", Some(Format::Csv)).err().unwrap();
+        assert!(err.to_string().contains("column 1 and column 3 both 'Email'"), "{err}");
         let err = open_bytes(b"", Some(Format::Csv)).err().unwrap();
         assert!(matches!(err, ReadError::NoHeader { .. }));
     }

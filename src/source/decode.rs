@@ -23,10 +23,7 @@ impl std::fmt::Debug for TextEncoding {
 }
 
 impl TextEncoding {
-    pub const UTF8: TextEncoding = TextEncoding {
-        encoding: UTF_8,
-        bom: false,
-    };
+    pub const UTF8: TextEncoding = TextEncoding { encoding: UTF_8, bom: false };
 
     /// Resolves a user-supplied label (`windows-1252`, `latin1`, `utf-16`, `shift_jis`, ...).
     ///
@@ -34,10 +31,7 @@ impl TextEncoding {
     /// browser; `utf-16` means little-endian unless a byte-order mark says otherwise.
     pub fn from_label(label: &str) -> Option<TextEncoding> {
         let encoding = Encoding::for_label_no_replacement(label.trim().as_bytes())?;
-        Some(TextEncoding {
-            encoding,
-            bom: false,
-        })
+        Some(TextEncoding { encoding, bom: false })
     }
 
     pub fn name(&self) -> &'static str {
@@ -101,9 +95,7 @@ fn peek(mut inner: Box<dyn Read + Send>, n: usize) -> io::Result<(Vec<u8>, Box<d
 pub fn maybe_gunzip(inner: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
     let (head, replay) = peek(inner, 2)?;
     if head == [0x1f, 0x8b] {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(
-            BufReader::with_capacity(64 * 1024, replay),
-        )))
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, replay))))
     } else {
         Ok(replay)
     }
@@ -119,13 +111,7 @@ pub fn decode(
 ) -> io::Result<(Box<dyn Read + Send>, TextEncoding)> {
     let (head, replay) = peek(inner, 3)?;
     let (encoding, bom_len) = match Encoding::for_bom(&head) {
-        Some((enc, len)) => (
-            TextEncoding {
-                encoding: enc,
-                bom: true,
-            },
-            len,
-        ),
+        Some((enc, len)) => (TextEncoding { encoding: enc, bom: true }, len),
         None => (requested, 0),
     };
     let mut stripped = replay;
@@ -185,11 +171,8 @@ impl<R: Read> DecodeReader<R> {
                 };
                 self.eof = self.input_len == 0;
             }
-            let (result, read, written, _) = self.decoder.decode_to_utf8(
-                &self.input[self.input_pos..self.input_len],
-                &mut self.output,
-                self.eof,
-            );
+            let (result, read, written, _) =
+                self.decoder.decode_to_utf8(&self.input[self.input_pos..self.input_len], &mut self.output, self.eof);
             self.input_pos += read;
             self.output_len = written;
             if self.eof && result == encoding_rs::CoderResult::InputEmpty {
@@ -245,21 +228,11 @@ mod tests {
     #[test]
     fn utf16_bom_overrides_requested_encoding() {
         let mut bytes = vec![0xFF, 0xFE];
-        bytes.extend(
-            "Name,City\nZoë,東京\n"
-                .encode_utf16()
-                .flat_map(u16::to_le_bytes),
-        );
+        bytes.extend("Name,City\nZoë,東京\n".encode_utf16().flat_map(u16::to_le_bytes));
         let (text, enc) = decode_all(&bytes, TextEncoding::UTF8);
         assert_eq!(text, "Name,City\nZoë,東京\n");
         assert_eq!(enc.name(), "UTF-16LE");
-        assert_eq!(
-            enc.encode("Zoë"),
-            "Zoë"
-                .encode_utf16()
-                .flat_map(u16::to_le_bytes)
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(enc.encode("Zoë"), "Zoë".encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<_>>());
     }
 
     #[test]

@@ -32,14 +32,11 @@ impl JsonlSource {
 
     pub(super) fn next_item(&mut self) -> Result<Option<ReadItem>, ReadError> {
         self.buf.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.buf)
-            .map_err(|source| ReadError::Io {
-                path: self.path.clone(),
-                line: self.line + 1,
-                source,
-            })?;
+        let n = self.reader.read_until(b'\n', &mut self.buf).map_err(|source| ReadError::Io {
+            path: self.path.clone(),
+            line: self.line + 1,
+            source,
+        })?;
         if n == 0 {
             return Ok(None);
         }
@@ -61,35 +58,22 @@ pub(super) fn parse_line(line: u64, content: &[u8]) -> ReadItem {
     if content.iter().all(u8::is_ascii_whitespace) {
         return ReadItem::Blank { line };
     }
-    let bad = |error| {
-        ReadItem::Bad(BadRow {
-            line,
-            raw: RawRow::Json(content.to_vec()),
-            error,
-        })
-    };
+    let bad = |error| ReadItem::Bad(BadRow { line, raw: RawRow::Json(content.to_vec()), error });
     let text = match std::str::from_utf8(content) {
         Ok(t) => t,
         Err(e) => {
-            return bad(RowReadError::JsonNotUtf8 {
-                offset: e.valid_up_to(),
-            });
+            return bad(RowReadError::JsonNotUtf8 { offset: e.valid_up_to() });
         }
     };
     match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(object)) => ReadItem::Record(Record {
-            line,
-            data: RecordData::Json {
-                object,
-                raw: text.to_string(),
-            },
-        }),
-        Ok(other) => bad(RowReadError::NotAnObject {
-            found: json_kind(&other),
-        }),
+        Ok(serde_json::Value::Object(object)) => {
+            ReadItem::Record(Record { line, data: RecordData::Json { object, raw: text.to_string() } })
+        }
+        Ok(other) => bad(RowReadError::NotAnObject { found: json_kind(&other) }),
         Err(e) => bad(RowReadError::InvalidJson {
             column: e.column(),
             message: strip_position(&e.to_string()),
+            starts_array: text.trim_start().starts_with('['),
         }),
     }
 }
@@ -129,27 +113,13 @@ mod tests {
         assert!(matches!(&got[0], ReadItem::Record(Record { line: 1, .. })));
         assert!(matches!(got[1], ReadItem::Blank { line: 2 }));
         assert!(matches!(got[2], ReadItem::Blank { line: 3 }));
-        assert!(matches!(
-            &got[3],
-            ReadItem::Bad(BadRow {
-                line: 4,
-                error: RowReadError::InvalidJson { .. },
-                ..
-            })
-        ));
+        assert!(matches!(&got[3], ReadItem::Bad(BadRow { line: 4, error: RowReadError::InvalidJson { .. }, .. })));
         assert!(matches!(
             &got[4],
-            ReadItem::Bad(BadRow {
-                line: 5,
-                error: RowReadError::NotAnObject { found: "array" },
-                ..
-            })
+            ReadItem::Bad(BadRow { line: 5, error: RowReadError::NotAnObject { found: "array" }, .. })
         ));
         match &got[5] {
-            ReadItem::Record(Record {
-                line: 6,
-                data: RecordData::Json { raw, object },
-            }) => {
+            ReadItem::Record(Record { line: 6, data: RecordData::Json { raw, object } }) => {
                 assert_eq!(raw, "{\"b\":{\"c\":\"x\"}}");
                 assert_eq!(object["b"]["c"], "x");
             }
@@ -172,11 +142,7 @@ mod tests {
         let got = items(b"{\"a\":\"\xff\"}\n{\"a\":1}\n");
         assert!(matches!(
             &got[0],
-            ReadItem::Bad(BadRow {
-                line: 1,
-                error: RowReadError::JsonNotUtf8 { offset: 6 },
-                ..
-            })
+            ReadItem::Bad(BadRow { line: 1, error: RowReadError::JsonNotUtf8 { offset: 6 }, .. })
         ));
         assert!(matches!(&got[1], ReadItem::Record(_)));
     }

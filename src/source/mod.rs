@@ -62,12 +62,7 @@ impl Delimiter {
             "comma" => Some(Delimiter(b',')),
             "semicolon" => Some(Delimiter(b';')),
             "pipe" => Some(Delimiter(b'|')),
-            _ if s.len() == 1
-                && s.as_bytes()[0].is_ascii()
-                && s != "\""
-                && s != "\n"
-                && s != "\r" =>
-            {
+            _ if s.len() == 1 && s.as_bytes()[0].is_ascii() && s != "\"" && s != "\n" && s != "\r" => {
                 Some(Delimiter(s.as_bytes()[0]))
             }
             _ => None,
@@ -99,11 +94,7 @@ pub enum InputPath {
 
 impl InputPath {
     pub fn from_arg(arg: &str) -> InputPath {
-        if arg == "-" {
-            InputPath::Stdin
-        } else {
-            InputPath::File(PathBuf::from(arg))
-        }
+        if arg == "-" { InputPath::Stdin } else { InputPath::File(PathBuf::from(arg)) }
     }
 
     /// The file's format by its extension (after `.gz`), if it tells.
@@ -119,11 +110,7 @@ impl InputPath {
 
     fn is_tsv(&self) -> bool {
         match self {
-            InputPath::File(p) => p
-                .to_string_lossy()
-                .to_ascii_lowercase()
-                .trim_end_matches(".gz")
-                .ends_with(".tsv"),
+            InputPath::File(p) => p.to_string_lossy().to_ascii_lowercase().trim_end_matches(".gz").ends_with(".tsv"),
             InputPath::Stdin => false,
         }
     }
@@ -227,21 +214,22 @@ pub enum RowReadError {
         "invalid UTF-8 in column '{column}' (byte 0x{byte:02X} at offset {offset}); the file is probably not UTF-8: \
          pass --encoding (e.g. --encoding windows-1252 for Excel on Windows, or latin1, utf-16)"
     )]
-    InvalidUtf8 {
-        column: String,
-        byte: u8,
-        offset: usize,
-    },
-    #[error(
-        "row has {found} fields but the header has {expected} (a stray delimiter or an unclosed quote?)"
-    )]
+    InvalidUtf8 { column: String, byte: u8, offset: usize },
+    #[error("row has {found} fields but the header has {expected} (a stray delimiter or an unclosed quote?)")]
     FieldCount { expected: usize, found: usize },
     #[error("invalid UTF-8 at byte {offset} of the line; pass --encoding if the file is not UTF-8")]
     JsonNotUtf8 { offset: usize },
-    #[error("not valid JSON at column {column}: {message}")]
-    InvalidJson { column: usize, message: String },
-    #[error("line is a JSON {found}, expected an object ({{...}})")]
+    #[error("not valid JSON at column {column}: {message}{}", if *starts_array { JSON_ARRAY_HINT } else { "" })]
+    InvalidJson { column: usize, message: String, starts_array: bool },
+    #[error("line is a JSON {found}, expected an object ({{...}}){}", array_hint(found))]
     NotAnObject { found: &'static str },
+}
+
+const JSON_ARRAY_HINT: &str = "; if the file is one JSON array rather than JSON Lines, convert it first: \
+                               jq -c '.[]' export.json > export.jsonl";
+
+fn array_hint(found: &str) -> &'static str {
+    if found == "array" { JSON_ARRAY_HINT } else { "" }
 }
 
 impl RowReadError {
@@ -294,24 +282,10 @@ pub enum ReadError {
         "'{path}': header column {column} has no name; every column needs a name (remove the empty column or name it)"
     )]
     EmptyHeaderName { path: InputPath, column: usize },
-    #[error(
-        "'{path}': header names column {first} and column {second} both '{name}'; rename one so each is unique"
-    )]
-    DuplicateHeader {
-        path: InputPath,
-        name: String,
-        first: usize,
-        second: usize,
-    },
-    #[error(
-        "'{path}': the header is not valid UTF-8; pass --encoding (e.g. windows-1252, latin1, utf-16)"
-    )]
+    #[error("'{path}': header names column {first} and column {second} both '{name}'; rename one so each is unique")]
+    DuplicateHeader { path: InputPath, name: String, first: usize, second: usize },
+    #[error("'{path}': the header is not valid UTF-8; pass --encoding (e.g. windows-1252, latin1, utf-16)")]
     HeaderNotUtf8 { path: InputPath },
-    #[error(
-        "'{path}' looks like a JSON array; savio-sync reads JSON Lines (one object per line). \
-         Convert it with: jq -c '.[]' {path} > input.jsonl"
-    )]
-    JsonArray { path: InputPath },
 }
 
 /// An open input: call [`Source::next`] until it returns `None`.
@@ -331,10 +305,7 @@ impl Source {
         let raw: Box<dyn Read + Send> = match &spec.path {
             InputPath::Stdin => Box::new(io::stdin()),
             InputPath::File(p) => {
-                Box::new(std::fs::File::open(p).map_err(|source| ReadError::Open {
-                    path: spec.path.clone(),
-                    source,
-                })?)
+                Box::new(std::fs::File::open(p).map_err(|source| ReadError::Open { path: spec.path.clone(), source })?)
             }
         };
         Source::from_reader(spec, raw)
@@ -342,27 +313,15 @@ impl Source {
 
     /// Like [`Source::open`], over any reader (tests, benchmarks).
     pub fn from_reader(spec: &InputSpec, raw: Box<dyn Read + Send>) -> Result<Source, ReadError> {
-        let io_err = |source| ReadError::Io {
-            path: spec.path.clone(),
-            line: 1,
-            source,
-        };
+        let io_err = |source| ReadError::Io { path: spec.path.clone(), line: 1, source };
         let unzipped = decode::maybe_gunzip(raw).map_err(io_err)?;
         let (text, encoding) = decode::decode(unzipped, spec.encoding).map_err(io_err)?;
         let (sample, complete, replay) = sample(text, 64 * 1024).map_err(io_err)?;
         let shape = sniff::sniff_shape(&sample);
-        let format = spec
-            .format
-            .or_else(|| spec.path.format_from_extension())
-            .unwrap_or(match shape {
-                sniff::Shape::JsonObject => Format::Jsonl,
-                _ => Format::Csv,
-            });
-        if format == Format::Jsonl && shape == sniff::Shape::JsonArray {
-            return Err(ReadError::JsonArray {
-                path: spec.path.clone(),
-            });
-        }
+        let format = spec.format.or_else(|| spec.path.format_from_extension()).unwrap_or(match shape {
+            sniff::Shape::JsonObject => Format::Jsonl,
+            _ => Format::Csv,
+        });
         let mut info = SourceInfo {
             path: spec.path.clone(),
             format,
@@ -414,10 +373,7 @@ impl Source {
 }
 
 /// Reads up to `n` bytes for sniffing, and returns them with a reader that replays them.
-fn sample(
-    mut text: Box<dyn Read + Send>,
-    n: usize,
-) -> io::Result<(Vec<u8>, bool, Box<dyn Read + Send>)> {
+fn sample(mut text: Box<dyn Read + Send>, n: usize) -> io::Result<(Vec<u8>, bool, Box<dyn Read + Send>)> {
     let mut buf = Vec::with_capacity(n);
     (&mut text).take(n as u64).read_to_end(&mut buf)?;
     let complete = buf.len() < n;
@@ -430,33 +386,16 @@ mod tests {
     use super::*;
 
     pub(crate) fn open_bytes(bytes: &[u8], format: Option<Format>) -> Result<Source, ReadError> {
-        let spec = InputSpec {
-            path: InputPath::Stdin,
-            format,
-            delimiter: None,
-            encoding: TextEncoding::UTF8,
-        };
+        let spec = InputSpec { path: InputPath::Stdin, format, delimiter: None, encoding: TextEncoding::UTF8 };
         Source::from_reader(&spec, Box::new(io::Cursor::new(bytes.to_vec())))
     }
 
     #[test]
     fn format_from_extension_sees_through_gz() {
-        assert_eq!(
-            InputPath::from_arg("a/b.CSV").format_from_extension(),
-            Some(Format::Csv)
-        );
-        assert_eq!(
-            InputPath::from_arg("x.jsonl.gz").format_from_extension(),
-            Some(Format::Jsonl)
-        );
-        assert_eq!(
-            InputPath::from_arg("x.ndjson").format_from_extension(),
-            Some(Format::Jsonl)
-        );
-        assert_eq!(
-            InputPath::from_arg("x.tsv.gz").format_from_extension(),
-            Some(Format::Csv)
-        );
+        assert_eq!(InputPath::from_arg("a/b.CSV").format_from_extension(), Some(Format::Csv));
+        assert_eq!(InputPath::from_arg("x.jsonl.gz").format_from_extension(), Some(Format::Jsonl));
+        assert_eq!(InputPath::from_arg("x.ndjson").format_from_extension(), Some(Format::Jsonl));
+        assert_eq!(InputPath::from_arg("x.tsv.gz").format_from_extension(), Some(Format::Csv));
         assert_eq!(InputPath::from_arg("x").format_from_extension(), None);
         assert_eq!(InputPath::from_arg("-"), InputPath::Stdin);
     }
@@ -481,10 +420,11 @@ mod tests {
     }
 
     #[test]
-    fn a_json_array_is_refused_with_a_hint() {
-        let err = open_bytes(b"[{\"a\":1}]", Some(Format::Jsonl))
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("jq -c"), "{err}");
+    fn a_json_array_document_fails_its_rows_with_a_hint() {
+        for doc in [&b"[\n{\"a\":1},\n]\n"[..], &b"[{\"a\":1}]"[..]] {
+            let mut s = open_bytes(doc, Some(Format::Jsonl)).unwrap();
+            let Some(ReadItem::Bad(first)) = s.next_item().unwrap() else { panic!() };
+            assert!(first.error.to_string().contains("jq -c"), "{}", first.error);
+        }
     }
 }

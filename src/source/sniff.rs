@@ -20,10 +20,7 @@ pub fn sniff_delimiter(sample: &[u8], complete: bool) -> Option<u8> {
         if header_count == 0 {
             continue;
         }
-        let consistent = records
-            .iter()
-            .filter(|counts| counts[i] == header_count)
-            .count();
+        let consistent = records.iter().filter(|counts| counts[i] == header_count).count();
         if best.is_none_or(|(score, _)| consistent > score) {
             best = Some((consistent, cand));
         }
