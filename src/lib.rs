@@ -15,3 +15,4 @@
 //! exit codes.
 
 pub mod model;
+pub mod sandbox;
