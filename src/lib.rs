@@ -19,6 +19,7 @@ pub mod mapping;
 pub mod model;
 pub mod pipeline;
 pub mod report;
+pub mod sandbox;
 pub mod settings;
 pub mod source;
 pub mod validate;
