@@ -45,6 +45,40 @@ pub enum Command {
     /// Exit code 0 when every row is valid, 1 when some rows are invalid, 2 when the input, mapping or
     /// flags are unusable.
     Validate(ValidateArgs),
+    /// Run a local emulator of the documented Savio API, to rehearse a migration with no account.
+    ///
+    /// Prints the base URL to pass as --base-url as its first line, then serves until Ctrl-C. Data lives in
+    /// memory unless --state is given. Faults (--rate-limit, --fail-rate, --latency-ms) are seeded, so a
+    /// rehearsal can be repeated exactly.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR:PORT")]
+    pub bind: std::net::SocketAddr,
+    /// Token clients must send (`Authorization: Token <token>`) [default: sandbox-token]
+    #[arg(long, value_name = "TOKEN", hide_default_value = true)]
+    pub token: Option<String>,
+    /// Keep the data in this JSON file across restarts (written atomically).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Answer 429 (with Retry-After) beyond N requests per second.
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Answer 500 or 503 to this fraction of requests (0.0 to 1.0), before applying them.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Add this much latency to every request.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Seed for the injected faults.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Default page size of the list endpoints.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub page_size: usize,
 }
 
 /// How to read the input; each overrides the mapping's [input] section, which overrides detection.

@@ -3,7 +3,7 @@
 
 mod cli;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,6 +11,7 @@ use clap::Parser;
 use savio_sync::exit::Exit;
 use savio_sync::mapping::Mapping;
 use savio_sync::pipeline::Pipeline;
+use savio_sync::sandbox::SandboxConfig;
 use savio_sync::{settings, validate};
 use tracing_subscriber::EnvFilter;
 
@@ -31,6 +32,55 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Validate(args) => cmd_validate(args),
+        Command::Sandbox(args) => runtime()?.block_on(cmd_sandbox(args)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+async fn cmd_sandbox(args: cli::SandboxArgs) -> anyhow::Result<Exit> {
+    let mut config = SandboxConfig {
+        bind: args.bind,
+        state: args.state,
+        rate_limit: args.rate_limit,
+        fail_rate: args.fail_rate,
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        seed: args.seed,
+        page_size: args.page_size,
+        ..SandboxConfig::default()
+    };
+    if let Some(token) = args.token {
+        config.token = token;
+    }
+    if !args.bind.ip().is_loopback() {
+        tracing::warn!("the sandbox listens on {} (not loopback) without TLS", args.bind);
+    }
+    let mut stdout = io::stdout();
+    savio_sync::sandbox::serve_until(config, &mut stdout, shutdown_signal()).await?;
+    Ok(Exit::Ok)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
     }
 }
 
@@ -71,7 +121,11 @@ fn init_tracing(g: &GlobalArgs) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .with_target(false);
     match g.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.without_time().init(),
