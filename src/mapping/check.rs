@@ -21,10 +21,6 @@ pub(crate) fn is_valid_email(s: &str) -> bool {
     if local.chars().any(bad_local) || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return false;
     }
-    let labels: Vec<&str> = domain.split('.').collect();
-    if labels.len() < 2 {
-        return false;
-    }
     let label_ok = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
@@ -32,8 +28,8 @@ pub(crate) fn is_valid_email(s: &str) -> bool {
             && !l.ends_with('-')
             && l.chars().all(|c| c.is_alphanumeric() || c == '-')
     };
-    let tld = labels[labels.len() - 1];
-    labels.iter().all(|l| label_ok(l)) && tld.chars().count() >= 2 && !tld.chars().all(|c| c.is_ascii_digit())
+    let Some((_, tld)) = domain.rsplit_once('.') else { return false };
+    domain.split('.').all(label_ok) && tld.chars().count() >= 2 && !tld.chars().all(|c| c.is_ascii_digit())
 }
 
 /// The accepted values of an enumerated field, matched leniently: case, and `_`/`-`/space, do not matter, so

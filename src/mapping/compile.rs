@@ -1,7 +1,7 @@
 //! Compiling a mapping against the input's header: every column resolved to an index (or JSON path), every
 //! option checked, and every problem collected, so the user fixes them all in one go before any row is read.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use super::check::Choices;
 use super::convert::TypeOptions;
@@ -118,7 +118,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         feedback,
         feedback_types,
         states,
-        seen_companies: HashMap::new(),
+        seen_companies: Default::default(),
         warned_conflicts: HashSet::new(),
         stats: Default::default(),
     };

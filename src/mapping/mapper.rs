@@ -1,8 +1,8 @@
 //! Applying a compiled mapping to records: filters, payload building, Savio's per-row checks, and the
 //! once-per-run de-duplication of companies derived from contact rows.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::collections::HashSet;
+use std::hash::BuildHasher;
 
 use serde_json::Value;
 
@@ -215,7 +215,7 @@ pub struct Mapper {
     pub(crate) feedback_types: Choices,
     pub(crate) states: Choices,
     /// company internal_id → (hash of the name first sent, line that emitted it).
-    pub(crate) seen_companies: HashMap<String, (u64, u64)>,
+    pub(crate) seen_companies: rustc_hash::FxHashMap<String, (u64, u64)>,
     pub(crate) warned_conflicts: HashSet<String>,
     pub(crate) stats: MapperStats,
 }
@@ -233,19 +233,32 @@ impl Mapper {
         let mut errors = Vec::new();
         let mut skipped = Vec::new();
 
+        // A company already emitted this run is not built again (only its name is read, to warn on a
+        // conflict); its contacts still link to it by internal_id.
+        let mut seen_company: Option<(String, String)> = None;
         let company = self.company.as_ref().and_then(|m| {
             if let Some(s) = first_skip(&m.skips, record) {
                 skipped.push(format!("company filter: {}", s.describe));
                 return None;
             }
+            let id = m.internal_id.text(record);
+            if !id.is_empty() && self.seen_companies.contains_key(&id) {
+                let name = m.name.text(record);
+                if name.is_empty() {
+                    errors.push(m.name.required_error());
+                }
+                seen_company = Some((id, name));
+                return None;
+            }
             build_company(m, record, &mut errors)
         });
+        let link = company.as_ref().map(|c| c.internal_id.as_str()).or(seen_company.as_ref().map(|(id, _)| id.as_str()));
         let contact = self.contact.as_ref().and_then(|m| {
             if let Some(s) = first_skip(&m.skips, record) {
                 skipped.push(format!("contact filter: {}", s.describe));
                 return None;
             }
-            build_contact(m, record, company.as_ref(), &mut errors)
+            build_contact(m, record, link, &mut errors)
         });
         let feedback = self.feedback.as_ref().and_then(|m| {
             if let Some(s) = first_skip(&m.skips, record) {
@@ -261,10 +274,10 @@ impl Mapper {
         let mut payloads = Vec::with_capacity(3);
         let mut duplicate_of = None;
         if let Some(c) = company {
-            match self.first_sight(&c, record.line) {
-                None => payloads.push(Payload::Company(c)),
-                Some(line) => duplicate_of = Some(line),
-            }
+            self.first_sight(&c.internal_id, &c.name, record.line);
+            payloads.push(Payload::Company(c));
+        } else if let Some((id, name)) = &seen_company {
+            duplicate_of = self.first_sight(id, name, record.line);
         }
         payloads.extend(contact.map(Payload::Contact));
         payloads.extend(feedback.map(Payload::Feedback));
@@ -277,26 +290,22 @@ impl Mapper {
     }
 
     /// Records a company; returns the line of its first occurrence if it was already emitted this run.
-    fn first_sight(&mut self, c: &Company, line: u64) -> Option<u64> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        c.name.hash(&mut h);
-        let name_hash = h.finish();
-        match self.seen_companies.get(&c.internal_id) {
+    fn first_sight(&mut self, id: &str, name: &str, line: u64) -> Option<u64> {
+        let name_hash = rustc_hash::FxBuildHasher.hash_one(name);
+        match self.seen_companies.get(id) {
             None => {
-                self.seen_companies.insert(c.internal_id.clone(), (name_hash, line));
+                self.seen_companies.insert(id.to_string(), (name_hash, line));
                 None
             }
             Some(&(first_hash, first_line)) => {
                 if first_hash != name_hash {
                     self.stats.company_name_conflicts += 1;
-                    if self.warned_conflicts.insert(c.internal_id.clone()) {
+                    if self.warned_conflicts.insert(id.to_string()) {
                         tracing::warn!(
-                            company = %c.internal_id,
+                            company = %id,
                             line,
                             first_line,
-                            "company '{}' appears with another name (\"{}\") than on line {first_line}; the first is kept",
-                            c.internal_id,
-                            c.name
+                            "company '{id}' appears with another name (\"{name}\") than on line {first_line}; the first is kept"
                         );
                     }
                 }
@@ -323,12 +332,7 @@ fn build_company(m: &CompanyMap, record: &Record, errors: &mut Vec<FieldError>) 
     (errors.len() == before).then_some(Company { name, internal_id, filterable_attributes })
 }
 
-fn build_contact(
-    m: &ContactMap,
-    record: &Record,
-    company: Option<&Company>,
-    errors: &mut Vec<FieldError>,
-) -> Option<Contact> {
+fn build_contact(m: &ContactMap, record: &Record, company: Option<&str>, errors: &mut Vec<FieldError>) -> Option<Contact> {
     let internal_id = m.internal_id.text(record);
     if internal_id.is_empty() && m.optional {
         return None;
@@ -362,7 +366,7 @@ fn build_contact(
     };
     let company_internal_id = match &m.company_internal_id {
         Some(f) => f.opt_text(record),
-        None => company.map(|c| c.internal_id.clone()),
+        None => company.map(str::to_string),
     };
     let filterable_attributes = m.attrs.build(record, errors);
     (errors.len() == before).then_some(Contact {

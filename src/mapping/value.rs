@@ -174,7 +174,7 @@ pub(crate) fn parse_template(s: &str) -> Result<Vec<TemplatePart<String>>, Strin
 
 /// Renders a compiled template: placeholders are trimmed, lists joined with ", ".
 pub(crate) fn render(parts: &[TemplatePart<Accessor>], record: &Record) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(32);
     for part in parts {
         match part {
             TemplatePart::Literal(l) => out.push_str(l),
