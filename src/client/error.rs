@@ -17,18 +17,18 @@ use super::retry::RetryAfter;
 pub type UrlParseError = <Url as std::str::FromStr>::Err;
 
 /// A request's method and URL, as shown in messages: `POST /app/api/users/` (path and query only, the host is
-/// the configured one). The URL never holds credentials or a fragment.
+/// the configured one). The URL never holds credentials or a fragment. Boxed to keep errors small.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     method: &'static str,
-    url: Url,
+    url: Box<Url>,
 }
 
 impl Endpoint {
     pub(crate) fn new(method: &'static str, url: &Url) -> Endpoint {
         Endpoint {
             method,
-            url: scrubbed(url),
+            url: Box::new(scrubbed(url)),
         }
     }
 

@@ -42,10 +42,10 @@ pub struct Listing<S> {
     pub items: S,
 }
 
-/// Where the paging stands: items of the current page not yet yielded, and the next page to fetch.
+/// Where the paging stands: items of the current page not yet yielded, and what comes after them.
 struct Cursor<T> {
     buffered: VecDeque<T>,
-    next: Option<Url>,
+    next: Next,
     /// Pages already requested, to stop a server whose links go in a circle.
     seen: HashSet<String>,
 }
@@ -140,7 +140,7 @@ impl SavioClient {
                 if let Some(item) = cursor.buffered.pop_front() {
                     return Ok(Some((item, cursor)));
                 }
-                if cursor.next.is_none() {
+                if let Next::End = cursor.next {
                     return Ok(None);
                 }
                 cursor.advance(self).await?;
@@ -203,40 +203,62 @@ impl<T: DeserializeOwned> Cursor<T> {
     fn starting_at(first: Url) -> Cursor<T> {
         Cursor {
             buffered: VecDeque::new(),
-            next: Some(first),
+            next: Next::Page(first),
             seen: HashSet::new(),
         }
     }
 
-    /// Fetches the next page into the buffer and moves `next` on; returns the page's `count`.
+    /// Fetches the next page into the buffer and moves `next` on; returns the page's `count`. A bad `next`
+    /// link is kept as the error to report once this page's items have been yielded.
     async fn advance(&mut self, client: &SavioClient) -> Result<Option<u64>, ClientError> {
-        let Some(url) = self.next.take() else {
-            return Ok(None);
+        let url = match std::mem::replace(&mut self.next, Next::End) {
+            Next::End => return Ok(None),
+            Next::Refused(err) => return Err(err),
+            Next::Page(url) => url,
         };
         self.seen.insert(url.as_str().to_owned());
         let (page, answered_from) = client.fetch_page::<T>(&url).await?;
-        let endpoint = Endpoint::new("GET", &url);
         self.buffered = page.results.into();
         self.next = match page.next.as_deref() {
-            None | Some("") => None,
-            Some(link) => {
-                let next =
-                    answered_from
-                        .join(link)
-                        .map_err(|source| ClientError::InvalidPageUrl {
-                            endpoint: endpoint.clone(),
-                            link: shorten(link),
-                            source,
-                        })?;
-                client.check_origin(&next, &endpoint)?;
-                if self.seen.contains(next.as_str()) {
-                    return Err(ClientError::PageLoop { endpoint });
-                }
-                Some(next)
-            }
+            None | Some("") => Next::End,
+            Some(link) => match self.follow(client, &url, &answered_from, link) {
+                Ok(next) => Next::Page(next),
+                Err(err) => Next::Refused(err),
+            },
         };
         Ok(page.count)
     }
+
+    /// Resolves and checks a `next` link found on the page at `url` (answered from `answered_from`).
+    fn follow(
+        &self,
+        client: &SavioClient,
+        url: &Url,
+        answered_from: &Url,
+        link: &str,
+    ) -> Result<Url, ClientError> {
+        let endpoint = Endpoint::new("GET", url);
+        let next = answered_from
+            .join(link)
+            .map_err(|source| ClientError::InvalidPageUrl {
+                endpoint: endpoint.clone(),
+                link: shorten(link),
+                source,
+            })?;
+        client.check_origin(&next, &endpoint)?;
+        if self.seen.contains(next.as_str()) {
+            return Err(ClientError::PageLoop { endpoint });
+        }
+        Ok(next)
+    }
+}
+
+/// What follows the buffered items.
+enum Next {
+    Page(Url),
+    /// A `next` link that must not be followed, reported after the current page's items.
+    Refused(ClientError),
+    End,
 }
 
 fn with_query(endpoint: &Url, query: &ListQuery) -> Url {

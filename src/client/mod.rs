@@ -2,7 +2,7 @@
 //!
 //! This module only talks HTTP. It sends one payload per [`SavioClient::send`] and reports exactly what
 //! happened ([`Attempt`]); it never retries, waits or limits rates: the writer does that, consulting the pure
-//! policy in [`retry`](self::classify). Listing ([`SavioClient::list_contacts`] and friends) follows Savio's
+//! policy in [`classify`]. Listing ([`SavioClient::list_contacts`] and friends) follows Savio's
 //! `next` links as given.
 //!
 //! Safety properties, each pinned by a test in `tests/client.rs`:
@@ -428,8 +428,15 @@ fn redirect_policy(rule: RedirectRule) -> redirect::Policy {
     })
 }
 
+/// Idle pooled connections are dropped after this long. Well under the keep-alive timeouts of common fronts
+/// (60 s for cloud load balancers, 75 s for nginx; reqwest's default is 90 s): a request written onto a
+/// connection the server is closing at that moment fails as [`SendError::Connection`], an unknown outcome
+/// for feedback, so the client should not be the side that keeps idle connections longest.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 fn http_client(config: &ClientConfig, rule: RedirectRule) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .connect_timeout(config.connect_timeout)
         .timeout(config.request_timeout)
         .gzip(true)

@@ -233,10 +233,10 @@ mod tests {
         let cases = [
             (format!(" {SECRET}"), "a space", 1),
             (format!("{SECRET} "), "a space", SECRET.len() + 1),
-            (format!("s3cr3t\nT0ken"), "a line break", 7),
+            ("s3cr3t\nT0ken".to_owned(), "a line break", 7),
             (format!("{SECRET}\n\n"), "a line break", SECRET.len() + 1),
-            (format!("s3cr3t\u{7f}x"), "a control character", 7),
-            (format!("s3cr3t\u{e9}x"), "a non-ASCII character", 7),
+            ("s3cr3t\u{7f}x".to_owned(), "a control character", 7),
+            ("s3cr3t\u{e9}x".to_owned(), "a non-ASCII character", 7),
         ];
         for (value, what, position) in cases {
             let err = ApiToken::new(value.clone()).unwrap_err();
