@@ -3,41 +3,7 @@
 //! The client never retries by itself (the writer owns retries, rate limits and concurrency); this module is
 //! the table the writer consults. It is kept free of I/O and clocks so it can be pinned by tests: the unit
 //! tests below cover the table, and `tests/client.rs` sends every status code 200–599 through a real HTTP
-//! round trip to check that what the client produces classifies as documented here.
-//!
-//! # The rule
-//!
-//! A request is repeated only when repeating cannot do harm. Company and contact upserts are idempotent (an
-//! upsert applied twice leaves the same state), so any transient failure may be retried. Feedback creation is
-//! not: Savio has no idempotency key and no de-duplication, so a repeat after an unknown outcome can create a
-//! duplicate. For feedback an ambiguous failure is [`RetryAction::Unknown`], which the writer reports rather
-//! than repeats.
-//!
-//! | failure | upsert (idempotent) | feedback |
-//! |---|---|---|
-//! | cannot connect (refused, DNS, TLS handshake, connect timeout): nothing sent | Retry | Retry |
-//! | timeout, connection broken mid-request | Retry | Unknown |
-//! | 429 Too Many Requests | Retry (Retry-After) | Retry (Retry-After) |
-//! | 500, 502, 503 | Retry (Retry-After) | Retry (Retry-After) |
-//! | 504 Gateway Timeout | Retry | Unknown |
-//! | other 5xx not listed below (507, 509, 520–599…) | Retry | Unknown |
-//! | 501, 505, 506, 508, 510, 511: the server will not change its mind | Fail | Fail |
-//! | 408 Request Timeout | Retry | Unknown |
-//! | 401, 403, 407: the token (or a proxy's credentials) is refused | AbortAuth | AbortAuth |
-//! | other 4xx (400, 404, 405, 409, 413, 422…) | Fail | Fail |
-//! | 3xx not followed, 1xx, unexpected 2xx in an error, ≥ 600 | Fail | Fail |
-//! | request body cannot be serialised | Fail | Fail |
-//!
-//! Why 500/502/503 are retried even for feedback: 429 and 503 say the request was refused, not processed.
-//! Savio answers validation problems with 400, so a 500 is an unhandled failure, and a Django-style server (as
-//! Savio is) fails before its writes commit or rolls them back; 502 means the gateway got no valid answer from
-//! the application, which in practice means the application was down or restarting. The sandbox fails the
-//! same way (5xx before applying). Not retrying these would turn every transient blip into a failed row. The
-//! residual risk, a duplicate feedback when a server committed and then failed, is documented for users.
-//!
-//! Why 504 is not retried for feedback: a gateway timeout is issued while the application may still be
-//! working on the request, which is exactly our own client-side timeout, and that is `Unknown` for feedback.
-//! Treating the two differently would make the outcome depend on where the timer ran out.
+//! round trip to check that what the client produces classifies as documented on [`classify`].
 
 use std::time::{Duration, SystemTime};
 
@@ -69,6 +35,43 @@ pub fn idempotent(entity: Entity) -> bool {
 }
 
 /// Classifies a failed attempt, resolving an HTTP-date `Retry-After` against the current time.
+///
+/// # The table
+///
+/// A request is repeated only when repeating cannot do harm. Company and contact upserts are idempotent (an
+/// upsert applied twice leaves the same state), so any transient failure may be retried. Feedback creation is
+/// not: Savio has no idempotency key and no de-duplication, so a repeat after an unknown outcome can create a
+/// duplicate. For feedback an ambiguous failure is [`RetryAction::Unknown`], which the writer reports rather
+/// than repeats.
+///
+/// | failure | upsert (idempotent) | feedback |
+/// |---|---|---|
+/// | cannot connect (refused, DNS, TLS handshake, connect timeout): nothing sent | Retry | Retry |
+/// | timeout, connection broken mid-request | Retry | Unknown |
+/// | 429 Too Many Requests | Retry | Retry |
+/// | 500, 502, 503 | Retry | Retry |
+/// | 504 Gateway Timeout | Retry | Unknown |
+/// | other 5xx not listed below (507, 509, 520–599…) | Retry | Unknown |
+/// | 501, 505, 506, 508, 510, 511: the server will not change its mind | Fail | Fail |
+/// | 408 Request Timeout | Retry | Unknown |
+/// | 401, 403, 407: the token (or a proxy's credentials) is refused | AbortAuth | AbortAuth |
+/// | other 4xx (400, 404, 405, 409, 413, 422…) | Fail | Fail |
+/// | 3xx not followed, 1xx, unexpected 2xx in an error, ≥ 600 | Fail | Fail |
+/// | request body cannot be serialised | Fail | Fail |
+///
+/// Every `Retry` from a status answer carries the server's `Retry-After` (either form), when it sent one.
+///
+/// Why 500/502/503 are retried even for feedback: 429 and 503 say the request was refused, not processed.
+/// Savio answers validation problems with 400, so a 500 is an unhandled failure, and a Django REST framework
+/// server (Savio's answers have its shapes) typically fails before its writes commit, or rolls them back in a
+/// request transaction; 502 means the gateway got no valid answer from the application, which in practice
+/// means the application was down or restarting. The sandbox fails the
+/// same way (5xx before applying). Not retrying these would turn every transient blip into a failed row. The
+/// residual risk, a duplicate feedback when a server committed and then failed, is documented for users.
+///
+/// Why 504 is not retried for feedback: a gateway timeout is issued while the application may still be
+/// working on the request, which is exactly our own client-side timeout, and that is `Unknown` for feedback.
+/// Treating the two differently would make the outcome depend on where the timer ran out.
 pub fn classify(err: &SendError, idempotent: bool) -> RetryAction {
     classify_at(err, idempotent, SystemTime::now())
 }
@@ -87,7 +90,7 @@ pub fn classify_at(err: &SendError, idempotent: bool, now: SystemTime) -> RetryA
     }
 }
 
-/// The status-code part of the table (see the module documentation).
+/// The status-code part of the table (see [`classify`]).
 pub fn classify_status(status: u16, idempotent: bool, after: Option<Duration>) -> RetryAction {
     match status {
         401 | 403 | 407 => RetryAction::AbortAuth,
