@@ -14,6 +14,7 @@
 //! The binary (`src/main.rs`) is a thin layer over these: it parses flags, sets up logging and maps errors to
 //! exit codes.
 
+pub mod client;
 pub mod exit;
 pub mod mapping;
 pub mod model;

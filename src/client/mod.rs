@@ -1,0 +1,583 @@
+//! The Savio HTTP client: one request per call, typed outcomes, and a token that never leaves its origin.
+//!
+//! This module only talks HTTP. It sends one payload per [`SavioClient::send`] and reports exactly what
+//! happened ([`Attempt`]); it never retries, waits or limits rates: the writer does that, consulting the pure
+//! policy in [`classify`]. Listing ([`SavioClient::list_contacts`] and friends) follows Savio's
+//! `next` links as given.
+//!
+//! Safety properties, each pinned by a test in `tests/client.rs`:
+//! - the token travels only in the `Authorization` header, only to the configured origin (scheme, host and
+//!   port): redirects and `next` links elsewhere are refused, plain `http://` is refused unless the host is
+//!   loopback or `--allow-insecure-http` is given;
+//! - no `Debug`/`Display` here shows the token, and error bodies from the server are scrubbed of it;
+//! - a failed attempt says whether anything was sent and whether it may have been applied, so feedback (which
+//!   Savio cannot de-duplicate) is never repeated blindly.
+//!
+//! The transport may replay a request that the server provably never processed (an HTTP/2 `REFUSED_STREAM`
+//! or graceful `GOAWAY`, a pooled connection closed before the request was written): that is reqwest's
+//! default and is safe even for feedback. Nothing else is repeated.
+
+mod error;
+mod list;
+mod retry;
+mod token;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::{Response, Url, redirect};
+use serde::Deserialize;
+
+pub use error::{ClientError, Endpoint, SendError, UrlParseError};
+pub use list::{ListQuery, Listing};
+pub use retry::{
+    Backoff, RetryAction, RetryAfter, classify, classify_at, classify_status, idempotent,
+};
+pub use token::{ApiToken, TOKEN_ENV_VAR, TokenError, TokenOrigin};
+
+use crate::model::{Entity, Payload, SavioId};
+use error::{origin_of, scrubbed};
+
+/// Savio's public API root.
+pub const DEFAULT_BASE_URL: &str = "https://www.savio.io/app/api/";
+
+/// The `User-Agent` sent unless configured otherwise.
+pub const DEFAULT_USER_AGENT: &str = concat!("savio-sync/", env!("CARGO_PKG_VERSION"));
+
+/// Redirects followed per request at most (all within the configured origin).
+pub const MAX_REDIRECTS: usize = 5;
+
+/// How much of an error body is kept, after collapsing whitespace.
+const ERROR_BODY_KEEP: usize = 2048;
+/// How much of an error body is read: enough for `ERROR_BODY_KEEP` after whitespace collapses.
+const ERROR_BODY_READ: usize = 8 * 1024;
+/// How much of a success body is read to find the new object's `id`.
+const SUCCESS_BODY_READ: usize = 256 * 1024;
+/// The largest list page accepted.
+const PAGE_BODY_READ: usize = 64 * 1024 * 1024;
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// How to reach Savio. Build it with [`ClientConfig::new`] and adjust the public fields.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The API root; endpoints (`users/`, `companies/`, `create-feedback/`) are joined to it. A missing
+    /// trailing slash is added.
+    pub base_url: String,
+    pub token: ApiToken,
+    /// Time allowed to open a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole request, from connecting to the end of the answer.
+    pub request_timeout: Duration,
+    /// Allows plain `http://` to a host that is not loopback. The token then travels unencrypted.
+    pub allow_insecure_http: bool,
+    pub user_agent: String,
+}
+
+impl ClientConfig {
+    /// The defaults: Savio's public API, 10 s to connect, 30 s per request, https only.
+    pub fn new(token: ApiToken) -> ClientConfig {
+        ClientConfig {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            token,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            allow_insecure_http: false,
+            user_agent: DEFAULT_USER_AGENT.to_owned(),
+        }
+    }
+}
+
+/// A Savio API client. Cheap to clone (one `Arc`); clones share connection pools.
+#[derive(Clone)]
+pub struct SavioClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// For POSTs: follows only same-origin 307/308, which keep method and body. A 301/302/303 would turn
+    /// the POST into a GET and a 2xx listing would pass for a successful upsert.
+    post: reqwest::Client,
+    /// For GETs: follows any same-origin redirect.
+    get: reqwest::Client,
+    base: Url,
+    companies: Url,
+    users: Url,
+    feedback: Url,
+    /// `Token <token>`, marked sensitive so hyper and reqwest never print it.
+    auth: HeaderValue,
+    token: ApiToken,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// The result of one request, with how long it took (connect to end of answer) for the writer's statistics
+/// and adaptive pacing.
+#[derive(Debug)]
+pub struct Attempt {
+    pub outcome: Result<Accepted, SendError>,
+    pub latency: Duration,
+}
+
+/// Savio accepted the payload: any 2xx (the reference documents 201; 200 is accepted too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub status: u16,
+    /// The `id` from the JSON answer, when there is one. A 2xx without a JSON body is still a success.
+    pub id: Option<SavioId>,
+}
+
+impl SavioClient {
+    /// Validates the configuration and builds the HTTP stack. Fails on a base URL that is not absolute
+    /// http(s), carries credentials, a query or a fragment, or is plain http to a non-loopback host without
+    /// `allow_insecure_http`.
+    pub fn new(config: ClientConfig) -> Result<SavioClient, ClientError> {
+        let base = base_url(&config.base_url, config.allow_insecure_http)?;
+        let join = |path: &str| {
+            base.join(path)
+                .map_err(|source| ClientError::InvalidBaseUrl {
+                    url: config.base_url.clone(),
+                    source,
+                })
+        };
+        let (companies, users, feedback) = (
+            join("companies/")?,
+            join("users/")?,
+            join("create-feedback/")?,
+        );
+        let mut auth = HeaderValue::from_str(&format!("Token {}", config.token.expose()))
+            .expect("an ApiToken is visible ASCII, always a valid header value");
+        auth.set_sensitive(true);
+        Ok(SavioClient {
+            inner: Arc::new(Inner {
+                post: http_client(&config, RedirectRule::PostSafe)?,
+                get: http_client(&config, RedirectRule::AnySameOrigin)?,
+                base,
+                companies,
+                users,
+                feedback,
+                auth,
+                token: config.token,
+                request_timeout: config.request_timeout,
+                connect_timeout: config.connect_timeout,
+            }),
+        })
+    }
+
+    /// The validated API root (always ends with `/`).
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// Sends one payload once: `POST companies/`, `users/` or `create-feedback/` with the payload as JSON.
+    /// Never retries; see [`classify`] for what to do with a failure.
+    pub async fn send(&self, payload: &Payload) -> Attempt {
+        let started = Instant::now();
+        let url = self.endpoint_url(payload.entity());
+        let endpoint = Endpoint::new("POST", url);
+        let outcome = self.post(url, &endpoint, payload).await;
+        let latency = started.elapsed();
+        match &outcome {
+            Ok(accepted) => tracing::debug!(
+                %endpoint, status = accepted.status, latency_ms = latency.as_millis() as u64, "sent"
+            ),
+            Err(err) => tracing::debug!(
+                %endpoint, error = %err, latency_ms = latency.as_millis() as u64, "send failed"
+            ),
+        }
+        Attempt { outcome, latency }
+    }
+
+    fn endpoint_url(&self, entity: Entity) -> &Url {
+        match entity {
+            Entity::Company => &self.inner.companies,
+            Entity::Contact => &self.inner.users,
+            Entity::Feedback => &self.inner.feedback,
+        }
+    }
+
+    async fn post(
+        &self,
+        url: &Url,
+        endpoint: &Endpoint,
+        payload: &Payload,
+    ) -> Result<Accepted, SendError> {
+        let body = serde_json::to_vec(payload).map_err(|source| SendError::Body {
+            endpoint: endpoint.clone(),
+            source,
+        })?;
+        let mut response = self
+            .inner
+            .post
+            .post(url.clone())
+            .header(AUTHORIZATION, self.inner.auth.clone())
+            .header(ACCEPT, APPLICATION_JSON)
+            .header(CONTENT_TYPE, APPLICATION_JSON)
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| self.transport_error(endpoint, source))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.status_error(endpoint, response).await);
+        }
+        // The request was applied: whatever happens while reading the answer, this is a success. An
+        // unreadable or non-JSON body only loses the id.
+        let mut body = Vec::new();
+        let id = match read_capped(&mut response, SUCCESS_BODY_READ, &mut body).await {
+            Ok(true) => serde_json::from_slice::<IdOnly>(&body)
+                .ok()
+                .and_then(|answer| answer.id),
+            Ok(false) => None,
+            Err(err) => {
+                tracing::debug!(%endpoint, error = %err, "answer body unreadable after a success");
+                None
+            }
+        };
+        Ok(Accepted {
+            status: status.as_u16(),
+            id,
+        })
+    }
+
+    /// Maps a transport failure by what it implies: connect errors (refused, DNS, TLS, connect timeout)
+    /// mean nothing was sent; anything later may have reached the server.
+    fn transport_error(&self, endpoint: &Endpoint, source: reqwest::Error) -> SendError {
+        let endpoint = endpoint.clone();
+        if source.is_connect() {
+            SendError::Connect { endpoint, source }
+        } else if source.is_timeout() {
+            SendError::Timeout {
+                endpoint,
+                timeout: self.inner.request_timeout,
+                source,
+            }
+        } else {
+            // Includes failures that reqwest reports as builder or redirect errors after the request went
+            // out (an unparseable Location, say): treated as "may have been applied", the safe reading.
+            SendError::Connection { endpoint, source }
+        }
+    }
+
+    /// Turns a non-2xx answer into an error, reading a bounded piece of the body for the message.
+    async fn status_error(&self, endpoint: &Endpoint, mut response: Response) -> SendError {
+        let endpoint = endpoint.clone();
+        let status = response.status().as_u16();
+        if response.status().is_redirection()
+            && let Some(location) = response.headers().get(LOCATION)
+        {
+            let location_host = location
+                .to_str()
+                .ok()
+                .and_then(|loc| response.url().join(loc).ok())
+                .map_or_else(|| "an unreadable Location".to_owned(), |u| origin_of(&u));
+            return SendError::Redirect {
+                endpoint,
+                status,
+                location_host,
+            };
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(RetryAfter::from_header);
+        let mut raw = Vec::new();
+        let complete = match read_capped(&mut response, ERROR_BODY_READ, &mut raw).await {
+            Ok(complete) => complete,
+            Err(err) => {
+                tracing::debug!(%endpoint, status, error = %err, "error body unreadable");
+                false
+            }
+        };
+        if !complete {
+            // The cut may have split an echoed token, which redaction could then not recognise.
+            raw.truncate(raw.len().saturating_sub(self.inner.token.expose().len()));
+        }
+        SendError::Status {
+            endpoint,
+            status,
+            body: clean_body(&raw, &self.inner.token, !complete),
+            retry_after,
+        }
+    }
+}
+
+impl fmt::Debug for SavioClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SavioClient")
+            .field("base_url", &self.inner.base.as_str())
+            .field("token", &self.inner.token)
+            .field("connect_timeout", &self.inner.connect_timeout)
+            .field("request_timeout", &self.inner.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The part of a create/upsert answer the writer needs.
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(default)]
+    id: Option<SavioId>,
+}
+
+/// Validates the base URL (see [`SavioClient::new`]) and gives it a trailing slash.
+fn base_url(raw: &str, allow_insecure_http: bool) -> Result<Url, ClientError> {
+    let shown = || shown_raw(raw);
+    let mut url = Url::parse(raw.trim()).map_err(|source| ClientError::InvalidBaseUrl {
+        url: shown(),
+        source,
+    })?;
+    let unsupported = |url: &Url, reason| ClientError::UnsupportedBaseUrl {
+        url: scrubbed(url)
+            .as_str()
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        reason,
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(unsupported(&url, "only http:// and https:// are supported"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(unsupported(
+            &url,
+            "it contains user info; pass the API token through SAVIO_API_TOKEN or a token file instead",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(unsupported(
+            &url,
+            "it has a query or fragment, which endpoint URLs would drop",
+        ));
+    }
+    let Some(host) = url.host_str().map(str::to_owned) else {
+        return Err(unsupported(&url, "it has no host"));
+    };
+    if url.scheme() == "http" && !is_loopback(&host) {
+        if !allow_insecure_http {
+            return Err(ClientError::InsecureHttp { host });
+        }
+        tracing::warn!(
+            %host,
+            "sending the Savio API token over plain http:// (--allow-insecure-http)"
+        );
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// An unparseable base URL as shown in a message: cut before any query or fragment, user info removed, since
+/// either may hold a secret pasted by mistake.
+fn shown_raw(raw: &str) -> String {
+    let head = raw.split(['?', '#']).next().unwrap_or_default();
+    let (scheme, rest) = head.split_once("://").unwrap_or(("", head));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    if scheme.is_empty() {
+        rest.to_owned()
+    } else {
+        format!("{scheme}://{rest}")
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `::1`: traffic that never leaves the machine.
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[derive(Clone, Copy)]
+enum RedirectRule {
+    /// Same origin, 307/308 only (method and body preserved).
+    PostSafe,
+    /// Same origin, any redirect status.
+    AnySameOrigin,
+}
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, never to another origin. A stopped redirect comes back as
+/// the 3xx answer, which becomes [`SendError::Redirect`].
+fn redirect_policy(rule: RedirectRule) -> redirect::Policy {
+    redirect::Policy::custom(move |attempt| {
+        // `previous` holds every URL requested so far, the original first.
+        let previous = attempt.previous();
+        let same_origin = previous
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        let status_ok = match rule {
+            RedirectRule::PostSafe => matches!(attempt.status().as_u16(), 307 | 308),
+            RedirectRule::AnySameOrigin => true,
+        };
+        if same_origin && status_ok && previous.len() <= MAX_REDIRECTS {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// Idle pooled connections are dropped after this long. Well under the keep-alive timeouts of common fronts
+/// (60 s for cloud load balancers, 75 s for nginx; reqwest's default is 90 s): a request written onto a
+/// connection the server is closing at that moment fails as [`SendError::Connection`], an unknown outcome
+/// for feedback, so the client should not be the side that keeps idle connections longest.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn http_client(config: &ClientConfig, rule: RedirectRule) -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        .gzip(true)
+        .user_agent(config.user_agent.as_str())
+        .redirect(redirect_policy(rule))
+        .referer(false)
+        .build()
+        .map_err(|source| ClientError::Build { source })
+}
+
+/// Reads the body into `buf`, at most `limit` bytes. `Ok(true)` when the whole body fit. On a transport error
+/// `buf` keeps what arrived.
+async fn read_capped(
+    response: &mut Response,
+    limit: usize,
+    buf: &mut Vec<u8>,
+) -> Result<bool, reqwest::Error> {
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - buf.len();
+        if chunk.len() > room {
+            buf.extend_from_slice(&chunk[..room]);
+            return Ok(false);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(true)
+}
+
+/// An error body fit for a message and a report: lossy UTF-8, whitespace collapsed, token removed, cut to
+/// about [`ERROR_BODY_KEEP`] bytes on a character boundary.
+fn clean_body(raw: &[u8], token: &ApiToken, cut: bool) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut body = collapsed.replace(token.expose(), "<redacted>");
+    let mut cut = cut;
+    if body.len() > ERROR_BODY_KEEP {
+        let mut end = ERROR_BODY_KEEP;
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        body.truncate(end);
+        cut = true;
+    }
+    if cut {
+        body.push('…');
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> ApiToken {
+        ApiToken::new("tok-123".to_owned()).unwrap()
+    }
+
+    #[test]
+    fn base_url_gets_a_trailing_slash_and_joins_endpoints() {
+        let url = base_url("https://h.example/app/api", false).unwrap();
+        assert_eq!(url.as_str(), "https://h.example/app/api/");
+        assert_eq!(
+            url.join("users/").unwrap().as_str(),
+            "https://h.example/app/api/users/"
+        );
+        assert_eq!(
+            base_url(DEFAULT_BASE_URL, false).unwrap().as_str(),
+            DEFAULT_BASE_URL
+        );
+    }
+
+    #[test]
+    fn plain_http_is_allowed_only_to_loopback_or_with_the_flag() {
+        for ok in [
+            "http://localhost:8080/api",
+            "http://LOCALHOST/",
+            "http://127.0.0.1:9/",
+            "http://127.1.2.3/",
+            "http://[::1]:8080/",
+        ] {
+            assert!(base_url(ok, false).is_ok(), "{ok}");
+        }
+        for refused in ["http://savio.example/", "http://10.0.0.1/", "http://[::2]/"] {
+            let err = base_url(refused, false).unwrap_err();
+            assert!(matches!(err, ClientError::InsecureHttp { .. }), "{refused}");
+            assert!(err.to_string().contains("--allow-insecure-http"), "{err}");
+            assert!(base_url(refused, true).is_ok(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn unusable_base_urls_are_refused_without_echoing_secrets() {
+        for bad in [
+            "www.savio.io/app/api?token=hush",
+            "https://user:hush@[bad/app",
+            "hush@exa mple",
+        ] {
+            let err = base_url(bad, false).unwrap_err();
+            assert!(matches!(err, ClientError::InvalidBaseUrl { .. }), "{err:?}");
+            assert!(!format!("{err} {err:?}").contains("hush"), "{err:?}");
+        }
+        for bad in [
+            "ftp://h.example/",
+            "https://user:hush@h.example/",
+            "https://h.example/?token=hush",
+            "https://h.example/#hush",
+        ] {
+            let err = base_url(bad, false).unwrap_err();
+            assert!(
+                matches!(err, ClientError::UnsupportedBaseUrl { .. }),
+                "{bad}: {err:?}"
+            );
+            assert!(!format!("{err} {err:?}").contains("hush"), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn error_bodies_are_collapsed_scrubbed_and_cut() {
+        let t = token();
+        assert_eq!(
+            clean_body(b"  {\"email\":\n\t[\"bad\"]}  ", &t, false),
+            "{\"email\": [\"bad\"]}"
+        );
+        assert_eq!(
+            clean_body(b"got Token tok-123 here", &t, false),
+            "got Token <redacted> here"
+        );
+        let long = "é".repeat(3000);
+        let body = clean_body(long.as_bytes(), &t, false);
+        assert!(body.len() <= ERROR_BODY_KEEP + '…'.len_utf8());
+        assert!(body.ends_with('…'));
+        assert_eq!(clean_body(b"partial", &t, true), "partial…");
+    }
+
+    #[test]
+    fn client_debug_hides_the_token() {
+        let mut config = ClientConfig::new(token());
+        config.base_url = "http://127.0.0.1:1/".into();
+        let client = SavioClient::new(config).unwrap();
+        let shown = format!("{client:?} {client:#?}");
+        assert!(!shown.contains("tok-123"), "{shown}");
+        assert!(shown.contains("127.0.0.1"), "{shown}");
+    }
+}

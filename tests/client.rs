@@ -1,0 +1,950 @@
+//! The Savio HTTP client against real HTTP: mockito servers and tiny raw TCP servers on 127.0.0.1.
+//!
+//! These pin what the writer relies on: the exact request Savio receives, how every kind of failure is
+//! reported and classified for retry, that paging follows `next` as given, and that the API token never
+//! leaves the configured origin nor shows up in any message.
+
+use std::error::Error as _;
+use std::fmt::{Debug, Display};
+use std::time::{Duration, SystemTime};
+
+use futures::{StreamExt, TryStreamExt};
+use mockito::{Matcher, Server, ServerGuard};
+use savio_sync::client::{
+    Accepted, ApiToken, ClientConfig, ClientError, ListQuery, RetryAction, RetryAfter, SavioClient,
+    SendError, classify, classify_at, idempotent,
+};
+use savio_sync::model::{
+    Attributes, Company, Contact, Entity, Feedback, Page, Payload, SavioContact, SavioId,
+};
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+const TOKEN: &str = "sekr3t-T0ken-8f3a9c";
+
+fn token() -> ApiToken {
+    ApiToken::new(TOKEN.to_owned()).unwrap()
+}
+
+/// A client for `base` (its trailing slash deliberately missing, the client adds it).
+fn client_for(base: &str) -> SavioClient {
+    let mut config = ClientConfig::new(token());
+    config.base_url = base.to_owned();
+    config.connect_timeout = Duration::from_secs(2);
+    config.request_timeout = Duration::from_secs(5);
+    SavioClient::new(config).unwrap()
+}
+
+fn client(server: &ServerGuard) -> SavioClient {
+    client_for(&format!("{}/app/api", server.url()))
+}
+
+/// Fails when `value`'s Display, Debug or any source in its chain shows the token.
+fn assert_no_token<E: Display + Debug + ?Sized>(value: &E) {
+    let shown = format!("{value} | {value:?} | {value:#?}");
+    assert!(!shown.contains(TOKEN), "token leaked: {shown}");
+}
+
+fn assert_error_hides_token(err: &(dyn std::error::Error + 'static)) {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        assert_no_token(e);
+        current = e.source();
+    }
+}
+
+fn contact() -> Contact {
+    let mut attrs = Attributes::new();
+    attrs.insert("region".into(), json!("na"));
+    Contact {
+        name: "New Contact".into(),
+        internal_id: "1234567".into(),
+        email: Some("new.contact@example.com".into()),
+        company: None,
+        company_internal_id: Some("6".into()),
+        filterable_attributes: attrs,
+    }
+}
+
+fn company() -> Company {
+    Company {
+        name: "Acme Corp".into(),
+        internal_id: "1234567".into(),
+        filterable_attributes: Attributes::new(),
+    }
+}
+
+fn feedback() -> Feedback {
+    Feedback {
+        problem: "You need a Zapier integration".into(),
+        person_email: Some("bob@example.com".into()),
+        tags: vec!["red".into(), "green".into()],
+        ..Default::default()
+    }
+}
+
+/// Sends and expects a failure, checking it hides the token.
+async fn send_err(client: &SavioClient, payload: &Payload) -> SendError {
+    let attempt = client.send(payload).await;
+    let err = attempt.outcome.expect_err("expected a failed attempt");
+    assert_error_hides_token(&err);
+    err
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// What Savio receives
+
+#[tokio::test]
+async fn each_payload_is_posted_as_json_to_its_endpoint_with_the_token_header() {
+    let mut server = Server::new_async().await;
+    let cases = [
+        (Payload::Company(company()), "/app/api/companies/"),
+        (Payload::Contact(contact()), "/app/api/users/"),
+        (Payload::Feedback(feedback()), "/app/api/create-feedback/"),
+    ];
+    let client = client(&server);
+    for (i, (payload, path)) in cases.iter().enumerate() {
+        let mock = server
+            .mock("POST", *path)
+            .match_header("authorization", format!("Token {TOKEN}").as_str())
+            .match_header("accept", "application/json")
+            .match_header("content-type", "application/json")
+            .match_header("user-agent", Matcher::Regex("^savio-sync/".into()))
+            .match_body(Matcher::Json(serde_json::to_value(payload).unwrap()))
+            .with_status(201)
+            .with_header("content-type", "application/json")
+            .with_body(format!(r#"{{"id": {i}}}"#))
+            .expect(1)
+            .create_async()
+            .await;
+        let attempt = client.send(payload).await;
+        assert_eq!(
+            attempt.outcome.unwrap(),
+            Accepted {
+                status: 201,
+                id: Some(SavioId::Int(i as i64))
+            },
+            "{path}"
+        );
+        mock.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn status_200_is_a_success_too_and_string_ids_parse() {
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/users/")
+        .with_status(200)
+        .with_body(r#"{"id": "c-42", "name": "New Contact"}"#)
+        .create_async()
+        .await;
+    let attempt = client(&server).send(&Payload::Contact(contact())).await;
+    assert_eq!(
+        attempt.outcome.unwrap(),
+        Accepted {
+            status: 200,
+            id: Some(SavioId::Str("c-42".into()))
+        }
+    );
+    assert!(attempt.latency > Duration::ZERO);
+}
+
+#[tokio::test]
+async fn success_without_a_json_body_is_accepted_without_an_id() {
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(201)
+        .with_body("Created")
+        .create_async()
+        .await;
+    server
+        .mock("POST", "/app/api/users/")
+        .with_status(204)
+        .create_async()
+        .await;
+    let client = client(&server);
+    let fb = client.send(&Payload::Feedback(feedback())).await;
+    assert_eq!(
+        fb.outcome.unwrap(),
+        Accepted {
+            status: 201,
+            id: None
+        }
+    );
+    let c = client.send(&Payload::Contact(contact())).await;
+    assert_eq!(
+        c.outcome.unwrap(),
+        Accepted {
+            status: 204,
+            id: None
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Answers that are failures
+
+#[tokio::test]
+async fn bad_request_body_is_carried_into_the_error_message() {
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/users/")
+        .with_status(400)
+        .with_body("{\n  \"email\": [\n    \"Enter a valid email address.\"\n  ]\n}\n")
+        .create_async()
+        .await;
+    let err = send_err(&client(&server), &Payload::Contact(contact())).await;
+    assert_eq!(
+        err.to_string(),
+        r#"POST /app/api/users/: Savio answered 400 Bad Request: { "email": [ "Enter a valid email address." ] }"#
+    );
+    assert_eq!(err.status(), Some(400));
+    assert_eq!(classify(&err, true), RetryAction::Fail);
+}
+
+#[tokio::test]
+async fn unauthorized_aborts_the_run() {
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(401)
+        .with_body(r#"{"detail": "Invalid token."}"#)
+        .create_async()
+        .await;
+    let err = send_err(&client(&server), &Payload::Feedback(feedback())).await;
+    assert!(
+        matches!(err, SendError::Status { status: 401, .. }),
+        "{err:?}"
+    );
+    assert_eq!(classify(&err, false), RetryAction::AbortAuth);
+    assert!(err.to_string().contains("401 Unauthorized"), "{err}");
+}
+
+#[tokio::test]
+async fn too_many_requests_carries_retry_after_in_seconds() {
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(429)
+        .with_header("retry-after", "3")
+        .create_async()
+        .await;
+    let err = send_err(&client(&server), &Payload::Feedback(feedback())).await;
+    match &err {
+        SendError::Status { retry_after, .. } => {
+            assert_eq!(
+                *retry_after,
+                Some(RetryAfter::Delay(Duration::from_secs(3)))
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // 429 means "not processed": retried even for feedback.
+    assert_eq!(
+        classify(&err, false),
+        RetryAction::Retry {
+            after: Some(Duration::from_secs(3))
+        }
+    );
+}
+
+#[tokio::test]
+async fn too_many_requests_carries_retry_after_as_an_http_date() {
+    let mut server = Server::new_async().await;
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+    server
+        .mock("POST", "/app/api/users/")
+        .with_status(429)
+        .with_header("retry-after", &httpdate::fmt_http_date(at))
+        .create_async()
+        .await;
+    let err = send_err(&client(&server), &Payload::Contact(contact())).await;
+    match &err {
+        SendError::Status { retry_after, .. } => assert_eq!(*retry_after, Some(RetryAfter::At(at))),
+        other => panic!("{other:?}"),
+    }
+    let now = at - Duration::from_secs(20);
+    assert_eq!(
+        classify_at(&err, true, now),
+        RetryAction::Retry {
+            after: Some(Duration::from_secs(20))
+        }
+    );
+}
+
+#[tokio::test]
+async fn service_unavailable_is_retried_even_for_feedback() {
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(503)
+        .with_header("retry-after", "not a number")
+        .with_body("<html><body>Service Unavailable</body></html>")
+        .create_async()
+        .await;
+    let err = send_err(&client(&server), &Payload::Feedback(feedback())).await;
+    assert!(
+        matches!(
+            err,
+            SendError::Status {
+                status: 503,
+                retry_after: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        classify(&err, idempotent(Entity::Feedback)),
+        RetryAction::Retry { after: None }
+    );
+}
+
+#[tokio::test]
+async fn server_error_page_echoing_the_token_is_scrubbed() {
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/users/")
+        .with_status(500)
+        .with_body(format!(
+            "Traceback ... HTTP_AUTHORIZATION = 'Token {TOKEN}'"
+        ))
+        .create_async()
+        .await;
+    let err = send_err(&client(&server), &Payload::Contact(contact())).await;
+    assert!(
+        err.to_string()
+            .contains("HTTP_AUTHORIZATION = 'Token <redacted>'"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn long_error_bodies_are_cut_to_about_two_kilobytes() {
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/users/")
+        .with_status(422)
+        .with_body("x ".repeat(50_000))
+        .create_async()
+        .await;
+    let err = send_err(&client(&server), &Payload::Contact(contact())).await;
+    match &err {
+        SendError::Status { body, .. } => {
+            assert!(body.len() <= 2048 + 3, "{}", body.len());
+            assert!(body.ends_with('…'));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// What the table in `client::retry` says, restated independently so a change to either shows up here.
+fn expected_action(status: u16, idempotent: bool) -> RetryAction {
+    let retry = RetryAction::Retry { after: None };
+    let unless_unsafe = if idempotent {
+        retry
+    } else {
+        RetryAction::Unknown
+    };
+    match status {
+        401 | 403 | 407 => RetryAction::AbortAuth,
+        408 => unless_unsafe,
+        429 => retry,
+        500 | 502 | 503 => retry,
+        504 => unless_unsafe,
+        501 | 505 | 506 | 508 | 510 | 511 => RetryAction::Fail,
+        500..=599 => unless_unsafe,
+        _ => RetryAction::Fail,
+    }
+}
+
+#[tokio::test]
+async fn every_status_code_from_200_to_599_classifies_as_documented() {
+    // 1xx are interim answers that the HTTP stack consumes itself; they never reach the client.
+    let mut server = Server::new_async().await;
+    let client = client(&server);
+    let payload = Payload::Contact(contact());
+    for status in 200u16..=599 {
+        let mock = server
+            .mock("POST", "/app/api/users/")
+            .with_status(usize::from(status))
+            .create_async()
+            .await;
+        let attempt = client.send(&payload).await;
+        match attempt.outcome {
+            Ok(accepted) => {
+                assert!((200..300).contains(&status), "{status} accepted");
+                assert_eq!(accepted.status, status);
+            }
+            Err(err) => {
+                assert!(!(200..300).contains(&status), "{status} refused: {err}");
+                assert!(
+                    matches!(err, SendError::Status { status: s, .. } if s == status),
+                    "{status}: {err:?}"
+                );
+                for idempotent in [true, false] {
+                    assert_eq!(
+                        classify(&err, idempotent),
+                        expected_action(status, idempotent),
+                        "{status} idempotent={idempotent}"
+                    );
+                }
+            }
+        }
+        mock.remove_async().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Transport failures
+
+/// A server that accepts, reads the request and never answers.
+async fn silent_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            held.push(socket);
+        }
+    });
+    format!("http://{addr}/app/api")
+}
+
+/// A server that reads the request, then closes the connection without a word.
+async fn hanging_up_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 8192];
+            let _ = socket.read(&mut buf).await;
+            drop(socket);
+        }
+    });
+    format!("http://{addr}/app/api")
+}
+
+#[tokio::test]
+async fn silent_server_times_out_unknown_for_feedback_retried_for_contacts() {
+    let base = silent_server().await;
+    let mut config = ClientConfig::new(token());
+    config.base_url = base;
+    config.request_timeout = Duration::from_millis(200);
+    let client = SavioClient::new(config).unwrap();
+
+    let err = send_err(&client, &Payload::Feedback(feedback())).await;
+    assert!(matches!(err, SendError::Timeout { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("POST /app/api/create-feedback/: no answer from Savio within 200ms"),
+        "{err}"
+    );
+    assert_eq!(
+        classify(&err, idempotent(Entity::Feedback)),
+        RetryAction::Unknown
+    );
+
+    let err = send_err(&client, &Payload::Contact(contact())).await;
+    assert!(matches!(err, SendError::Timeout { .. }), "{err:?}");
+    assert_eq!(
+        classify(&err, idempotent(Entity::Contact)),
+        RetryAction::Retry { after: None }
+    );
+}
+
+#[tokio::test]
+async fn refused_connection_is_connect_and_retried_even_for_feedback() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = client_for(&format!("http://{addr}/app/api"));
+    let err = send_err(&client, &Payload::Feedback(feedback())).await;
+    assert!(matches!(err, SendError::Connect { .. }), "{err:?}");
+    assert!(err.source().is_some(), "the reqwest error is kept");
+    assert_eq!(
+        err.to_string(),
+        "POST /app/api/create-feedback/: cannot connect to Savio (nothing was sent)"
+    );
+    assert_eq!(classify(&err, false), RetryAction::Retry { after: None });
+}
+
+#[tokio::test]
+async fn connection_closed_after_the_request_is_unknown_for_feedback() {
+    let client = client_for(&hanging_up_server().await);
+    let err = send_err(&client, &Payload::Feedback(feedback())).await;
+    assert!(matches!(err, SendError::Connection { .. }), "{err:?}");
+    assert_eq!(classify(&err, false), RetryAction::Unknown);
+    let err = send_err(&client, &Payload::Company(company())).await;
+    assert!(matches!(err, SendError::Connection { .. }), "{err:?}");
+    assert_eq!(classify(&err, true), RetryAction::Retry { after: None });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Redirects and origins
+
+/// Mocks on `server` that must never be hit, for any method used here.
+async fn must_not_be_called(server: &mut ServerGuard) -> Vec<mockito::Mock> {
+    let mut mocks = Vec::new();
+    for method in ["GET", "POST"] {
+        mocks.push(
+            server
+                .mock(method, Matcher::Any)
+                .with_status(201)
+                .with_body(r#"{"id": 666, "count": 1, "next": null, "results": []}"#)
+                .expect(0)
+                .create_async()
+                .await,
+        );
+    }
+    mocks
+}
+
+#[tokio::test]
+async fn cross_origin_redirect_is_not_followed_and_the_token_never_reaches_the_target() {
+    let mut savio = Server::new_async().await;
+    let mut elsewhere = Server::new_async().await;
+    let trap = must_not_be_called(&mut elsewhere).await;
+    for status in [301, 302, 307, 308] {
+        let mock = savio
+            .mock("POST", "/app/api/users/")
+            .with_status(status)
+            .with_header(
+                "location",
+                &format!("{}/app/api/users/?token=leak", elsewhere.url()),
+            )
+            .create_async()
+            .await;
+        let err = send_err(&client(&savio), &Payload::Contact(contact())).await;
+        match &err {
+            SendError::Redirect {
+                status: s,
+                location_host,
+                ..
+            } => {
+                assert_eq!(*s, status as u16);
+                assert_eq!(*location_host, elsewhere.url());
+            }
+            other => panic!("{status}: {other:?}"),
+        }
+        assert!(!err.to_string().contains("leak"), "{err}");
+        assert_eq!(classify(&err, true), RetryAction::Fail);
+        mock.remove_async().await;
+    }
+    // The same for a list request.
+    savio
+        .mock("GET", "/app/api/users/")
+        .with_status(302)
+        .with_header("location", &format!("{}/users/", elsewhere.url()))
+        .create_async()
+        .await;
+    let err = client(&savio)
+        .list_page::<SavioContact>("users/")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Request(SendError::Redirect { .. })),
+        "{err:?}"
+    );
+    assert_error_hides_token(&err);
+    for mock in trap {
+        mock.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn same_origin_307_is_followed_with_the_token_and_the_body() {
+    let mut server = Server::new_async().await;
+    let payload = Payload::Contact(contact());
+    server
+        .mock("POST", "/app/api/users/")
+        .with_status(307)
+        .with_header("location", "/app/api/v2/users/")
+        .create_async()
+        .await;
+    let target = server
+        .mock("POST", "/app/api/v2/users/")
+        .match_header("authorization", format!("Token {TOKEN}").as_str())
+        .match_body(Matcher::Json(serde_json::to_value(&payload).unwrap()))
+        .with_status(201)
+        .with_body(r#"{"id": 7}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let accepted = client(&server).send(&payload).await.outcome.unwrap();
+    assert_eq!(accepted.id, Some(SavioId::Int(7)));
+    target.assert_async().await;
+}
+
+#[tokio::test]
+async fn post_answered_302_is_not_followed_even_within_the_origin() {
+    // Following would turn the POST into a GET, and a 200 listing would pass for a successful upsert.
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/users/")
+        .with_status(302)
+        .with_header("location", "/app/api/elsewhere/")
+        .create_async()
+        .await;
+    let target = server
+        .mock("GET", "/app/api/elsewhere/")
+        .with_status(200)
+        .expect(0)
+        .create_async()
+        .await;
+    let err = send_err(&client(&server), &Payload::Contact(contact())).await;
+    assert!(
+        matches!(err, SendError::Redirect { status: 302, .. }),
+        "{err:?}"
+    );
+    target.assert_async().await;
+}
+
+/// Mocks `/app/api/chain{n}/0` → `/1` → … → `/n`, which answers an empty page.
+async fn redirect_chain(server: &mut ServerGuard, n: usize) -> Vec<mockito::Mock> {
+    let mut mocks = Vec::new();
+    for hop in 0..n {
+        mocks.push(
+            server
+                .mock("GET", format!("/app/api/chain{n}/{hop}").as_str())
+                .match_header("authorization", format!("Token {TOKEN}").as_str())
+                .with_status(302)
+                .with_header("location", &format!("/app/api/chain{n}/{}", hop + 1))
+                .create_async()
+                .await,
+        );
+    }
+    mocks.push(
+        server
+            .mock("GET", format!("/app/api/chain{n}/{n}").as_str())
+            .with_status(200)
+            .with_body(r#"{"count": 0, "next": null, "previous": null, "results": []}"#)
+            .create_async()
+            .await,
+    );
+    mocks
+}
+
+#[tokio::test]
+async fn get_follows_five_same_origin_redirects_but_not_six() {
+    let mut server = Server::new_async().await;
+    let _five = redirect_chain(&mut server, 5).await;
+    let _six = redirect_chain(&mut server, 6).await;
+    let client = client(&server);
+    let page: Page<SavioContact> = client.list_page("chain5/0").await.unwrap();
+    assert_eq!(page.count, Some(0));
+    let err = client
+        .list_page::<SavioContact>("chain6/0")
+        .await
+        .unwrap_err();
+    assert_error_hides_token(&err);
+    assert!(
+        matches!(err, ClientError::Request(SendError::Redirect { .. })),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_to_a_remote_host_is_refused_naming_the_flag() {
+    let mut config = ClientConfig::new(token());
+    config.base_url = "http://savio.example.com/app/api/".into();
+    let err = SavioClient::new(config.clone()).unwrap_err();
+    assert!(matches!(err, ClientError::InsecureHttp { .. }), "{err:?}");
+    assert!(err.to_string().contains("--allow-insecure-http"), "{err}");
+    assert!(err.to_string().contains("savio.example.com"), "{err}");
+    assert_error_hides_token(&err);
+
+    config.allow_insecure_http = true;
+    let client = SavioClient::new(config).unwrap();
+    assert_eq!(
+        client.base_url().as_str(),
+        "http://savio.example.com/app/api/"
+    );
+}
+
+#[tokio::test]
+async fn debug_of_client_config_and_token_never_shows_the_token() {
+    let mut config = ClientConfig::new(token());
+    config.base_url = "http://127.0.0.1:9/app/api".into();
+    assert_no_token(&format!("{config:?}"));
+    let client = SavioClient::new(config.clone()).unwrap();
+    let token = token();
+    assert_eq!(format!("{token:?}"), "ApiToken(<redacted>)");
+    assert_eq!(format!("{token}"), "<redacted>");
+    assert_no_token(&format!("{client:?} {client:#?} {token:?} {token}"));
+    assert_eq!(token.expose(), TOKEN);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Listing
+
+fn contact_json(id: u32) -> serde_json::Value {
+    json!({"id": id, "email": format!("c{id}@example.com"), "name": format!("C {id}")})
+}
+
+#[tokio::test]
+async fn pagination_follows_next_across_three_pages_in_order() {
+    let mut server = Server::new_async().await;
+    let url = server.url();
+    let first = server
+        .mock("GET", "/app/api/users/")
+        .match_header("authorization", format!("Token {TOKEN}").as_str())
+        .match_header("accept", "application/json")
+        .match_query(Matcher::AllOf(vec![
+            Matcher::UrlEncoded("search".into(), "example.com".into()),
+            Matcher::UrlEncoded("ordering".into(), "-updated".into()),
+            Matcher::UrlEncoded("page_size".into(), "2".into()),
+        ]))
+        .with_status(200)
+        .with_body(
+            json!({
+                "count": 5,
+                "next": format!("{url}/app/api/users/?page=2"),
+                "previous": null,
+                "results": [contact_json(1), contact_json(2)],
+            })
+            .to_string(),
+        )
+        .expect(1)
+        .create_async()
+        .await;
+    let second = server
+        .mock("GET", "/app/api/users/")
+        .match_header("authorization", format!("Token {TOKEN}").as_str())
+        .match_query(Matcher::UrlEncoded("page".into(), "2".into()))
+        .with_status(200)
+        .with_body(
+            json!({
+                "count": 5,
+                // A relative link resolves against the page it came from.
+                "next": "/app/api/users/?page=3",
+                "previous": format!("{url}/app/api/users/"),
+                "results": [contact_json(3), contact_json(4)],
+            })
+            .to_string(),
+        )
+        .expect(1)
+        .create_async()
+        .await;
+    let third = server
+        .mock("GET", "/app/api/users/")
+        .match_query(Matcher::UrlEncoded("page".into(), "3".into()))
+        .with_status(200)
+        .with_body(
+            json!({
+                "count": 5,
+                "next": null,
+                "previous": format!("{url}/app/api/users/?page=2"),
+                "results": [contact_json(5)],
+            })
+            .to_string(),
+        )
+        .expect(1)
+        .create_async()
+        .await;
+
+    let client = client(&server);
+    let query = ListQuery {
+        search: Some("example.com".into()),
+        ordering: Some("-updated".into()),
+        page_size: Some(2),
+    };
+    let contacts: Vec<SavioContact> = client.list_contacts(&query).try_collect().await.unwrap();
+    let ids: Vec<SavioId> = contacts.into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, (1..=5).map(SavioId::Int).collect::<Vec<_>>());
+    first.assert_async().await;
+    second.assert_async().await;
+    third.assert_async().await;
+}
+
+#[tokio::test]
+async fn listing_with_total_reports_the_first_page_count_without_fetching_it_twice() {
+    let mut server = Server::new_async().await;
+    let url = server.url();
+    let first = server
+        .mock("GET", "/app/api/companies/")
+        .match_query(Matcher::Missing)
+        .with_status(200)
+        .with_body(
+            json!({
+                "count": 3,
+                "next": format!("{url}/app/api/companies/?page=2"),
+                "previous": null,
+                "results": [{"id": 1, "name": "A"}, {"id": 2, "name": "B"}],
+            })
+            .to_string(),
+        )
+        .expect(1)
+        .create_async()
+        .await;
+    server
+        .mock("GET", "/app/api/companies/")
+        .match_query(Matcher::UrlEncoded("page".into(), "2".into()))
+        .with_status(200)
+        .with_body(json!({"count": 3, "next": null, "results": [{"id": 3}]}).to_string())
+        .expect(1)
+        .create_async()
+        .await;
+    let client = client(&server);
+    let listing = client
+        .list_companies_with_total(&ListQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(listing.total, Some(3));
+    let names: Vec<Option<String>> = listing
+        .items
+        .map_ok(|c| c.name)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(names, [Some("A".into()), Some("B".into()), None]);
+    first.assert_async().await;
+}
+
+#[tokio::test]
+async fn next_link_to_another_origin_is_refused_after_yielding_the_page() {
+    let mut savio = Server::new_async().await;
+    let mut elsewhere = Server::new_async().await;
+    let trap = must_not_be_called(&mut elsewhere).await;
+    savio
+        .mock("GET", "/app/api/users/")
+        .with_status(200)
+        .with_body(
+            json!({
+                "count": 2,
+                "next": format!("{}/app/api/users/?page=2", elsewhere.url()),
+                "results": [contact_json(1)],
+            })
+            .to_string(),
+        )
+        .create_async()
+        .await;
+    let client = client(&savio);
+    let items: Vec<Result<SavioContact, ClientError>> =
+        client.list_contacts(&ListQuery::default()).collect().await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(items[0].as_ref().unwrap().id, SavioId::Int(1));
+    let err = items[1].as_ref().unwrap_err();
+    assert!(matches!(err, ClientError::ForeignPage { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "GET /app/api/users/: page link to {} refused: the Savio API token is only sent to {}",
+            elsewhere.url(),
+            savio.url()
+        )
+    );
+    assert_error_hides_token(err);
+
+    // Asked for directly, a foreign page is refused the same way.
+    let direct = format!("{}/app/api/users/?page=2", elsewhere.url());
+    let err = client.list_page::<SavioContact>(&direct).await.unwrap_err();
+    assert!(matches!(err, ClientError::ForeignPage { .. }), "{err:?}");
+    assert_error_hides_token(&err);
+    for mock in trap {
+        mock.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn page_errors_name_the_page_and_classify_as_idempotent() {
+    let mut server = Server::new_async().await;
+    let url = server.url();
+    server
+        .mock("GET", "/app/api/users/")
+        .match_query(Matcher::Missing)
+        .with_status(200)
+        .with_body(
+            json!({"count": 2, "next": format!("{url}/app/api/users/?page=2"), "results": [contact_json(1)]})
+                .to_string(),
+        )
+        .create_async()
+        .await;
+    server
+        .mock("GET", "/app/api/users/")
+        .match_query(Matcher::UrlEncoded("page".into(), "2".into()))
+        .with_status(502)
+        .with_body("Bad Gateway")
+        .create_async()
+        .await;
+    let client = client(&server);
+    let items: Vec<Result<SavioContact, ClientError>> =
+        client.list_contacts(&ListQuery::default()).collect().await;
+    let err = items.last().unwrap().as_ref().unwrap_err();
+    assert_error_hides_token(err);
+    assert_eq!(
+        err.to_string(),
+        "GET /app/api/users/?page=2: Savio answered 502 Bad Gateway: Bad Gateway"
+    );
+    match err {
+        ClientError::Request(send) => {
+            assert_eq!(
+                send.endpoint().url().as_str(),
+                format!("{url}/app/api/users/?page=2")
+            );
+            assert_eq!(classify(send, true), RetryAction::Retry { after: None });
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_page_that_is_not_a_page_is_a_decode_error() {
+    let mut server = Server::new_async().await;
+    server
+        .mock("GET", "/app/api/users/")
+        .with_status(200)
+        .with_body("<html>login</html>")
+        .create_async()
+        .await;
+    let err = client(&server)
+        .list_page::<SavioContact>("users/")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Decode { .. }), "{err:?}");
+    assert!(err.source().is_some());
+    assert_error_hides_token(&err);
+}
+
+#[tokio::test]
+async fn next_links_that_go_in_a_circle_stop_with_an_error() {
+    let mut server = Server::new_async().await;
+    let url = server.url();
+    server
+        .mock("GET", "/app/api/users/")
+        .match_query(Matcher::Missing)
+        .with_status(200)
+        .with_body(
+            json!({"next": format!("{url}/app/api/users/?page=2"), "results": [contact_json(1)]})
+                .to_string(),
+        )
+        .expect(1)
+        .create_async()
+        .await;
+    server
+        .mock("GET", "/app/api/users/")
+        .match_query(Matcher::UrlEncoded("page".into(), "2".into()))
+        .with_status(200)
+        .with_body(
+            json!({"next": format!("{url}/app/api/users/"), "results": [contact_json(2)]})
+                .to_string(),
+        )
+        .expect(1)
+        .create_async()
+        .await;
+    let items: Vec<Result<SavioContact, ClientError>> = client(&server)
+        .list_contacts(&ListQuery::default())
+        .collect()
+        .await;
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(
+        matches!(items[2], Err(ClientError::PageLoop { .. })),
+        "{items:?}"
+    );
+    assert_error_hides_token(items[2].as_ref().unwrap_err());
+}
