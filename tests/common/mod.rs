@@ -3,6 +3,20 @@
 //! expected failures file built from the original export's own bytes.
 //!
 //! Fixtures live in `fixtures/`, presets in `mappings/`; each preset is named after the export it reads.
+//! What each fixture stands for (the tests pin the rest):
+//!
+//! | fixture | export | byte-level traits |
+//! |---|---|---|
+//! | hubspot-contacts.csv | HubSpot contacts view | UTF-8 BOM, every field quoted, LF |
+//! | hubspot-contacts-eu.csv | the same, re-saved by Excel (German settings) | BOM, `;`, CRLF, `;;;` tail rows |
+//! | hubspot-companies.csv(.gz) | HubSpot companies view | every field quoted, LF; gzip copy |
+//! | salesforce-contacts.csv | "Contacts & Accounts" report, Details Only | every field quoted, CRLF, 15-char ids |
+//! | salesforce-contacts-api.csv | weekly Data Export, Contact.csv | API names, 18-char ids, quoted, LF |
+//! | salesforce-accounts.csv | "Accounts" report, Details Only | every field quoted, CRLF |
+//! | salesforce-accounts-excel.csv | an accounts report re-saved by Excel on Windows | windows-1252, CRLF |
+//! | pipedrive-people.csv | Pipedrive people export | minimal quoting, LF |
+//! | pipedrive-people-unicode.txt | the same kind, Excel "Unicode Text" | UTF-16LE BOM, TAB, CRLF |
+//! | feedback.jsonl | Intercom-style conversations | a blank, a cut-off and an array line |
 
 #![allow(dead_code)] // each test binary uses a different subset
 
