@@ -35,12 +35,7 @@ impl Case {
 
     /// The failures file name, with the export's extension (without `.gz`).
     fn failures_name(&self, stem: &str) -> String {
-        let ext = self
-            .fixture
-            .trim_end_matches(".gz")
-            .rsplit('.')
-            .next()
-            .expect("an extension");
+        let ext = self.fixture.trim_end_matches(".gz").rsplit('.').next().expect("an extension");
         format!("{stem}.{ext}")
     }
 
@@ -61,10 +56,7 @@ impl Case {
     }
 
     fn expected_reasons(&self) -> Vec<(u64, String)> {
-        self.failed
-            .iter()
-            .map(|(l, r)| (*l, r.to_string()))
-            .collect()
+        self.failed.iter().map(|(l, r)| (*l, r.to_string())).collect()
     }
 
     fn lines(&self) -> Vec<u64> {
@@ -91,10 +83,7 @@ fn assert_failures_file_keeps_the_rows(case: &Case) {
     );
 
     let bytes = std::fs::read(&out).unwrap();
-    assert!(
-        bytes.starts_with(&raw.bom),
-        "same byte-order mark as the export"
-    );
+    assert!(bytes.starts_with(&raw.bom), "same byte-order mark as the export");
     if raw.bom.is_empty() {
         assert!(
             !bytes.starts_with(b"\xEF\xBB\xBF") && !bytes.starts_with(b"\xFF\xFE"),
@@ -104,17 +93,9 @@ fn assert_failures_file_keeps_the_rows(case: &Case) {
     let text = case.enc.decode(&bytes[raw.bom.len()..]);
     let crlf = text.matches("\r\n").count();
     let lf = text.matches('\n').count();
-    let inner = case
-        .lines()
-        .iter()
-        .map(|l| raw.record(*l).matches('\n').count())
-        .sum::<usize>();
+    let inner = case.lines().iter().map(|l| raw.record(*l).matches('\n').count()).sum::<usize>();
     if raw.eol == "\r\n" {
-        assert_eq!(
-            crlf,
-            lf - inner,
-            "every record ends in CRLF, like the export"
-        );
+        assert_eq!(crlf, lf - inner, "every record ends in CRLF, like the export");
     } else {
         assert_eq!(crlf, 0, "records end in LF, like the export");
     }
@@ -154,11 +135,7 @@ fn assert_failures_file_fails_again(case: &Case) {
     let n = case.failed.len() as u64;
     assert_eq!(
         Counts::of(&summary),
-        Counts {
-            rows: n,
-            failed_rows: n,
-            ..Default::default()
-        },
+        Counts { rows: n, failed_rows: n, ..Default::default() },
         "only the failed rows, failing again"
     );
     let again = FailuresCsv::read(&second, case.enc, case.delimiter);
@@ -182,13 +159,7 @@ fn preview_at<'a>(previews: &'a [Preview], line: u64, entity: &str) -> &'a Value
 
 /// Runs `validate --preview 1000` and returns every payload, checking each is pretty-printed JSON.
 fn all_previews(sb: &Sandbox, input: &Path, mapping: &Path, flags: &[&str]) -> Vec<Preview> {
-    let mut args = vec![
-        input.to_str().unwrap(),
-        "-m",
-        mapping.to_str().unwrap(),
-        "--preview",
-        "1000",
-    ];
+    let mut args = vec![input.to_str().unwrap(), "-m", mapping.to_str().unwrap(), "--preview", "1000"];
     args.extend(flags);
     let run = sb.validate(&args);
     assert_ne!(run.code, 2, "{run:?}");
@@ -201,18 +172,12 @@ fn all_previews(sb: &Sandbox, input: &Path, mapping: &Path, flags: &[&str]) -> V
             p.line
         );
     }
-    assert!(
-        rest.starts_with("Input:"),
-        "the text summary follows: {rest}"
-    );
+    assert!(rest.starts_with("Input:"), "the text summary follows: {rest}");
     previews
 }
 
 fn entities_by_line(previews: &[Preview]) -> Vec<(u64, &str)> {
-    previews
-        .iter()
-        .map(|p| (p.line, p.entity.as_str()))
-        .collect()
+    previews.iter().map(|p| (p.line, p.entity.as_str())).collect()
 }
 
 // ------------------------------------------------------------------------------------ HubSpot contacts
@@ -224,44 +189,21 @@ const HUBSPOT_CONTACTS: Case = Case {
     enc: Enc::Utf8,
     delimiter: b',',
     failed: &[
-        (
-            9,
-            "contact.name is required but empty (from template \"{First Name} {Last Name}\")",
-        ),
-        (
-            10,
-            "contact.internal_id is required but empty (from column 'Record ID')",
-        ),
-        (
-            11,
-            "contact.email \"sarah.connor@cyberdyne\" is not a valid email address",
-        ),
-        (
-            20,
-            "contact.email \"tom.jones@gmail,com\" is not a valid email address",
-        ),
+        (9, "contact.name is required but empty (from template \"{First Name} {Last Name}\")"),
+        (10, "contact.internal_id is required but empty (from column 'Record ID')"),
+        (11, "contact.email \"sarah.connor@cyberdyne\" is not a valid email address"),
+        (20, "contact.email \"tom.jones@gmail,com\" is not a valid email address"),
     ],
 };
 
 #[test]
 fn hubspot_contacts_counts_and_failures_by_reason_with_lines() {
     let sb = Sandbox::new();
-    let (run, s) = sb.summary(
-        &fixture("hubspot-contacts.csv"),
-        &preset("hubspot-contacts"),
-        &[],
-    );
+    let (run, s) = sb.summary(&fixture("hubspot-contacts.csv"), &preset("hubspot-contacts"), &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         Counts::of(&s),
-        Counts {
-            rows: 24,
-            valid_rows: 20,
-            companies: 13,
-            contacts: 20,
-            failed_rows: 4,
-            ..Default::default()
-        }
+        Counts { rows: 24, valid_rows: 20, companies: 13, contacts: 20, failed_rows: 4, ..Default::default() }
     );
     assert_eq!(
         groups(&s["failures"]),
@@ -283,53 +225,26 @@ fn hubspot_contacts_counts_and_failures_by_reason_with_lines() {
 #[test]
 fn hubspot_contacts_preview_sends_each_company_once_before_its_first_contact() {
     let sb = Sandbox::new();
-    let p = all_previews(
-        &sb,
-        &fixture("hubspot-contacts.csv"),
-        &preset("hubspot-contacts"),
-        &[],
-    );
+    let p = all_previews(&sb, &fixture("hubspot-contacts.csv"), &preset("hubspot-contacts"), &[]);
     assert_eq!(p.len(), 33, "13 companies and 20 contacts");
     assert_eq!(
         entities_by_line(&p[..6]),
-        vec![
-            (2, "company"),
-            (2, "contact"),
-            (3, "company"),
-            (3, "contact"),
-            (4, "company"),
-            (4, "contact")
-        ]
+        vec![(2, "company"), (2, "contact"), (3, "company"), (3, "contact"), (4, "company"), (4, "contact")]
     );
-    assert_eq!(
-        preview_at(&p, 2, "company"),
-        &json!({"name": "Analytical Engines Ltd", "internal_id": "8765432101"})
-    );
+    assert_eq!(preview_at(&p, 2, "company"), &json!({"name": "Analytical Engines Ltd", "internal_id": "8765432101"}));
     // Line 8 repeats line 2 (same record twice in the export): its company is not sent again.
     assert!(!p.iter().any(|x| x.line == 8 && x.entity == "company"));
     assert_eq!(preview_at(&p, 8, "contact")["internal_id"], "51234567801");
     // The company of line 15 already went with line 3 (under its first name).
-    assert_eq!(
-        preview_at(&p, 15, "contact")["company_internal_id"],
-        "8765432102"
-    );
+    assert_eq!(preview_at(&p, 15, "contact")["company_internal_id"], "8765432102");
     assert!(!p.iter().any(|x| x.line == 15 && x.entity == "company"));
-    assert_eq!(
-        preview_at(&p, 3, "company")["name"],
-        "Navy Systems, Inc.",
-        "a quoted comma"
-    );
+    assert_eq!(preview_at(&p, 3, "company")["name"], "Navy Systems, Inc.", "a quoted comma");
 }
 
 #[test]
 fn hubspot_contacts_preview_values_are_cleaned() {
     let sb = Sandbox::new();
-    let p = all_previews(
-        &sb,
-        &fixture("hubspot-contacts.csv"),
-        &preset("hubspot-contacts"),
-        &[],
-    );
+    let p = all_previews(&sb, &fixture("hubspot-contacts.csv"), &preset("hubspot-contacts"), &[]);
     assert_eq!(
         preview_at(&p, 2, "contact"),
         &json!({
@@ -351,30 +266,14 @@ fn hubspot_contacts_preview_values_are_cleaned() {
         })
     );
     let grace = preview_at(&p, 3, "contact");
-    assert_eq!(
-        grace["email"], "grace.hopper@navy-systems.com",
-        "padded, mixed-case email trimmed and lowercased"
-    );
+    assert_eq!(grace["email"], "grace.hopper@navy-systems.com", "padded, mixed-case email trimmed and lowercased");
     assert_eq!(grace["filterable_attributes"]["customer_type"], "PROSPECT");
     assert_eq!(preview_at(&p, 4, "contact")["name"], "José Álvarez-Núñez");
-    assert_eq!(
-        preview_at(&p, 4, "contact")["filterable_attributes"]["created"],
-        "2024-02-29T11:45:00"
-    );
-    assert_eq!(
-        preview_at(&p, 6, "contact")["name"],
-        "美咲 田中",
-        "the row after a quoted line break keeps its line"
-    );
-    assert_eq!(
-        preview_at(&p, 6, "company")["name"],
-        "さくらロボティクス株式会社"
-    );
+    assert_eq!(preview_at(&p, 4, "contact")["filterable_attributes"]["created"], "2024-02-29T11:45:00");
+    assert_eq!(preview_at(&p, 6, "contact")["name"], "美咲 田中", "the row after a quoted line break keeps its line");
+    assert_eq!(preview_at(&p, 6, "company")["name"], "さくらロボティクス株式会社");
     assert_eq!(preview_at(&p, 7, "contact")["name"], "Chloé Dubois 🌸");
-    assert_eq!(
-        preview_at(&p, 12, "contact")["email"],
-        "marcus.aurelius@roma-imperium.it"
-    );
+    assert_eq!(preview_at(&p, 12, "contact")["email"], "marcus.aurelius@roma-imperium.it");
     assert_eq!(preview_at(&p, 17, "contact")["name"], "지민 박");
     assert_eq!(preview_at(&p, 18, "contact")["name"], "Дмитрий Иванов");
     assert_eq!(
@@ -382,24 +281,14 @@ fn hubspot_contacts_preview_values_are_cleaned() {
         "Head of \"Customer Happiness\"",
         "doubled quotes inside a quoted field"
     );
-    assert_eq!(
-        preview_at(&p, 16, "contact")["filterable_attributes"]["customer_type"],
-        "OTHER",
-        "map_default"
-    );
+    assert_eq!(preview_at(&p, 16, "contact")["filterable_attributes"]["customer_type"], "OTHER", "map_default");
     let keanu = preview_at(&p, 22, "contact");
-    assert_eq!(
-        keanu["name"], "Keanu",
-        "no trailing space without a last name"
-    );
+    assert_eq!(keanu["name"], "Keanu", "no trailing space without a last name");
     assert!(keanu.get("company_internal_id").is_none());
     let reeves = preview_at(&p, 23, "contact");
     assert_eq!(reeves["name"], "Reeves");
     assert!(reeves.get("email").is_none(), "an empty email is not sent");
-    assert!(
-        reeves["filterable_attributes"].get("city").is_none(),
-        "empty cells are not sent"
-    );
+    assert!(reeves["filterable_attributes"].get("city").is_none(), "empty cells are not sent");
 }
 
 #[test]
@@ -427,25 +316,15 @@ const HUBSPOT_CONTACTS_EU: Case = Case {
     enc: Enc::Utf8,
     delimiter: b';',
     failed: &[
-        (
-            6,
-            "contact.filterable_attributes.annual_revenue \"ca. 2 Mio\": not a number",
-        ),
-        (
-            11,
-            "contact.email \"ole.hansen@fjord-fisk\" is not a valid email address",
-        ),
+        (6, "contact.filterable_attributes.annual_revenue \"ca. 2 Mio\": not a number"),
+        (11, "contact.email \"ole.hansen@fjord-fisk\" is not a valid email address"),
     ],
 };
 
 #[test]
 fn hubspot_contacts_eu_semicolons_and_trailing_empty_rows() {
     let sb = Sandbox::new();
-    let (run, s) = sb.summary(
-        &fixture("hubspot-contacts-eu.csv"),
-        &preset("hubspot-contacts-eu"),
-        &[],
-    );
+    let (run, s) = sb.summary(&fixture("hubspot-contacts-eu.csv"), &preset("hubspot-contacts-eu"), &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         Counts::of(&s),
@@ -464,11 +343,7 @@ fn hubspot_contacts_eu_semicolons_and_trailing_empty_rows() {
         groups(&s["failures"]),
         expect_groups(&[
             ("contact.email: invalid email address", 1, &[11]),
-            (
-                "contact.filterable_attributes.annual_revenue: not a valid float",
-                1,
-                &[6]
-            ),
+            ("contact.filterable_attributes.annual_revenue: not a valid float", 1, &[6]),
         ])
     );
     assert_eq!(s["delimiter"], ";");
@@ -479,12 +354,7 @@ fn hubspot_contacts_eu_semicolons_and_trailing_empty_rows() {
 #[test]
 fn hubspot_contacts_eu_decimal_commas_and_day_first_dates() {
     let sb = Sandbox::new();
-    let p = all_previews(
-        &sb,
-        &fixture("hubspot-contacts-eu.csv"),
-        &preset("hubspot-contacts-eu"),
-        &[],
-    );
+    let p = all_previews(&sb, &fixture("hubspot-contacts-eu.csv"), &preset("hubspot-contacts-eu"), &[]);
     assert_eq!(
         preview_at(&p, 2, "contact")["filterable_attributes"],
         json!({
@@ -498,27 +368,11 @@ fn hubspot_contacts_eu_decimal_commas_and_day_first_dates() {
     );
     let anna = preview_at(&p, 3, "contact");
     assert_eq!(anna["email"], "anna.schmidt@baeckerei-schulz.de");
-    assert_eq!(
-        anna["filterable_attributes"]["created"],
-        "2024-02-29T08:00:00"
-    );
-    assert_eq!(
-        anna["filterable_attributes"]["annual_revenue"], 87500.0,
-        "dots group thousands"
-    );
-    assert_eq!(
-        preview_at(&p, 3, "company")["name"],
-        "Bäckerei Schulz; Filiale Nord",
-        "a quoted delimiter"
-    );
-    assert_eq!(
-        preview_at(&p, 5, "contact")["email"],
-        "emilie.laurent@chocolaterie-lyon.fr"
-    );
-    assert_eq!(
-        preview_at(&p, 12, "contact")["filterable_attributes"]["annual_revenue"],
-        0.5
-    );
+    assert_eq!(anna["filterable_attributes"]["created"], "2024-02-29T08:00:00");
+    assert_eq!(anna["filterable_attributes"]["annual_revenue"], 87500.0, "dots group thousands");
+    assert_eq!(preview_at(&p, 3, "company")["name"], "Bäckerei Schulz; Filiale Nord", "a quoted delimiter");
+    assert_eq!(preview_at(&p, 5, "contact")["email"], "emilie.laurent@chocolaterie-lyon.fr");
+    assert_eq!(preview_at(&p, 12, "contact")["filterable_attributes"]["annual_revenue"], 0.5);
 }
 
 #[test]
@@ -536,10 +390,7 @@ fn hubspot_contacts_eu_failures_file_fails_again_with_the_same_reasons() {
 #[ignore = "missing feature: `decimal` is refused on type = \"integer\", so European integers with a thousands dot (1.200) cannot be read"]
 fn integer_attribute_reads_a_thousands_dot_with_decimal_comma() {
     let sb = Sandbox::new();
-    let input = sb.write(
-        "eu.csv",
-        "Record ID;Name;Number of Employees\r\n1;Bergmann AG;1.200\r\n",
-    );
+    let input = sb.write("eu.csv", "Record ID;Name;Number of Employees\r\n1;Bergmann AG;1.200\r\n");
     let mapping = sb.write(
         "eu.toml",
         "[company]\ninternal_id = \"Record ID\"\nname = \"Name\"\n\
@@ -547,10 +398,7 @@ fn integer_attribute_reads_a_thousands_dot_with_decimal_comma() {
          employees = { column = \"Number of Employees\", type = \"integer\", decimal = \",\" }\n",
     );
     let p = all_previews(&sb, &input, &mapping, &[]);
-    assert_eq!(
-        preview_at(&p, 2, "company")["filterable_attributes"]["employees"],
-        1200
-    );
+    assert_eq!(preview_at(&p, 2, "company")["filterable_attributes"]["employees"], 1200);
 }
 
 // ----------------------------------------------------------------------------------- HubSpot companies
@@ -562,42 +410,21 @@ const HUBSPOT_COMPANIES: Case = Case {
     enc: Enc::Utf8,
     delimiter: b',',
     failed: &[
-        (
-            16,
-            "company.name is required but empty (from columns 'Company name', 'Company Domain Name')",
-        ),
-        (
-            17,
-            "company.internal_id is required but empty (from column 'Record ID')",
-        ),
+        (16, "company.name is required but empty (from columns 'Company name', 'Company Domain Name')"),
+        (17, "company.internal_id is required but empty (from column 'Record ID')"),
     ],
 };
 
 fn hubspot_companies_counts() -> Counts {
-    Counts {
-        rows: 18,
-        valid_rows: 16,
-        companies: 15,
-        duplicate_company_rows: 1,
-        failed_rows: 2,
-        ..Default::default()
-    }
+    Counts { rows: 18, valid_rows: 16, companies: 15, duplicate_company_rows: 1, failed_rows: 2, ..Default::default() }
 }
 
 #[test]
 fn hubspot_companies_counts_a_repeated_company_once() {
     let sb = Sandbox::new();
-    let (run, s) = sb.summary(
-        &fixture("hubspot-companies.csv"),
-        &preset("hubspot-companies"),
-        &[],
-    );
+    let (run, s) = sb.summary(&fixture("hubspot-companies.csv"), &preset("hubspot-companies"), &[]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert_eq!(
-        Counts::of(&s),
-        hubspot_companies_counts(),
-        "line 13 repeats line 3"
-    );
+    assert_eq!(Counts::of(&s), hubspot_companies_counts(), "line 13 repeats line 3");
     assert_eq!(
         groups(&s["failures"]),
         expect_groups(&[
@@ -611,12 +438,7 @@ fn hubspot_companies_counts_a_repeated_company_once() {
 #[test]
 fn hubspot_companies_unmapped_columns_become_attributes() {
     let sb = Sandbox::new();
-    let p = all_previews(
-        &sb,
-        &fixture("hubspot-companies.csv"),
-        &preset("hubspot-companies"),
-        &[],
-    );
+    let p = all_previews(&sb, &fixture("hubspot-companies.csv"), &preset("hubspot-companies"), &[]);
     assert_eq!(p.len(), 15);
     assert_eq!(
         preview_at(&p, 2, "company"),
@@ -646,23 +468,13 @@ fn hubspot_companies_unmapped_columns_become_attributes() {
         "Compilers for \"mission-critical\" systems.\nHeadquartered in the Navy Yard.",
         "quotes and a line break inside a quoted field"
     );
-    assert_eq!(
-        preview_at(&p, 5, "company")["filterable_attributes"]["annual_revenue"],
-        950000.5
-    );
-    assert_eq!(
-        preview_at(&p, 15, "company")["name"],
-        "desert-rose.ae",
-        "no name: the domain"
-    );
+    assert_eq!(preview_at(&p, 5, "company")["filterable_attributes"]["annual_revenue"], 950000.5);
+    assert_eq!(preview_at(&p, 15, "company")["name"], "desert-rose.ae", "no name: the domain");
     assert_eq!(
         preview_at(&p, 12, "company")["filterable_attributes"]["about_us"],
         "Customer happiness 😊, as a service."
     );
-    assert!(
-        !p.iter().any(|x| x.line == 13),
-        "line 13 repeats the company of line 3"
-    );
+    assert!(!p.iter().any(|x| x.line == 13), "line 13 repeats the company of line 3");
 }
 
 #[test]
@@ -717,25 +529,15 @@ const SALESFORCE_CONTACTS: Case = Case {
     enc: Enc::Utf8,
     delimiter: b',',
     failed: &[
-        (
-            9,
-            "contact.email \"milton@initech..com\" is not a valid email address",
-        ),
-        (
-            21,
-            "contact.email \"miles.dyson@cyberdyne\" is not a valid email address",
-        ),
+        (9, "contact.email \"milton@initech..com\" is not a valid email address"),
+        (21, "contact.email \"miles.dyson@cyberdyne\" is not a valid email address"),
     ],
 };
 
 #[test]
 fn salesforce_contacts_without_email_are_skipped_but_their_account_is_sent() {
     let sb = Sandbox::new();
-    let (run, s) = sb.summary(
-        &fixture("salesforce-contacts.csv"),
-        &preset("salesforce-contacts"),
-        &[],
-    );
+    let (run, s) = sb.summary(&fixture("salesforce-contacts.csv"), &preset("salesforce-contacts"), &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         Counts::of(&s),
@@ -751,10 +553,7 @@ fn salesforce_contacts_without_email_are_skipped_but_their_account_is_sent() {
         },
         "lines 5 and 20 only repeat Globex (their contact has no email); line 6 has neither"
     );
-    assert_eq!(
-        groups(&s["skipped"]),
-        expect_groups(&[("contact filter: 'Email' is empty", 1, &[6])])
-    );
+    assert_eq!(groups(&s["skipped"]), expect_groups(&[("contact filter: 'Email' is empty", 1, &[6])]));
     assert_eq!(
         groups(&s["failures"]),
         expect_groups(&[("contact.email: invalid email address", 2, &[9, 21])]),
@@ -766,11 +565,7 @@ fn salesforce_contacts_without_email_are_skipped_but_their_account_is_sent() {
 #[ignore = "bug: a contact skipped by [[contact.skip]] is counted nowhere when its row still yields (or repeats) a company"]
 fn salesforce_contacts_summary_counts_every_contact_the_filter_skipped() {
     let sb = Sandbox::new();
-    let (_, s) = sb.summary(
-        &fixture("salesforce-contacts.csv"),
-        &preset("salesforce-contacts"),
-        &[],
-    );
+    let (_, s) = sb.summary(&fixture("salesforce-contacts.csv"), &preset("salesforce-contacts"), &[]);
     assert_eq!(
         groups(&s["skipped"]),
         expect_groups(&[("contact filter: 'Email' is empty", 3, &[5, 6, 20])]),
@@ -781,17 +576,9 @@ fn salesforce_contacts_summary_counts_every_contact_the_filter_skipped() {
 #[test]
 fn salesforce_contacts_preview_links_contacts_to_accounts() {
     let sb = Sandbox::new();
-    let p = all_previews(
-        &sb,
-        &fixture("salesforce-contacts.csv"),
-        &preset("salesforce-contacts"),
-        &[],
-    );
+    let p = all_previews(&sb, &fixture("salesforce-contacts.csv"), &preset("salesforce-contacts"), &[]);
     assert_eq!(p.len(), 27);
-    assert_eq!(
-        preview_at(&p, 2, "company"),
-        &json!({"name": "Acme, Inc.", "internal_id": "0015g00000Qx7bZ"})
-    );
+    assert_eq!(preview_at(&p, 2, "company"), &json!({"name": "Acme, Inc.", "internal_id": "0015g00000Qx7bZ"}));
     assert_eq!(
         preview_at(&p, 2, "contact"),
         &json!({
@@ -812,25 +599,13 @@ fn salesforce_contacts_preview_links_contacts_to_accounts() {
     let road = preview_at(&p, 3, "contact");
     assert_eq!(road["email"], "road.runner@acme.com");
     assert_eq!(road["filterable_attributes"]["title"], "Head of Speed, R&D");
-    assert_eq!(
-        preview_at(&p, 4, "contact")["filterable_attributes"]["created"],
-        "2023-12-31"
-    );
-    assert!(
-        !p.iter().any(|x| x.line == 5 || x.line == 6 || x.line == 20),
-        "nothing to send"
-    );
+    assert_eq!(preview_at(&p, 4, "contact")["filterable_attributes"]["created"], "2023-12-31");
+    assert!(!p.iter().any(|x| x.line == 5 || x.line == 6 || x.line == 20), "nothing to send");
     assert_eq!(preview_at(&p, 16, "contact")["name"], "芳 王");
-    assert_eq!(
-        preview_at(&p, 16, "company")["name"],
-        "上海云帆科技有限公司"
-    );
+    assert_eq!(preview_at(&p, 16, "company")["name"], "上海云帆科技有限公司");
     assert_eq!(preview_at(&p, 14, "company")["name"], "Müller & Söhne KG");
     let pat = preview_at(&p, 19, "contact");
-    assert!(
-        pat.get("company_internal_id").is_none(),
-        "a private contact has no account"
-    );
+    assert!(pat.get("company_internal_id").is_none(), "a private contact has no account");
     assert_eq!(preview_at(&p, 23, "contact")["name"], "Rachael Tyrell 🦉");
 }
 
@@ -865,23 +640,10 @@ fn salesforce_api_export_skips_deleted_rows_and_keeps_18_character_ids() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         Counts::of(&s),
-        Counts {
-            rows: 15,
-            valid_rows: 12,
-            contacts: 12,
-            skipped_rows: 2,
-            failed_rows: 1,
-            ..Default::default()
-        }
+        Counts { rows: 15, valid_rows: 12, contacts: 12, skipped_rows: 2, failed_rows: 1, ..Default::default() }
     );
-    assert_eq!(
-        groups(&s["skipped"]),
-        expect_groups(&[("filter: 'IsDeleted' is \"true\"", 2, &[9, 15])])
-    );
-    assert_eq!(
-        groups(&s["failures"]),
-        expect_groups(&[("contact.email: invalid email address", 1, &[8])])
-    );
+    assert_eq!(groups(&s["skipped"]), expect_groups(&[("filter: 'IsDeleted' is \"true\"", 2, &[9, 15])]));
+    assert_eq!(groups(&s["failures"]), expect_groups(&[("contact.email: invalid email address", 1, &[8])]));
     let p = all_previews(&sb, &input, &mapping, &[]);
     assert_eq!(
         preview_at(&p, 2, "contact"),
@@ -900,11 +662,7 @@ fn salesforce_api_export_skips_deleted_rows_and_keeps_18_character_ids() {
             }
         })
     );
-    assert!(
-        preview_at(&p, 6, "contact")
-            .get("company_internal_id")
-            .is_none()
-    );
+    assert!(preview_at(&p, 6, "contact").get("company_internal_id").is_none());
     assert_eq!(preview_at(&p, 12, "contact")["name"], "芳 王");
 }
 
@@ -922,13 +680,7 @@ fn salesforce_accounts_all_valid_exit_zero_with_an_empty_failures_file() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
         Counts::of(&s),
-        Counts {
-            rows: 16,
-            valid_rows: 16,
-            companies: 15,
-            duplicate_company_rows: 1,
-            ..Default::default()
-        }
+        Counts { rows: 16, valid_rows: 16, companies: 15, duplicate_company_rows: 1, ..Default::default() }
     );
     assert!(groups(&s["failures"]).is_empty());
     assert_eq!(
@@ -941,12 +693,7 @@ fn salesforce_accounts_all_valid_exit_zero_with_an_empty_failures_file() {
 #[test]
 fn salesforce_accounts_type_becomes_a_savio_customer_type() {
     let sb = Sandbox::new();
-    let p = all_previews(
-        &sb,
-        &fixture("salesforce-accounts.csv"),
-        &preset("salesforce-accounts"),
-        &[],
-    );
+    let p = all_previews(&sb, &fixture("salesforce-accounts.csv"), &preset("salesforce-accounts"), &[]);
     assert_eq!(
         preview_at(&p, 2, "company"),
         &json!({
@@ -984,46 +731,16 @@ fn salesforce_accounts_type_becomes_a_savio_customer_type() {
 // --------------------------------------------------------------------- windows-1252 (Excel on Windows)
 
 const WINDOWS_1252_FAILURES: &[(u64, &str)] = &[
-    (
-        2,
-        "invalid UTF-8 in column 'Account Name' (byte 0xE9 at offset 3)",
-    ),
-    (
-        3,
-        "invalid UTF-8 in column 'Account Name' (byte 0xE8 at offset 13)",
-    ),
-    (
-        4,
-        "invalid UTF-8 in column 'Billing City' (byte 0xF6 at offset 4)",
-    ),
-    (
-        5,
-        "invalid UTF-8 in column 'Account Name' (byte 0xD8 at offset 0)",
-    ),
-    (
-        7,
-        "invalid UTF-8 in column 'Account Name' (byte 0xF1 at offset 2)",
-    ),
-    (
-        8,
-        "invalid UTF-8 in column 'Account Name' (byte 0xFC at offset 1)",
-    ),
-    (
-        10,
-        "invalid UTF-8 in column 'Account Name' (byte 0x80 at offset 0)",
-    ),
-    (
-        11,
-        "invalid UTF-8 in column 'Account Name' (byte 0xDC at offset 14)",
-    ),
-    (
-        12,
-        "invalid UTF-8 in column 'Account Name' (byte 0xE8 at offset 2)",
-    ),
-    (
-        14,
-        "invalid UTF-8 in column 'Account Name' (byte 0xE4 at offset 2)",
-    ),
+    (2, "invalid UTF-8 in column 'Account Name' (byte 0xE9 at offset 3)"),
+    (3, "invalid UTF-8 in column 'Account Name' (byte 0xE8 at offset 13)"),
+    (4, "invalid UTF-8 in column 'Billing City' (byte 0xF6 at offset 4)"),
+    (5, "invalid UTF-8 in column 'Account Name' (byte 0xD8 at offset 0)"),
+    (7, "invalid UTF-8 in column 'Account Name' (byte 0xF1 at offset 2)"),
+    (8, "invalid UTF-8 in column 'Account Name' (byte 0xFC at offset 1)"),
+    (10, "invalid UTF-8 in column 'Account Name' (byte 0x80 at offset 0)"),
+    (11, "invalid UTF-8 in column 'Account Name' (byte 0xDC at offset 14)"),
+    (12, "invalid UTF-8 in column 'Account Name' (byte 0xE8 at offset 2)"),
+    (14, "invalid UTF-8 in column 'Account Name' (byte 0xE4 at offset 2)"),
 ];
 
 const ENCODING_HINT: &str = "; the file is probably not UTF-8: pass --encoding (e.g. --encoding windows-1252 for Excel on Windows, or latin1, utf-16)";
@@ -1040,31 +757,17 @@ fn windows_1252_export_without_encoding_fails_its_accented_rows_with_a_hint() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         Counts::of(&s),
-        Counts {
-            rows: 14,
-            valid_rows: 4,
-            companies: 4,
-            failed_rows: 10,
-            ..Default::default()
-        },
+        Counts { rows: 14, valid_rows: 4, companies: 4, failed_rows: 10, ..Default::default() },
         "the four all-ASCII rows are fine"
     );
-    assert_eq!(
-        groups(&s["failures"]),
-        expect_groups(&[("invalid UTF-8 (wrong --encoding?)", 10, &[2, 3, 4, 5, 7])])
-    );
+    assert_eq!(groups(&s["failures"]), expect_groups(&[("invalid UTF-8 (wrong --encoding?)", 10, &[2, 3, 4, 5, 7])]));
     let got = FailuresCsv::read(&out, Enc::Windows1252, b',');
-    let expected: Vec<(u64, String)> = WINDOWS_1252_FAILURES
-        .iter()
-        .map(|(l, r)| (*l, format!("{r}{ENCODING_HINT}")))
-        .collect();
+    let expected: Vec<(u64, String)> =
+        WINDOWS_1252_FAILURES.iter().map(|(l, r)| (*l, format!("{r}{ENCODING_HINT}"))).collect();
     assert_eq!(got.reasons(), expected);
     // The rows are written back as they were: windows-1252 bytes, CRLF, no BOM.
     let raw = RawExport::read(&fixture("salesforce-accounts-excel.csv"), Enc::Windows1252);
-    assert_eq!(
-        std::fs::read(&out).unwrap(),
-        raw.expected_failures(',', &expected)
-    );
+    assert_eq!(std::fs::read(&out).unwrap(), raw.expected_failures(',', &expected));
 }
 
 #[test]
@@ -1074,30 +777,15 @@ fn windows_1252_export_validates_cleanly_with_its_encoding() {
     let mapping = preset("salesforce-accounts");
     let (run, s) = sb.summary(&input, &mapping, &["--encoding", "windows-1252"]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(
-        Counts::of(&s),
-        Counts {
-            rows: 14,
-            valid_rows: 14,
-            companies: 14,
-            ..Default::default()
-        }
-    );
+    assert_eq!(Counts::of(&s), Counts { rows: 14, valid_rows: 14, companies: 14, ..Default::default() });
     assert_eq!(s["encoding"], "windows-1252");
     let p = all_previews(&sb, &input, &mapping, &["--encoding", "windows-1252"]);
     let name = |line| preview_at(&p, line, "company")["name"].clone();
     assert_eq!(name(2), "Café Müller GmbH");
     assert_eq!(name(5), "Ørsted Vindkraft A/S");
     assert_eq!(name(10), "€uro Components B.V.", "0x80 is the euro sign");
-    assert_eq!(
-        name(12),
-        "Crème de la Crème – Pâtisserie",
-        "0x96 is an en dash"
-    );
-    assert_eq!(
-        preview_at(&p, 4, "company")["filterable_attributes"]["billing_city"],
-        "Malmö"
-    );
+    assert_eq!(name(12), "Crème de la Crème – Pâtisserie", "0x96 is an en dash");
+    assert_eq!(preview_at(&p, 4, "company")["filterable_attributes"]["billing_city"], "Malmö");
 }
 
 #[test]
@@ -1112,27 +800,15 @@ fn windows_1252_failures_file_fixed_by_the_encoding_flag() {
     assert_eq!(run.code, 1);
     // Fed back as it is, the same rows fail for the same reason.
     let second = sb.path("failures-again.csv");
-    let (run, s) = sb.summary(
-        &first,
-        &preset("salesforce-accounts"),
-        &["--failures", second.to_str().unwrap()],
-    );
+    let (run, s) = sb.summary(&first, &preset("salesforce-accounts"), &["--failures", second.to_str().unwrap()]);
     assert_eq!(run.code, 1);
     assert_eq!(s["failed_rows"], 10);
     let reasons = |p: &Path| -> Vec<String> {
-        FailuresCsv::read(p, Enc::Windows1252, b',')
-            .reasons()
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect()
+        FailuresCsv::read(p, Enc::Windows1252, b',').reasons().into_iter().map(|(_, r)| r).collect()
     };
     assert_eq!(reasons(&second), reasons(&first));
     // With the right encoding, every one of them is valid.
-    let (run, s) = sb.summary(
-        &first,
-        &preset("salesforce-accounts"),
-        &["--encoding", "windows-1252"],
-    );
+    let (run, s) = sb.summary(&first, &preset("salesforce-accounts"), &["--encoding", "windows-1252"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(s["valid_rows"], 10);
     assert_eq!(s["payloads"]["company"], 10);
@@ -1188,25 +864,15 @@ const PIPEDRIVE_PEOPLE: Case = Case {
     enc: Enc::Utf8,
     delimiter: b',',
     failed: &[
-        (
-            7,
-            "contact.email \"info(at)kaffeehaus-wien.at\" is not a valid email address",
-        ),
-        (
-            19,
-            "contact.email \"grace.kim@seoulsoft\" is not a valid email address",
-        ),
+        (7, "contact.email \"info(at)kaffeehaus-wien.at\" is not a valid email address"),
+        (19, "contact.email \"grace.kim@seoulsoft\" is not a valid email address"),
     ],
 };
 
 #[test]
 fn pipedrive_people_spam_is_skipped_in_any_case() {
     let sb = Sandbox::new();
-    let (run, s) = sb.summary(
-        &fixture("pipedrive-people.csv"),
-        &preset("pipedrive-people"),
-        &[],
-    );
+    let (run, s) = sb.summary(&fixture("pipedrive-people.csv"), &preset("pipedrive-people"), &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         Counts::of(&s),
@@ -1225,21 +891,13 @@ fn pipedrive_people_spam_is_skipped_in_any_case() {
         expect_groups(&[("filter: 'Person - Label' is \"Spam\"", 3, &[5, 10, 20])]),
         "line 20 is labelled 'spam'"
     );
-    assert_eq!(
-        groups(&s["failures"]),
-        expect_groups(&[("contact.email: invalid email address", 2, &[7, 19])])
-    );
+    assert_eq!(groups(&s["failures"]), expect_groups(&[("contact.email: invalid email address", 2, &[7, 19])]));
 }
 
 #[test]
 fn pipedrive_people_email_and_phone_come_from_the_first_filled_column() {
     let sb = Sandbox::new();
-    let p = all_previews(
-        &sb,
-        &fixture("pipedrive-people.csv"),
-        &preset("pipedrive-people"),
-        &[],
-    );
+    let p = all_previews(&sb, &fixture("pipedrive-people.csv"), &preset("pipedrive-people"), &[]);
     assert_eq!(
         preview_at(&p, 2, "contact"),
         &json!({
@@ -1258,34 +916,14 @@ fn pipedrive_people_email_and_phone_come_from_the_first_filled_column() {
     );
     let jakob = preview_at(&p, 3, "contact");
     assert_eq!(jakob["email"], "jakob.eriksson@gmail.com", "the home email");
-    assert_eq!(
-        jakob["filterable_attributes"]["phone"], "+47 912 34 567",
-        "the mobile"
-    );
-    assert_eq!(
-        preview_at(&p, 12, "contact")["email"],
-        "ahmed.hassan@niletextiles.eg",
-        "the other email"
-    );
-    assert_eq!(
-        preview_at(&p, 6, "contact")["email"],
-        "emile.zola@rougon-editions.fr"
-    );
-    assert_eq!(
-        preview_at(&p, 6, "company")["name"],
-        "Éditions Rougon, Macquart & Cie"
-    );
+    assert_eq!(jakob["filterable_attributes"]["phone"], "+47 912 34 567", "the mobile");
+    assert_eq!(preview_at(&p, 12, "contact")["email"], "ahmed.hassan@niletextiles.eg", "the other email");
+    assert_eq!(preview_at(&p, 6, "contact")["email"], "emile.zola@rougon-editions.fr");
+    assert_eq!(preview_at(&p, 6, "company")["name"], "Éditions Rougon, Macquart & Cie");
     assert_eq!(preview_at(&p, 4, "contact")["name"], "陈静");
     assert_eq!(preview_at(&p, 9, "contact")["name"], "Raj Patel 🚀");
-    assert!(
-        preview_at(&p, 8, "contact")
-            .get("company_internal_id")
-            .is_none()
-    );
-    assert_eq!(
-        preview_at(&p, 14, "contact")["filterable_attributes"]["job_title"],
-        "Chief \"Fun\" Officer"
-    );
+    assert!(preview_at(&p, 8, "contact").get("company_internal_id").is_none());
+    assert_eq!(preview_at(&p, 14, "contact")["filterable_attributes"]["job_title"], "Chief \"Fun\" Officer");
 }
 
 #[test]
@@ -1308,14 +946,8 @@ const PIPEDRIVE_UNICODE: Case = Case {
     enc: Enc::Utf16Le,
     delimiter: b'\t',
     failed: &[
-        (
-            7,
-            "contact.email \"oleg.smirnov@sib-les\" is not a valid email address",
-        ),
-        (
-            11,
-            "contact.email \"mei.chen@@gmail.com\" is not a valid email address",
-        ),
+        (7, "contact.email \"oleg.smirnov@sib-les\" is not a valid email address"),
+        (11, "contact.email \"mei.chen@@gmail.com\" is not a valid email address"),
     ],
 };
 
@@ -1341,10 +973,7 @@ fn utf16_tab_export_is_detected_without_flags() {
     assert_eq!(s["encoding"], "UTF-16LE (BOM)");
     assert_eq!(s["delimiter"], "\t");
     assert_eq!(s["delimiter_detected"], true);
-    assert_eq!(
-        groups(&s["failures"]),
-        expect_groups(&[("contact.email: invalid email address", 2, &[7, 11])])
-    );
+    assert_eq!(groups(&s["failures"]), expect_groups(&[("contact.email: invalid email address", 2, &[7, 11])]));
     let p = all_previews(&sb, &input, &mapping, &[]);
     assert_eq!(
         preview_at(&p, 2, "contact")["filterable_attributes"]["created"],
@@ -1353,15 +982,9 @@ fn utf16_tab_export_is_detected_without_flags() {
     );
     assert_eq!(preview_at(&p, 3, "contact")["name"], "李小龙");
     assert_eq!(preview_at(&p, 4, "contact")["name"], "فاطمة الزهراء");
-    assert_eq!(
-        preview_at(&p, 5, "contact")["email"],
-        "sophie@winterfell-wool.co.uk"
-    );
+    assert_eq!(preview_at(&p, 5, "contact")["email"], "sophie@winterfell-wool.co.uk");
     assert_eq!(preview_at(&p, 9, "contact")["name"], "Jonas \"Joe\" Meyer");
-    assert_eq!(
-        preview_at(&p, 9, "company")["name"],
-        "Meyer, Meyer & Partner"
-    );
+    assert_eq!(preview_at(&p, 9, "company")["name"], "Meyer, Meyer & Partner");
 }
 
 #[test]
@@ -1379,11 +1002,11 @@ fn utf16_failures_file_fails_again_with_the_same_reasons() {
 
 const FEEDBACK_FAILED: &[(u64, &str)] = &[
     (5, "not valid JSON at column "),
-    (6, "line is a JSON array, expected an object ({...})"),
     (
-        7,
-        "feedback.problem is required but empty (from column 'text')",
+        6,
+        "line is a JSON array, expected an object ({...}); if the file is one JSON array rather than JSON Lines, convert it first: jq -c '.[]' export.json > export.jsonl",
     ),
+    (7, "feedback.problem is required but empty (from column 'text')"),
     (
         8,
         "feedback.state \"spam\" is not an accepted value (ACTIVE, PENDING, ARCHIVED); translate it with `map` or add it under [checks]",
@@ -1403,10 +1026,7 @@ fn jsonl_reasons(path: &Path) -> Vec<(u64, String)> {
             let v: Value = serde_json::from_str(l).expect("each failures line is JSON");
             (
                 v["_savio_line"].as_u64().expect("_savio_line"),
-                v["_savio_error"]
-                    .as_str()
-                    .expect("_savio_error")
-                    .to_string(),
+                v["_savio_error"].as_str().expect("_savio_error").to_string(),
             )
         })
         .collect()
@@ -1419,10 +1039,7 @@ fn assert_feedback_reasons(got: &[(u64, String)], lines: bool) {
             assert_eq!(line, want_line);
         }
         if *want_line == 5 {
-            assert!(
-                reason.starts_with(want) && reason.contains("EOF while parsing a string"),
-                "{reason}"
-            );
+            assert!(reason.starts_with(want) && reason.contains("EOF while parsing a string"), "{reason}");
         } else {
             assert_eq!(reason, want);
         }
@@ -1468,10 +1085,7 @@ fn feedback_jsonl_preview_maps_segments_states_and_tags() {
     let sb = Sandbox::new();
     let p = all_previews(&sb, &fixture("feedback.jsonl"), &preset("feedback"), &[]);
     assert_eq!(p.len(), 9 + 13 + 14);
-    assert_eq!(
-        entities_by_line(&p[..3]),
-        vec![(1, "company"), (1, "contact"), (1, "feedback")]
-    );
+    assert_eq!(entities_by_line(&p[..3]), vec![(1, "company"), (1, "contact"), (1, "feedback")]);
     assert_eq!(
         preview_at(&p, 1, "feedback"),
         &json!({
@@ -1507,43 +1121,27 @@ fn feedback_jsonl_preview_maps_segments_states_and_tags() {
     assert_eq!(wechat["state"], "PENDING");
     assert_eq!(preview_at(&p, 2, "contact")["name"], "王芳");
     let dark = preview_at(&p, 3, "feedback");
-    assert_eq!(
-        dark["problem"],
-        "Dark mode please 🌙🙏 my eyes hurt at night"
-    );
+    assert_eq!(dark["problem"], "Dark mode please 🌙🙏 my eyes hurt at night");
     assert_eq!(dark["person_email"], "zoe@example.com");
-    assert_eq!(
-        dark["person_name"], "ZOE@Example.COM",
-        "no name: the email, as written"
-    );
+    assert_eq!(dark["person_name"], "ZOE@Example.COM", "no name: the email, as written");
     assert_eq!(dark["tags"], json!(["ui", "dark mode"]));
     assert_eq!(
         preview_at(&p, 10, "feedback")["problem"],
         "Two things: 1. The calendar sync is slow 2. It drops recurring events"
     );
     let churned = preview_at(&p, 11, "contact");
-    assert_eq!(
-        churned["internal_id"], "peter.gibbons@initech.com",
-        "no author id: the email"
-    );
+    assert_eq!(churned["internal_id"], "peter.gibbons@initech.com", "no author id: the email");
     assert_eq!(preview_at(&p, 11, "feedback")["feedback_type"], "CHURNED");
     assert_eq!(preview_at(&p, 12, "feedback")["feedback_type"], "INTERNAL");
     assert!(!p.iter().any(|x| x.line == 12 && x.entity == "company"));
     assert_eq!(preview_at(&p, 14, "feedback")["feedback_type"], "OTHER");
-    assert_eq!(
-        preview_at(&p, 15, "feedback")["problem"],
-        "نحتاج إلى تكامل مع سلاك لإرسال التنبيهات"
-    );
+    assert_eq!(preview_at(&p, 15, "feedback")["problem"], "نحتاج إلى تكامل مع سلاك لإرسال التنبيهات");
     let cafe = preview_at(&p, 16, "feedback");
     assert_eq!(cafe["problem"], "Café menu sync should keep accents 😀");
     assert_eq!(cafe["person_name"], "Amélie Poulain");
     let split = preview_at(&p, 17, "feedback");
     assert_eq!(split["state"], "PENDING");
-    assert_eq!(
-        split["tags"],
-        json!(["billing", "invoices"]),
-        "lowercased, trimmed, repeats dropped"
-    );
+    assert_eq!(split["tags"], json!(["billing", "invoices"]), "lowercased, trimmed, repeats dropped");
     assert_eq!(
         preview_at(&p, 18, "feedback"),
         &json!({
@@ -1572,24 +1170,16 @@ fn feedback_jsonl_failures_file_keeps_each_line_and_adds_two_keys() {
     assert_eq!(run.code, 1, "{run:?}");
     let reasons = jsonl_reasons(&out);
     assert_feedback_reasons(&reasons, true);
-    let original: Vec<String> = std::fs::read_to_string(fixture("feedback.jsonl"))
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let original: Vec<String> =
+        std::fs::read_to_string(fixture("feedback.jsonl")).unwrap().lines().map(str::to_string).collect();
     let written = std::fs::read_to_string(&out).unwrap();
     for (text, (line, reason)) in written.lines().zip(&reasons) {
         let source = &original[*line as usize - 1];
-        let extra = format!(
-            ",\"_savio_line\":{line},\"_savio_error\":{}}}",
-            serde_json::to_string(reason).unwrap()
-        );
+        let extra = format!(",\"_savio_line\":{line},\"_savio_error\":{}}}", serde_json::to_string(reason).unwrap());
         match serde_json::from_str::<Value>(source) {
-            Ok(Value::Object(_)) => assert_eq!(
-                text,
-                format!("{}{extra}", &source[..source.len() - 1]),
-                "an object keeps its bytes"
-            ),
+            Ok(Value::Object(_)) => {
+                assert_eq!(text, format!("{}{extra}", &source[..source.len() - 1]), "an object keeps its bytes")
+            }
             _ => {
                 let v: Value = serde_json::from_str(text).unwrap();
                 assert_eq!(v["_savio_raw"], source.as_str(), "anything else is wrapped");
@@ -1603,18 +1193,10 @@ fn feedback_jsonl_failures_file_keeps_each_line_and_adds_two_keys() {
 fn feedback_jsonl_failures_file_revalidates_with_the_same_mapping() {
     let sb = Sandbox::new();
     let first = sb.path("failures.jsonl");
-    let (run, _) = sb.summary(
-        &fixture("feedback.jsonl"),
-        &preset("feedback"),
-        &["--failures", first.to_str().unwrap()],
-    );
+    let (run, _) =
+        sb.summary(&fixture("feedback.jsonl"), &preset("feedback"), &["--failures", first.to_str().unwrap()]);
     assert_eq!(run.code, 1);
-    let run = sb.validate([
-        first.as_os_str(),
-        "-m".as_ref(),
-        preset("feedback").as_os_str(),
-        "--json".as_ref(),
-    ]);
+    let run = sb.validate([first.as_os_str(), "-m".as_ref(), preset("feedback").as_os_str(), "--json".as_ref()]);
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(run.json()["failed_rows"], 5);
 }
@@ -1624,18 +1206,12 @@ fn feedback_jsonl_failures_file_revalidates_with_the_same_mapping() {
 fn feedback_jsonl_failures_file_fails_again_with_the_same_reasons() {
     let sb = Sandbox::new();
     let first = sb.path("failures.jsonl");
-    let (run, _) = sb.summary(
-        &fixture("feedback.jsonl"),
-        &preset("feedback"),
-        &["--failures", first.to_str().unwrap()],
-    );
+    let (run, _) =
+        sb.summary(&fixture("feedback.jsonl"), &preset("feedback"), &["--failures", first.to_str().unwrap()]);
     assert_eq!(run.code, 1);
     // Paths are checked leniently here, so this test pins only the reasons (see the test above).
     let preset_text = std::fs::read_to_string(preset("feedback")).unwrap();
-    let lenient = sb.write(
-        "lenient.toml",
-        format!("[input]\nstrict_paths = false\n{preset_text}"),
-    );
+    let lenient = sb.write("lenient.toml", format!("[input]\nstrict_paths = false\n{preset_text}"));
     let second = sb.path("failures-again.jsonl");
     let (run, s) = sb.summary(&first, &lenient, &["--failures", second.to_str().unwrap()]);
     assert_eq!(run.code, 1, "{run:?}");
@@ -1648,22 +1224,11 @@ fn feedback_jsonl_failures_file_fails_again_with_the_same_reasons() {
 #[test]
 fn stdin_input_gives_the_same_summary_as_the_file() {
     let sb = Sandbox::new();
-    let (_, from_file) = sb.summary(
-        &fixture("pipedrive-people.csv"),
-        &preset("pipedrive-people"),
-        &[],
-    );
+    let (_, from_file) = sb.summary(&fixture("pipedrive-people.csv"), &preset("pipedrive-people"), &[]);
     let mapping = preset("pipedrive-people");
     let out = sb
         .savio()
-        .args([
-            "-q",
-            "validate",
-            "-",
-            "-m",
-            mapping.to_str().unwrap(),
-            "--json",
-        ])
+        .args(["-q", "validate", "-", "-m", mapping.to_str().unwrap(), "--json"])
         .write_stdin(std::fs::read(fixture("pipedrive-people.csv")).unwrap())
         .output()
         .unwrap();
@@ -1684,14 +1249,7 @@ fn stdin_input_may_be_gzipped_jsonl_and_is_sniffed() {
     let mapping = preset("feedback");
     let out = sb
         .savio()
-        .args([
-            "-q",
-            "validate",
-            "-",
-            "-m",
-            mapping.to_str().unwrap(),
-            "--json",
-        ])
+        .args(["-q", "validate", "-", "-m", mapping.to_str().unwrap(), "--json"])
         .write_stdin(gz.finish().unwrap())
         .output()
         .unwrap();
@@ -1712,28 +1270,17 @@ fn unknown_columns_exit_2_with_did_you_mean() {
         "typo.toml",
         "[contact]\ninternal_id = \"RecordID\"\nname = \"{First Name} {Last Name}\"\nemail = \"E-mail\"\n",
     );
-    let run = sb.validate([
-        fixture("hubspot-contacts.csv").as_os_str(),
-        "-m".as_ref(),
-        mapping.as_os_str(),
-    ]);
+    let run = sb.validate([fixture("hubspot-contacts.csv").as_os_str(), "-m".as_ref(), mapping.as_os_str()]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stdout.is_empty(), "nothing processed: {}", run.stdout);
+    assert!(run.stderr.contains("(2 problems)"), "every problem at once: {}", run.stderr);
     assert!(
-        run.stderr.contains("(2 problems)"),
-        "every problem at once: {}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains(
-            "contact.internal_id: no column 'RecordID' in the input; did you mean 'Record ID'?"
-        ),
+        run.stderr.contains("contact.internal_id: no column 'RecordID' in the input; did you mean 'Record ID'?"),
         "{}",
         run.stderr
     );
     assert!(
-        run.stderr
-            .contains("contact.email: no column 'E-mail' in the input; did you mean 'Email'?"),
+        run.stderr.contains("contact.email: no column 'E-mail' in the input; did you mean 'Email'?"),
         "{}",
         run.stderr
     );
@@ -1742,26 +1289,11 @@ fn unknown_columns_exit_2_with_did_you_mean() {
 #[test]
 fn unknown_jsonl_path_exits_2_with_did_you_mean() {
     let sb = Sandbox::new();
-    let mapping = sb.write(
-        "typo.toml",
-        "[feedback]\nproblem = \"txt\"\nperson_email = \"author.mail\"\n",
-    );
-    let run = sb.validate([
-        fixture("feedback.jsonl").as_os_str(),
-        "-m".as_ref(),
-        mapping.as_os_str(),
-    ]);
+    let mapping = sb.write("typo.toml", "[feedback]\nproblem = \"txt\"\nperson_email = \"author.mail\"\n");
+    let run = sb.validate([fixture("feedback.jsonl").as_os_str(), "-m".as_ref(), mapping.as_os_str()]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr.contains("did you mean 'text'?"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("did you mean 'author.email'?"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("did you mean 'text'?"), "{}", run.stderr);
+    assert!(run.stderr.contains("did you mean 'author.email'?"), "{}", run.stderr);
 }
 
 #[test]
@@ -1775,11 +1307,7 @@ fn bad_delimiter_flag_exits_2() {
         ";;".as_ref(),
     ]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr.contains("';;' is not a delimiter"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("';;' is not a delimiter"), "{}", run.stderr);
 }
 
 #[test]
@@ -1794,16 +1322,8 @@ fn wrong_delimiter_flag_is_explained() {
         ";".as_ref(),
     ]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr.contains("delimiter"),
-        "the message points at the delimiter: {}",
-        run.stderr
-    );
-    assert!(
-        !run.stderr.contains("did you mean 'Record ID,"),
-        "the whole header line is no suggestion: {}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("delimiter"), "the message points at the delimiter: {}", run.stderr);
+    assert!(!run.stderr.contains("did you mean 'Record ID,"), "the whole header line is no suggestion: {}", run.stderr);
 }
 
 #[test]
@@ -1817,22 +1337,14 @@ fn unknown_encoding_flag_exits_2() {
         "windows-1252x".as_ref(),
     ]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr
-            .contains("'windows-1252x' is not a known encoding"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("'windows-1252x' is not a known encoding"), "{}", run.stderr);
 }
 
 #[test]
 fn missing_input_file_exits_2() {
     let sb = Sandbox::new();
-    let run = sb.validate([
-        sb.path("no-such-export.csv").as_os_str(),
-        "-m".as_ref(),
-        preset("hubspot-contacts").as_os_str(),
-    ]);
+    let run =
+        sb.validate([sb.path("no-such-export.csv").as_os_str(), "-m".as_ref(), preset("hubspot-contacts").as_os_str()]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("cannot open input"), "{}", run.stderr);
     assert!(run.stderr.contains("no-such-export.csv"), "{}", run.stderr);
@@ -1845,38 +1357,20 @@ fn broken_toml_exits_2_with_its_line() {
         "broken.toml",
         "[contact]\ninternal_id = \"Record ID\"\nname = \"{First Name} {Last Name}\nemail = \"Email\"\n",
     );
-    let run = sb.validate([
-        fixture("hubspot-contacts.csv").as_os_str(),
-        "-m".as_ref(),
-        mapping.as_os_str(),
-    ]);
+    let run = sb.validate([fixture("hubspot-contacts.csv").as_os_str(), "-m".as_ref(), mapping.as_os_str()]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("broken.toml"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("line 3"),
-        "the line of the error: {}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("line 3"), "the line of the error: {}", run.stderr);
 }
 
 #[test]
 fn misspelt_mapping_key_exits_2_naming_the_valid_keys() {
     let sb = Sandbox::new();
-    let mapping = sb.write(
-        "typo.toml",
-        "[contact]\ninternal_id = \"Record ID\"\nname = \"Email\"\nemial = \"Email\"\n",
-    );
-    let run = sb.validate([
-        fixture("hubspot-contacts.csv").as_os_str(),
-        "-m".as_ref(),
-        mapping.as_os_str(),
-    ]);
+    let mapping =
+        sb.write("typo.toml", "[contact]\ninternal_id = \"Record ID\"\nname = \"Email\"\nemial = \"Email\"\n");
+    let run = sb.validate([fixture("hubspot-contacts.csv").as_os_str(), "-m".as_ref(), mapping.as_os_str()]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr.contains("emial") && run.stderr.contains("line 4"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("emial") && run.stderr.contains("line 4"), "{}", run.stderr);
 }
 
 // ---------------------------------------------------------------------------------------- text output
@@ -1898,11 +1392,7 @@ fn text_summary_lists_reasons_with_lines() {
         "Failed:   2 rows",
         "contact.email: invalid email address (2): lines 7, 19",
     ] {
-        assert!(
-            run.stdout.contains(needle),
-            "missing {needle:?} in:\n{}",
-            run.stdout
-        );
+        assert!(run.stdout.contains(needle), "missing {needle:?} in:\n{}", run.stdout);
     }
 }
 
@@ -1916,12 +1406,7 @@ fn text_summary_uses_the_singular_for_one_row() {
         preset("salesforce-accounts").as_os_str(),
     ]);
     assert_eq!(run.code, 0);
-    assert!(
-        run.stdout
-            .contains("(1 row only repeated a company already listed)"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("(1 row only repeated a company already listed)"), "{}", run.stdout);
 }
 
 #[test]
@@ -1936,10 +1421,7 @@ fn closed_stdout_is_not_an_error() {
         csv.push_str(&format!("0015g{i:010},Company number {i}\n"));
     }
     let input = sb.write("accounts.csv", csv);
-    let mapping = sb.write(
-        "accounts.toml",
-        "[company]\ninternal_id = \"Account ID\"\nname = \"Account Name\"\n",
-    );
+    let mapping = sb.write("accounts.toml", "[company]\ninternal_id = \"Account ID\"\nname = \"Account Name\"\n");
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("savio-sync"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -11,12 +11,10 @@ use std::time::{Duration, SystemTime};
 use futures::{StreamExt, TryStreamExt};
 use mockito::{Matcher, Server, ServerGuard};
 use savio_sync::client::{
-    Accepted, ApiToken, ClientConfig, ClientError, ListQuery, RetryAction, RetryAfter, SavioClient,
-    SendError, classify, classify_at, idempotent,
+    Accepted, ApiToken, ClientConfig, ClientError, ListQuery, RetryAction, RetryAfter, SavioClient, SendError,
+    classify, classify_at, idempotent,
 };
-use savio_sync::model::{
-    Attributes, Company, Contact, Entity, Feedback, Page, Payload, SavioContact, SavioId,
-};
+use savio_sync::model::{Attributes, Company, Contact, Entity, Feedback, Page, Payload, SavioContact, SavioId};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -68,11 +66,7 @@ fn contact() -> Contact {
 }
 
 fn company() -> Company {
-    Company {
-        name: "Acme Corp".into(),
-        internal_id: "1234567".into(),
-        filterable_attributes: Attributes::new(),
-    }
+    Company { name: "Acme Corp".into(), internal_id: "1234567".into(), filterable_attributes: Attributes::new() }
 }
 
 fn feedback() -> Feedback {
@@ -119,14 +113,7 @@ async fn each_payload_is_posted_as_json_to_its_endpoint_with_the_token_header() 
             .create_async()
             .await;
         let attempt = client.send(payload).await;
-        assert_eq!(
-            attempt.outcome.unwrap(),
-            Accepted {
-                status: 201,
-                id: Some(SavioId::Int(i as i64))
-            },
-            "{path}"
-        );
+        assert_eq!(attempt.outcome.unwrap(), Accepted { status: 201, id: Some(SavioId::Int(i as i64)) }, "{path}");
         mock.assert_async().await;
     }
 }
@@ -141,47 +128,20 @@ async fn status_200_is_a_success_too_and_string_ids_parse() {
         .create_async()
         .await;
     let attempt = client(&server).send(&Payload::Contact(contact())).await;
-    assert_eq!(
-        attempt.outcome.unwrap(),
-        Accepted {
-            status: 200,
-            id: Some(SavioId::Str("c-42".into()))
-        }
-    );
+    assert_eq!(attempt.outcome.unwrap(), Accepted { status: 200, id: Some(SavioId::Str("c-42".into())) });
     assert!(attempt.latency > Duration::ZERO);
 }
 
 #[tokio::test]
 async fn success_without_a_json_body_is_accepted_without_an_id() {
     let mut server = Server::new_async().await;
-    server
-        .mock("POST", "/app/api/create-feedback/")
-        .with_status(201)
-        .with_body("Created")
-        .create_async()
-        .await;
-    server
-        .mock("POST", "/app/api/users/")
-        .with_status(204)
-        .create_async()
-        .await;
+    server.mock("POST", "/app/api/create-feedback/").with_status(201).with_body("Created").create_async().await;
+    server.mock("POST", "/app/api/users/").with_status(204).create_async().await;
     let client = client(&server);
     let fb = client.send(&Payload::Feedback(feedback())).await;
-    assert_eq!(
-        fb.outcome.unwrap(),
-        Accepted {
-            status: 201,
-            id: None
-        }
-    );
+    assert_eq!(fb.outcome.unwrap(), Accepted { status: 201, id: None });
     let c = client.send(&Payload::Contact(contact())).await;
-    assert_eq!(
-        c.outcome.unwrap(),
-        Accepted {
-            status: 204,
-            id: None
-        }
-    );
+    assert_eq!(c.outcome.unwrap(), Accepted { status: 204, id: None });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -215,10 +175,7 @@ async fn unauthorized_aborts_the_run() {
         .create_async()
         .await;
     let err = send_err(&client(&server), &Payload::Feedback(feedback())).await;
-    assert!(
-        matches!(err, SendError::Status { status: 401, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, SendError::Status { status: 401, .. }), "{err:?}");
     assert_eq!(classify(&err, false), RetryAction::AbortAuth);
     assert!(err.to_string().contains("401 Unauthorized"), "{err}");
 }
@@ -235,20 +192,12 @@ async fn too_many_requests_carries_retry_after_in_seconds() {
     let err = send_err(&client(&server), &Payload::Feedback(feedback())).await;
     match &err {
         SendError::Status { retry_after, .. } => {
-            assert_eq!(
-                *retry_after,
-                Some(RetryAfter::Delay(Duration::from_secs(3)))
-            )
+            assert_eq!(*retry_after, Some(RetryAfter::Delay(Duration::from_secs(3))))
         }
         other => panic!("{other:?}"),
     }
     // 429 means "not processed": retried even for feedback.
-    assert_eq!(
-        classify(&err, false),
-        RetryAction::Retry {
-            after: Some(Duration::from_secs(3))
-        }
-    );
+    assert_eq!(classify(&err, false), RetryAction::Retry { after: Some(Duration::from_secs(3)) });
 }
 
 #[tokio::test]
@@ -267,12 +216,7 @@ async fn too_many_requests_carries_retry_after_as_an_http_date() {
         other => panic!("{other:?}"),
     }
     let now = at - Duration::from_secs(20);
-    assert_eq!(
-        classify_at(&err, true, now),
-        RetryAction::Retry {
-            after: Some(Duration::from_secs(20))
-        }
-    );
+    assert_eq!(classify_at(&err, true, now), RetryAction::Retry { after: Some(Duration::from_secs(20)) });
 }
 
 #[tokio::test]
@@ -286,21 +230,8 @@ async fn service_unavailable_is_retried_even_for_feedback() {
         .create_async()
         .await;
     let err = send_err(&client(&server), &Payload::Feedback(feedback())).await;
-    assert!(
-        matches!(
-            err,
-            SendError::Status {
-                status: 503,
-                retry_after: None,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(
-        classify(&err, idempotent(Entity::Feedback)),
-        RetryAction::Retry { after: None }
-    );
+    assert!(matches!(err, SendError::Status { status: 503, retry_after: None, .. }), "{err:?}");
+    assert_eq!(classify(&err, idempotent(Entity::Feedback)), RetryAction::Retry { after: None });
 }
 
 #[tokio::test]
@@ -309,28 +240,17 @@ async fn server_error_page_echoing_the_token_is_scrubbed() {
     server
         .mock("POST", "/app/api/users/")
         .with_status(500)
-        .with_body(format!(
-            "Traceback ... HTTP_AUTHORIZATION = 'Token {TOKEN}'"
-        ))
+        .with_body(format!("Traceback ... HTTP_AUTHORIZATION = 'Token {TOKEN}'"))
         .create_async()
         .await;
     let err = send_err(&client(&server), &Payload::Contact(contact())).await;
-    assert!(
-        err.to_string()
-            .contains("HTTP_AUTHORIZATION = 'Token <redacted>'"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("HTTP_AUTHORIZATION = 'Token <redacted>'"), "{err}");
 }
 
 #[tokio::test]
 async fn long_error_bodies_are_cut_to_about_two_kilobytes() {
     let mut server = Server::new_async().await;
-    server
-        .mock("POST", "/app/api/users/")
-        .with_status(422)
-        .with_body("x ".repeat(50_000))
-        .create_async()
-        .await;
+    server.mock("POST", "/app/api/users/").with_status(422).with_body("x ".repeat(50_000)).create_async().await;
     let err = send_err(&client(&server), &Payload::Contact(contact())).await;
     match &err {
         SendError::Status { body, .. } => {
@@ -344,11 +264,7 @@ async fn long_error_bodies_are_cut_to_about_two_kilobytes() {
 /// What the table in `client::retry` says, restated independently so a change to either shows up here.
 fn expected_action(status: u16, idempotent: bool) -> RetryAction {
     let retry = RetryAction::Retry { after: None };
-    let unless_unsafe = if idempotent {
-        retry
-    } else {
-        RetryAction::Unknown
-    };
+    let unless_unsafe = if idempotent { retry } else { RetryAction::Unknown };
     match status {
         401 | 403 | 407 => RetryAction::AbortAuth,
         408 => unless_unsafe,
@@ -368,11 +284,7 @@ async fn every_status_code_from_200_to_599_classifies_as_documented() {
     let client = client(&server);
     let payload = Payload::Contact(contact());
     for status in 200u16..=599 {
-        let mock = server
-            .mock("POST", "/app/api/users/")
-            .with_status(usize::from(status))
-            .create_async()
-            .await;
+        let mock = server.mock("POST", "/app/api/users/").with_status(usize::from(status)).create_async().await;
         let attempt = client.send(&payload).await;
         match attempt.outcome {
             Ok(accepted) => {
@@ -381,10 +293,7 @@ async fn every_status_code_from_200_to_599_classifies_as_documented() {
             }
             Err(err) => {
                 assert!(!(200..300).contains(&status), "{status} refused: {err}");
-                assert!(
-                    matches!(err, SendError::Status { status: s, .. } if s == status),
-                    "{status}: {err:?}"
-                );
+                assert!(matches!(err, SendError::Status { status: s, .. } if s == status), "{status}: {err:?}");
                 for idempotent in [true, false] {
                     assert_eq!(
                         classify(&err, idempotent),
@@ -440,22 +349,12 @@ async fn silent_server_times_out_unknown_for_feedback_retried_for_contacts() {
 
     let err = send_err(&client, &Payload::Feedback(feedback())).await;
     assert!(matches!(err, SendError::Timeout { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .starts_with("POST /app/api/create-feedback/: no answer from Savio within 200ms"),
-        "{err}"
-    );
-    assert_eq!(
-        classify(&err, idempotent(Entity::Feedback)),
-        RetryAction::Unknown
-    );
+    assert!(err.to_string().starts_with("POST /app/api/create-feedback/: no answer from Savio within 200ms"), "{err}");
+    assert_eq!(classify(&err, idempotent(Entity::Feedback)), RetryAction::Unknown);
 
     let err = send_err(&client, &Payload::Contact(contact())).await;
     assert!(matches!(err, SendError::Timeout { .. }), "{err:?}");
-    assert_eq!(
-        classify(&err, idempotent(Entity::Contact)),
-        RetryAction::Retry { after: None }
-    );
+    assert_eq!(classify(&err, idempotent(Entity::Contact)), RetryAction::Retry { after: None });
 }
 
 #[tokio::test]
@@ -467,10 +366,7 @@ async fn refused_connection_is_connect_and_retried_even_for_feedback() {
     let err = send_err(&client, &Payload::Feedback(feedback())).await;
     assert!(matches!(err, SendError::Connect { .. }), "{err:?}");
     assert!(err.source().is_some(), "the reqwest error is kept");
-    assert_eq!(
-        err.to_string(),
-        "POST /app/api/create-feedback/: cannot connect to Savio (nothing was sent)"
-    );
+    assert_eq!(err.to_string(), "POST /app/api/create-feedback/: cannot connect to Savio (nothing was sent)");
     assert_eq!(classify(&err, false), RetryAction::Retry { after: None });
 }
 
@@ -514,19 +410,12 @@ async fn cross_origin_redirect_is_not_followed_and_the_token_never_reaches_the_t
         let mock = savio
             .mock("POST", "/app/api/users/")
             .with_status(status)
-            .with_header(
-                "location",
-                &format!("{}/app/api/users/?token=leak", elsewhere.url()),
-            )
+            .with_header("location", &format!("{}/app/api/users/?token=leak", elsewhere.url()))
             .create_async()
             .await;
         let err = send_err(&client(&savio), &Payload::Contact(contact())).await;
         match &err {
-            SendError::Redirect {
-                status: s,
-                location_host,
-                ..
-            } => {
+            SendError::Redirect { status: s, location_host, .. } => {
                 assert_eq!(*s, status as u16);
                 assert_eq!(*location_host, elsewhere.url());
             }
@@ -543,14 +432,8 @@ async fn cross_origin_redirect_is_not_followed_and_the_token_never_reaches_the_t
         .with_header("location", &format!("{}/users/", elsewhere.url()))
         .create_async()
         .await;
-    let err = client(&savio)
-        .list_page::<SavioContact>("users/")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, ClientError::Request(SendError::Redirect { .. })),
-        "{err:?}"
-    );
+    let err = client(&savio).list_page::<SavioContact>("users/").await.unwrap_err();
+    assert!(matches!(err, ClientError::Request(SendError::Redirect { .. })), "{err:?}");
     assert_error_hides_token(&err);
     for mock in trap {
         mock.assert_async().await;
@@ -591,17 +474,9 @@ async fn post_answered_302_is_not_followed_even_within_the_origin() {
         .with_header("location", "/app/api/elsewhere/")
         .create_async()
         .await;
-    let target = server
-        .mock("GET", "/app/api/elsewhere/")
-        .with_status(200)
-        .expect(0)
-        .create_async()
-        .await;
+    let target = server.mock("GET", "/app/api/elsewhere/").with_status(200).expect(0).create_async().await;
     let err = send_err(&client(&server), &Payload::Contact(contact())).await;
-    assert!(
-        matches!(err, SendError::Redirect { status: 302, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, SendError::Redirect { status: 302, .. }), "{err:?}");
     target.assert_async().await;
 }
 
@@ -638,15 +513,9 @@ async fn get_follows_five_same_origin_redirects_but_not_six() {
     let client = client(&server);
     let page: Page<SavioContact> = client.list_page("chain5/0").await.unwrap();
     assert_eq!(page.count, Some(0));
-    let err = client
-        .list_page::<SavioContact>("chain6/0")
-        .await
-        .unwrap_err();
+    let err = client.list_page::<SavioContact>("chain6/0").await.unwrap_err();
     assert_error_hides_token(&err);
-    assert!(
-        matches!(err, ClientError::Request(SendError::Redirect { .. })),
-        "{err:?}"
-    );
+    assert!(matches!(err, ClientError::Request(SendError::Redirect { .. })), "{err:?}");
 }
 
 #[tokio::test]
@@ -661,10 +530,7 @@ async fn plain_http_to_a_remote_host_is_refused_naming_the_flag() {
 
     config.allow_insecure_http = true;
     let client = SavioClient::new(config).unwrap();
-    assert_eq!(
-        client.base_url().as_str(),
-        "http://savio.example.com/app/api/"
-    );
+    assert_eq!(client.base_url().as_str(), "http://savio.example.com/app/api/");
 }
 
 #[tokio::test]
@@ -749,11 +615,7 @@ async fn pagination_follows_next_across_three_pages_in_order() {
         .await;
 
     let client = client(&server);
-    let query = ListQuery {
-        search: Some("example.com".into()),
-        ordering: Some("-updated".into()),
-        page_size: Some(2),
-    };
+    let query = ListQuery { search: Some("example.com".into()), ordering: Some("-updated".into()), page_size: Some(2) };
     let contacts: Vec<SavioContact> = client.list_contacts(&query).try_collect().await.unwrap();
     let ids: Vec<SavioId> = contacts.into_iter().map(|c| c.id).collect();
     assert_eq!(ids, (1..=5).map(SavioId::Int).collect::<Vec<_>>());
@@ -791,17 +653,9 @@ async fn listing_with_total_reports_the_first_page_count_without_fetching_it_twi
         .create_async()
         .await;
     let client = client(&server);
-    let listing = client
-        .list_companies_with_total(&ListQuery::default())
-        .await
-        .unwrap();
+    let listing = client.list_companies_with_total(&ListQuery::default()).await.unwrap();
     assert_eq!(listing.total, Some(3));
-    let names: Vec<Option<String>> = listing
-        .items
-        .map_ok(|c| c.name)
-        .try_collect()
-        .await
-        .unwrap();
+    let names: Vec<Option<String>> = listing.items.map_ok(|c| c.name).try_collect().await.unwrap();
     assert_eq!(names, [Some("A".into()), Some("B".into()), None]);
     first.assert_async().await;
 }
@@ -825,8 +679,7 @@ async fn next_link_to_another_origin_is_refused_after_yielding_the_page() {
         .create_async()
         .await;
     let client = client(&savio);
-    let items: Vec<Result<SavioContact, ClientError>> =
-        client.list_contacts(&ListQuery::default()).collect().await;
+    let items: Vec<Result<SavioContact, ClientError>> = client.list_contacts(&ListQuery::default()).collect().await;
     assert_eq!(items.len(), 2, "{items:?}");
     assert_eq!(items[0].as_ref().unwrap().id, SavioId::Int(1));
     let err = items[1].as_ref().unwrap_err();
@@ -873,20 +726,13 @@ async fn page_errors_name_the_page_and_classify_as_idempotent() {
         .create_async()
         .await;
     let client = client(&server);
-    let items: Vec<Result<SavioContact, ClientError>> =
-        client.list_contacts(&ListQuery::default()).collect().await;
+    let items: Vec<Result<SavioContact, ClientError>> = client.list_contacts(&ListQuery::default()).collect().await;
     let err = items.last().unwrap().as_ref().unwrap_err();
     assert_error_hides_token(err);
-    assert_eq!(
-        err.to_string(),
-        "GET /app/api/users/?page=2: Savio answered 502 Bad Gateway: Bad Gateway"
-    );
+    assert_eq!(err.to_string(), "GET /app/api/users/?page=2: Savio answered 502 Bad Gateway: Bad Gateway");
     match err {
         ClientError::Request(send) => {
-            assert_eq!(
-                send.endpoint().url().as_str(),
-                format!("{url}/app/api/users/?page=2")
-            );
+            assert_eq!(send.endpoint().url().as_str(), format!("{url}/app/api/users/?page=2"));
             assert_eq!(classify(send, true), RetryAction::Retry { after: None });
         }
         other => panic!("{other:?}"),
@@ -896,16 +742,8 @@ async fn page_errors_name_the_page_and_classify_as_idempotent() {
 #[tokio::test]
 async fn a_page_that_is_not_a_page_is_a_decode_error() {
     let mut server = Server::new_async().await;
-    server
-        .mock("GET", "/app/api/users/")
-        .with_status(200)
-        .with_body("<html>login</html>")
-        .create_async()
-        .await;
-    let err = client(&server)
-        .list_page::<SavioContact>("users/")
-        .await
-        .unwrap_err();
+    server.mock("GET", "/app/api/users/").with_status(200).with_body("<html>login</html>").create_async().await;
+    let err = client(&server).list_page::<SavioContact>("users/").await.unwrap_err();
     assert!(matches!(err, ClientError::Decode { .. }), "{err:?}");
     assert!(err.source().is_some());
     assert_error_hides_token(&err);
@@ -919,10 +757,7 @@ async fn next_links_that_go_in_a_circle_stop_with_an_error() {
         .mock("GET", "/app/api/users/")
         .match_query(Matcher::Missing)
         .with_status(200)
-        .with_body(
-            json!({"next": format!("{url}/app/api/users/?page=2"), "results": [contact_json(1)]})
-                .to_string(),
-        )
+        .with_body(json!({"next": format!("{url}/app/api/users/?page=2"), "results": [contact_json(1)]}).to_string())
         .expect(1)
         .create_async()
         .await;
@@ -930,21 +765,13 @@ async fn next_links_that_go_in_a_circle_stop_with_an_error() {
         .mock("GET", "/app/api/users/")
         .match_query(Matcher::UrlEncoded("page".into(), "2".into()))
         .with_status(200)
-        .with_body(
-            json!({"next": format!("{url}/app/api/users/"), "results": [contact_json(2)]})
-                .to_string(),
-        )
+        .with_body(json!({"next": format!("{url}/app/api/users/"), "results": [contact_json(2)]}).to_string())
         .expect(1)
         .create_async()
         .await;
-    let items: Vec<Result<SavioContact, ClientError>> = client(&server)
-        .list_contacts(&ListQuery::default())
-        .collect()
-        .await;
+    let items: Vec<Result<SavioContact, ClientError>> =
+        client(&server).list_contacts(&ListQuery::default()).collect().await;
     assert_eq!(items.len(), 3, "{items:?}");
-    assert!(
-        matches!(items[2], Err(ClientError::PageLoop { .. })),
-        "{items:?}"
-    );
+    assert!(matches!(items[2], Err(ClientError::PageLoop { .. })), "{items:?}");
     assert_error_hides_token(items[2].as_ref().unwrap_err());
 }

@@ -15,7 +15,9 @@ fn mapping_for(columns: &[String], format: Format) -> String {
     let col = |i: usize| -> String {
         match format {
             Format::Csv if columns.is_empty() => "x".into(),
-            Format::Csv => columns[i % columns.len()].replace('\\', "\\\\").replace('"', "\\\"").replace(['{', '}'], ""),
+            Format::Csv => {
+                columns[i % columns.len()].replace('\\', "\\\\").replace('"', "\\\"").replace(['{', '}'], "")
+            }
             Format::Jsonl => ["a", "b.c", "tags", "d"][i % 4].into(),
         }
     };
@@ -93,13 +95,56 @@ fn noisy(alphabet: &'static [&'static [u8]]) -> impl Strategy<Value = Vec<u8>> {
 }
 
 const CSV_PIECES: &[&[u8]] = &[
-    b"a", b"Email", b"x@y.co", b",", b";", b"\t", b"|", b"\"", b"\"\"", b"\n", b"\r\n", b"\r", b" ", b"12",
-    b"3/4/2024", b"\xff", b"\xc3\xa9", b"\xef\xbb\xbf", b"\xe2\x82", b"{", b"}", b"skip", b"1,5", b"\x00",
+    b"a",
+    b"Email",
+    b"x@y.co",
+    b",",
+    b";",
+    b"\t",
+    b"|",
+    b"\"",
+    b"\"\"",
+    b"\n",
+    b"\r\n",
+    b"\r",
+    b" ",
+    b"12",
+    b"3/4/2024",
+    b"\xff",
+    b"\xc3\xa9",
+    b"\xef\xbb\xbf",
+    b"\xe2\x82",
+    b"{",
+    b"}",
+    b"skip",
+    b"1,5",
+    b"\x00",
 ];
 
 const JSON_PIECES: &[&[u8]] = &[
-    b"{", b"}", b"[", b"]", b"\"a\"", b"\"b\"", b"\"c\"", b"\"tags\"", b":", b",", b"1", b"-0.5e9", b"null",
-    b"true", b"\"x@y.co\"", b"\n", b"\r\n", b" ", b"\\", b"\"\\u00e9\"", b"\xff", b"\"\xc3\xa9\"", b"{\"a\":",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"a\"",
+    b"\"b\"",
+    b"\"c\"",
+    b"\"tags\"",
+    b":",
+    b",",
+    b"1",
+    b"-0.5e9",
+    b"null",
+    b"true",
+    b"\"x@y.co\"",
+    b"\n",
+    b"\r\n",
+    b" ",
+    b"\\",
+    b"\"\\u00e9\"",
+    b"\xff",
+    b"\"\xc3\xa9\"",
+    b"{\"a\":",
 ];
 
 proptest! {

@@ -26,10 +26,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub(crate) fn new(method: &'static str, url: &Url) -> Endpoint {
-        Endpoint {
-            method,
-            url: Box::new(scrubbed(url)),
-        }
+        Endpoint { method, url: Box::new(scrubbed(url)) }
     }
 
     pub fn method(&self) -> &'static str {
@@ -74,12 +71,7 @@ pub enum SendError {
     /// Savio (or something in front of it) answered with a non-2xx status. The body is whitespace-collapsed,
     /// cut to about 2 KB and scrubbed of the token; it carries Savio's validation messages for a 400.
     #[error("{endpoint}: Savio answered {}{}", status_line(*status), body_suffix(body))]
-    Status {
-        endpoint: Endpoint,
-        status: u16,
-        body: String,
-        retry_after: Option<RetryAfter>,
-    },
+    Status { endpoint: Endpoint, status: u16, body: String, retry_after: Option<RetryAfter> },
     /// No connection could be made (refused, DNS failure, TLS handshake, connect timeout): nothing was sent,
     /// so repeating is safe even for feedback.
     #[error("{endpoint}: cannot connect to Savio (nothing was sent)")]
@@ -89,9 +81,7 @@ pub enum SendError {
         source: reqwest::Error,
     },
     /// No complete answer within the request timeout. The request may have reached Savio and been applied.
-    #[error(
-        "{endpoint}: no answer from Savio within {timeout:?}; the request may have been applied"
-    )]
+    #[error("{endpoint}: no answer from Savio within {timeout:?}; the request may have been applied")]
     Timeout {
         endpoint: Endpoint,
         timeout: Duration,
@@ -100,9 +90,7 @@ pub enum SendError {
     },
     /// The connection broke after it was made (reset, closed before an answer). The request may have reached
     /// Savio and been applied.
-    #[error(
-        "{endpoint}: the connection to Savio broke before an answer; the request may have been applied"
-    )]
+    #[error("{endpoint}: the connection to Savio broke before an answer; the request may have been applied")]
     Connection {
         endpoint: Endpoint,
         #[source]
@@ -115,11 +103,7 @@ pub enum SendError {
         "{endpoint}: Savio answered {status} redirecting to {location_host}; not followed (redirects are \
          followed only within the configured origin, at most 5, and for POST only 307/308): check the base URL"
     )]
-    Redirect {
-        endpoint: Endpoint,
-        status: u16,
-        location_host: String,
-    },
+    Redirect { endpoint: Endpoint, status: u16, location_host: String },
     /// The payload could not be serialised; nothing was sent.
     #[error("{endpoint}: cannot serialise the request body")]
     Body {
@@ -152,21 +136,14 @@ impl SendError {
 }
 
 fn status_line(status: u16) -> String {
-    match reqwest::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-    {
+    match reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()) {
         Some(reason) => format!("{status} {reason}"),
         None => status.to_string(),
     }
 }
 
 fn body_suffix(body: &str) -> String {
-    if body.is_empty() {
-        String::new()
-    } else {
-        format!(": {body}")
-    }
+    if body.is_empty() { String::new() } else { format!(": {body}") }
 }
 
 /// Everything but a failed send: configuration that cannot work, and listing problems.
@@ -202,9 +179,7 @@ pub enum ClientError {
     },
     #[error("{endpoint}: the page is larger than {limit} bytes")]
     PageTooLarge { endpoint: Endpoint, limit: usize },
-    #[error(
-        "{endpoint}: page link to {found} refused: the Savio API token is only sent to {expected}"
-    )]
+    #[error("{endpoint}: page link to {found} refused: the Savio API token is only sent to {expected}")]
     ForeignPage {
         /// The page that linked to the foreign one, or the foreign page itself when it was requested directly.
         endpoint: Endpoint,
@@ -219,9 +194,7 @@ pub enum ClientError {
         #[source]
         source: UrlParseError,
     },
-    #[error(
-        "{endpoint}: the next-page link leads back to a page already read; stopping to avoid a loop"
-    )]
+    #[error("{endpoint}: the next-page link leads back to a page already read; stopping to avoid a loop")]
     PageLoop { endpoint: Endpoint },
 }
 
@@ -234,10 +207,7 @@ mod tests {
         let url = Url::parse("https://u:p@h.example/app/api/users/?page=2#frag").unwrap();
         let endpoint = Endpoint::new("GET", &url);
         assert_eq!(endpoint.to_string(), "GET /app/api/users/?page=2");
-        assert_eq!(
-            endpoint.url().as_str(),
-            "https://h.example/app/api/users/?page=2"
-        );
+        assert_eq!(endpoint.url().as_str(), "https://h.example/app/api/users/?page=2");
     }
 
     #[test]

@@ -81,10 +81,7 @@ impl SavioClient {
     pub async fn list_contacts_with_total(
         &self,
         query: &ListQuery,
-    ) -> Result<
-        Listing<impl Stream<Item = Result<SavioContact, ClientError>> + Send + '_>,
-        ClientError,
-    > {
+    ) -> Result<Listing<impl Stream<Item = Result<SavioContact, ClientError>> + Send + '_>, ClientError> {
         self.with_total(self.contacts_url(query)).await
     }
 
@@ -92,10 +89,7 @@ impl SavioClient {
     pub async fn list_companies_with_total(
         &self,
         query: &ListQuery,
-    ) -> Result<
-        Listing<impl Stream<Item = Result<SavioCompany, ClientError>> + Send + '_>,
-        ClientError,
-    > {
+    ) -> Result<Listing<impl Stream<Item = Result<SavioCompany, ClientError>> + Send + '_>, ClientError> {
         self.with_total(self.companies_url(query)).await
     }
 
@@ -103,15 +97,11 @@ impl SavioClient {
     /// either way it must be on the configured origin. One attempt, no retry: classify a
     /// [`ClientError::Request`] with `idempotent = true`.
     pub async fn list_page<T: DeserializeOwned>(&self, url: &str) -> Result<Page<T>, ClientError> {
-        let parsed = self
-            .inner
-            .base
-            .join(url)
-            .map_err(|source| ClientError::InvalidPageUrl {
-                endpoint: Endpoint::new("GET", &self.inner.base),
-                link: shorten(url),
-                source,
-            })?;
+        let parsed = self.inner.base.join(url).map_err(|source| ClientError::InvalidPageUrl {
+            endpoint: Endpoint::new("GET", &self.inner.base),
+            link: shorten(url),
+            source,
+        })?;
         self.check_origin(&parsed, &Endpoint::new("GET", &parsed))?;
         Ok(self.fetch_page(&parsed).await?.0)
     }
@@ -125,10 +115,7 @@ impl SavioClient {
     {
         let mut cursor = Cursor::starting_at(first);
         let total = cursor.advance(self).await?;
-        Ok(Listing {
-            total,
-            items: self.items(cursor),
-        })
+        Ok(Listing { total, items: self.items(cursor) })
     }
 
     fn items<T>(&self, cursor: Cursor<T>) -> impl Stream<Item = Result<T, ClientError>> + Send + '_
@@ -150,10 +137,7 @@ impl SavioClient {
 
     /// One GET of a page already checked to be on the configured origin. Returns the page and the URL it
     /// finally came from (after same-origin redirects), against which a relative `next` resolves.
-    async fn fetch_page<T: DeserializeOwned>(
-        &self,
-        url: &Url,
-    ) -> Result<(Page<T>, Url), ClientError> {
+    async fn fetch_page<T: DeserializeOwned>(&self, url: &Url) -> Result<(Page<T>, Url), ClientError> {
         let endpoint = Endpoint::new("GET", url);
         let mut response = self
             .inner
@@ -171,17 +155,12 @@ impl SavioClient {
         match read_capped(&mut response, PAGE_BODY_READ, &mut body).await {
             Ok(true) => {}
             Ok(false) => {
-                return Err(ClientError::PageTooLarge {
-                    endpoint,
-                    limit: PAGE_BODY_READ,
-                });
+                return Err(ClientError::PageTooLarge { endpoint, limit: PAGE_BODY_READ });
             }
             Err(source) => return Err(self.transport_error(&endpoint, source).into()),
         }
-        let page = serde_json::from_slice(&body).map_err(|source| ClientError::Decode {
-            endpoint: endpoint.clone(),
-            source,
-        })?;
+        let page = serde_json::from_slice(&body)
+            .map_err(|source| ClientError::Decode { endpoint: endpoint.clone(), source })?;
         Ok((page, response.url().clone()))
     }
 
@@ -201,11 +180,7 @@ impl SavioClient {
 
 impl<T: DeserializeOwned> Cursor<T> {
     fn starting_at(first: Url) -> Cursor<T> {
-        Cursor {
-            buffered: VecDeque::new(),
-            next: Next::Page(first),
-            seen: HashSet::new(),
-        }
+        Cursor { buffered: VecDeque::new(), next: Next::Page(first), seen: HashSet::new() }
     }
 
     /// Fetches the next page into the buffer and moves `next` on; returns the page's `count`. A bad `next`
@@ -230,21 +205,13 @@ impl<T: DeserializeOwned> Cursor<T> {
     }
 
     /// Resolves and checks a `next` link found on the page at `url` (answered from `answered_from`).
-    fn follow(
-        &self,
-        client: &SavioClient,
-        url: &Url,
-        answered_from: &Url,
-        link: &str,
-    ) -> Result<Url, ClientError> {
+    fn follow(&self, client: &SavioClient, url: &Url, answered_from: &Url, link: &str) -> Result<Url, ClientError> {
         let endpoint = Endpoint::new("GET", url);
-        let next = answered_from
-            .join(link)
-            .map_err(|source| ClientError::InvalidPageUrl {
-                endpoint: endpoint.clone(),
-                link: shorten(link),
-                source,
-            })?;
+        let next = answered_from.join(link).map_err(|source| ClientError::InvalidPageUrl {
+            endpoint: endpoint.clone(),
+            link: shorten(link),
+            source,
+        })?;
         client.check_origin(&next, &endpoint)?;
         if self.seen.contains(next.as_str()) {
             return Err(ClientError::PageLoop { endpoint });
@@ -296,15 +263,8 @@ mod tests {
     #[test]
     fn query_parameters_are_added_only_when_set() {
         let base = Url::parse("https://h.example/app/api/users/").unwrap();
-        assert_eq!(
-            with_query(&base, &ListQuery::default()).as_str(),
-            "https://h.example/app/api/users/"
-        );
-        let q = ListQuery {
-            search: Some("a b&c".into()),
-            ordering: Some("-updated".into()),
-            page_size: Some(50),
-        };
+        assert_eq!(with_query(&base, &ListQuery::default()).as_str(), "https://h.example/app/api/users/");
+        let q = ListQuery { search: Some("a b&c".into()), ordering: Some("-updated".into()), page_size: Some(50) };
         assert_eq!(
             with_query(&base, &q).as_str(),
             "https://h.example/app/api/users/?search=a+b%26c&ordering=-updated&page_size=50"

@@ -33,9 +33,7 @@ use serde::Deserialize;
 
 pub use error::{ClientError, Endpoint, SendError, UrlParseError};
 pub use list::{ListQuery, Listing};
-pub use retry::{
-    Backoff, RetryAction, RetryAfter, classify, classify_at, classify_status, idempotent,
-};
+pub use retry::{Backoff, RetryAction, RetryAfter, classify, classify_at, classify_status, idempotent};
 pub use token::{ApiToken, TOKEN_ENV_VAR, TokenError, TokenOrigin};
 
 use crate::model::{Entity, Payload, SavioId};
@@ -137,17 +135,9 @@ impl SavioClient {
     pub fn new(config: ClientConfig) -> Result<SavioClient, ClientError> {
         let base = base_url(&config.base_url, config.allow_insecure_http)?;
         let join = |path: &str| {
-            base.join(path)
-                .map_err(|source| ClientError::InvalidBaseUrl {
-                    url: config.base_url.clone(),
-                    source,
-                })
+            base.join(path).map_err(|source| ClientError::InvalidBaseUrl { url: config.base_url.clone(), source })
         };
-        let (companies, users, feedback) = (
-            join("companies/")?,
-            join("users/")?,
-            join("create-feedback/")?,
-        );
+        let (companies, users, feedback) = (join("companies/")?, join("users/")?, join("create-feedback/")?);
         let mut auth = HeaderValue::from_str(&format!("Token {}", config.token.expose()))
             .expect("an ApiToken is visible ASCII, always a valid header value");
         auth.set_sensitive(true);
@@ -199,16 +189,9 @@ impl SavioClient {
         }
     }
 
-    async fn post(
-        &self,
-        url: &Url,
-        endpoint: &Endpoint,
-        payload: &Payload,
-    ) -> Result<Accepted, SendError> {
-        let body = serde_json::to_vec(payload).map_err(|source| SendError::Body {
-            endpoint: endpoint.clone(),
-            source,
-        })?;
+    async fn post(&self, url: &Url, endpoint: &Endpoint, payload: &Payload) -> Result<Accepted, SendError> {
+        let body =
+            serde_json::to_vec(payload).map_err(|source| SendError::Body { endpoint: endpoint.clone(), source })?;
         let mut response = self
             .inner
             .post
@@ -228,19 +211,14 @@ impl SavioClient {
         // unreadable or non-JSON body only loses the id.
         let mut body = Vec::new();
         let id = match read_capped(&mut response, SUCCESS_BODY_READ, &mut body).await {
-            Ok(true) => serde_json::from_slice::<IdOnly>(&body)
-                .ok()
-                .and_then(|answer| answer.id),
+            Ok(true) => serde_json::from_slice::<IdOnly>(&body).ok().and_then(|answer| answer.id),
             Ok(false) => None,
             Err(err) => {
                 tracing::debug!(%endpoint, error = %err, "answer body unreadable after a success");
                 None
             }
         };
-        Ok(Accepted {
-            status: status.as_u16(),
-            id,
-        })
+        Ok(Accepted { status: status.as_u16(), id })
     }
 
     /// Maps a transport failure by what it implies: connect errors (refused, DNS, TLS, connect timeout)
@@ -250,11 +228,7 @@ impl SavioClient {
         if source.is_connect() {
             SendError::Connect { endpoint, source }
         } else if source.is_timeout() {
-            SendError::Timeout {
-                endpoint,
-                timeout: self.inner.request_timeout,
-                source,
-            }
+            SendError::Timeout { endpoint, timeout: self.inner.request_timeout, source }
         } else {
             // Includes failures that reqwest reports as builder or redirect errors after the request went
             // out (an unparseable Location, say): treated as "may have been applied", the safe reading.
@@ -274,16 +248,9 @@ impl SavioClient {
                 .ok()
                 .and_then(|loc| response.url().join(loc).ok())
                 .map_or_else(|| "an unreadable Location".to_owned(), |u| origin_of(&u));
-            return SendError::Redirect {
-                endpoint,
-                status,
-                location_host,
-            };
+            return SendError::Redirect { endpoint, status, location_host };
         }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(RetryAfter::from_header);
+        let retry_after = response.headers().get(RETRY_AFTER).and_then(RetryAfter::from_header);
         let mut raw = Vec::new();
         let complete = match read_capped(&mut response, ERROR_BODY_READ, &mut raw).await {
             Ok(complete) => complete,
@@ -296,12 +263,7 @@ impl SavioClient {
             // The cut may have split an echoed token, which redaction could then not recognise.
             raw.truncate(raw.len().saturating_sub(self.inner.token.expose().len()));
         }
-        SendError::Status {
-            endpoint,
-            status,
-            body: clean_body(&raw, &self.inner.token, !complete),
-            retry_after,
-        }
+        SendError::Status { endpoint, status, body: clean_body(&raw, &self.inner.token, !complete), retry_after }
     }
 }
 
@@ -326,17 +288,9 @@ struct IdOnly {
 /// Validates the base URL (see [`SavioClient::new`]) and gives it a trailing slash.
 fn base_url(raw: &str, allow_insecure_http: bool) -> Result<Url, ClientError> {
     let shown = || shown_raw(raw);
-    let mut url = Url::parse(raw.trim()).map_err(|source| ClientError::InvalidBaseUrl {
-        url: shown(),
-        source,
-    })?;
+    let mut url = Url::parse(raw.trim()).map_err(|source| ClientError::InvalidBaseUrl { url: shown(), source })?;
     let unsupported = |url: &Url, reason| ClientError::UnsupportedBaseUrl {
-        url: scrubbed(url)
-            .as_str()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
+        url: scrubbed(url).as_str().split('?').next().unwrap_or_default().to_owned(),
         reason,
     };
     if !matches!(url.scheme(), "http" | "https") {
@@ -349,10 +303,7 @@ fn base_url(raw: &str, allow_insecure_http: bool) -> Result<Url, ClientError> {
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(unsupported(
-            &url,
-            "it has a query or fragment, which endpoint URLs would drop",
-        ));
+        return Err(unsupported(&url, "it has a query or fragment, which endpoint URLs would drop"));
     }
     let Some(host) = url.host_str().map(str::to_owned) else {
         return Err(unsupported(&url, "it has no host"));
@@ -383,11 +334,7 @@ fn shown_raw(raw: &str) -> String {
         Some(at) => &rest[at + 1..],
         None => rest,
     };
-    if scheme.is_empty() {
-        rest.to_owned()
-    } else {
-        format!("{scheme}://{rest}")
-    }
+    if scheme.is_empty() { rest.to_owned() } else { format!("{scheme}://{rest}") }
 }
 
 /// `localhost`, `127.0.0.0/8` or `::1`: traffic that never leaves the machine.
@@ -413,18 +360,12 @@ fn redirect_policy(rule: RedirectRule) -> redirect::Policy {
     redirect::Policy::custom(move |attempt| {
         // `previous` holds every URL requested so far, the original first.
         let previous = attempt.previous();
-        let same_origin = previous
-            .first()
-            .is_some_and(|first| first.origin() == attempt.url().origin());
+        let same_origin = previous.first().is_some_and(|first| first.origin() == attempt.url().origin());
         let status_ok = match rule {
             RedirectRule::PostSafe => matches!(attempt.status().as_u16(), 307 | 308),
             RedirectRule::AnySameOrigin => true,
         };
-        if same_origin && status_ok && previous.len() <= MAX_REDIRECTS {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
+        if same_origin && status_ok && previous.len() <= MAX_REDIRECTS { attempt.follow() } else { attempt.stop() }
     })
 }
 
@@ -449,11 +390,7 @@ fn http_client(config: &ClientConfig, rule: RedirectRule) -> Result<reqwest::Cli
 
 /// Reads the body into `buf`, at most `limit` bytes. `Ok(true)` when the whole body fit. On a transport error
 /// `buf` keeps what arrived.
-async fn read_capped(
-    response: &mut Response,
-    limit: usize,
-    buf: &mut Vec<u8>,
-) -> Result<bool, reqwest::Error> {
+async fn read_capped(response: &mut Response, limit: usize, buf: &mut Vec<u8>) -> Result<bool, reqwest::Error> {
     while let Some(chunk) = response.chunk().await? {
         let room = limit - buf.len();
         if chunk.len() > room {
@@ -498,14 +435,8 @@ mod tests {
     fn base_url_gets_a_trailing_slash_and_joins_endpoints() {
         let url = base_url("https://h.example/app/api", false).unwrap();
         assert_eq!(url.as_str(), "https://h.example/app/api/");
-        assert_eq!(
-            url.join("users/").unwrap().as_str(),
-            "https://h.example/app/api/users/"
-        );
-        assert_eq!(
-            base_url(DEFAULT_BASE_URL, false).unwrap().as_str(),
-            DEFAULT_BASE_URL
-        );
+        assert_eq!(url.join("users/").unwrap().as_str(), "https://h.example/app/api/users/");
+        assert_eq!(base_url(DEFAULT_BASE_URL, false).unwrap().as_str(), DEFAULT_BASE_URL);
     }
 
     #[test]
@@ -529,11 +460,7 @@ mod tests {
 
     #[test]
     fn unusable_base_urls_are_refused_without_echoing_secrets() {
-        for bad in [
-            "www.savio.io/app/api?token=hush",
-            "https://user:hush@[bad/app",
-            "hush@exa mple",
-        ] {
+        for bad in ["www.savio.io/app/api?token=hush", "https://user:hush@[bad/app", "hush@exa mple"] {
             let err = base_url(bad, false).unwrap_err();
             assert!(matches!(err, ClientError::InvalidBaseUrl { .. }), "{err:?}");
             assert!(!format!("{err} {err:?}").contains("hush"), "{err:?}");
@@ -545,10 +472,7 @@ mod tests {
             "https://h.example/#hush",
         ] {
             let err = base_url(bad, false).unwrap_err();
-            assert!(
-                matches!(err, ClientError::UnsupportedBaseUrl { .. }),
-                "{bad}: {err:?}"
-            );
+            assert!(matches!(err, ClientError::UnsupportedBaseUrl { .. }), "{bad}: {err:?}");
             assert!(!format!("{err} {err:?}").contains("hush"), "{err:?}");
         }
     }
@@ -556,14 +480,8 @@ mod tests {
     #[test]
     fn error_bodies_are_collapsed_scrubbed_and_cut() {
         let t = token();
-        assert_eq!(
-            clean_body(b"  {\"email\":\n\t[\"bad\"]}  ", &t, false),
-            "{\"email\": [\"bad\"]}"
-        );
-        assert_eq!(
-            clean_body(b"got Token tok-123 here", &t, false),
-            "got Token <redacted> here"
-        );
+        assert_eq!(clean_body(b"  {\"email\":\n\t[\"bad\"]}  ", &t, false), "{\"email\": [\"bad\"]}");
+        assert_eq!(clean_body(b"got Token tok-123 here", &t, false), "got Token <redacted> here");
         let long = "é".repeat(3000);
         let body = clean_body(long.as_bytes(), &t, false);
         assert!(body.len() <= ERROR_BODY_KEEP + '…'.len_utf8());

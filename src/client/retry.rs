@@ -82,11 +82,9 @@ pub fn classify_at(err: &SendError, idempotent: bool, now: SystemTime) -> RetryA
         SendError::Connect { .. } => RetryAction::Retry { after: None },
         SendError::Timeout { .. } | SendError::Connection { .. } => unless_unsafe(idempotent, None),
         SendError::Redirect { .. } | SendError::Body { .. } => RetryAction::Fail,
-        SendError::Status {
-            status,
-            retry_after,
-            ..
-        } => classify_status(*status, idempotent, retry_after.map(|r| r.delay_from(now))),
+        SendError::Status { status, retry_after, .. } => {
+            classify_status(*status, idempotent, retry_after.map(|r| r.delay_from(now)))
+        }
     }
 }
 
@@ -104,11 +102,7 @@ pub fn classify_status(status: u16, idempotent: bool, after: Option<Duration>) -
 
 /// Retry when repeating is harmless, otherwise the outcome is unknown.
 fn unless_unsafe(idempotent: bool, after: Option<Duration>) -> RetryAction {
-    if idempotent {
-        RetryAction::Retry { after }
-    } else {
-        RetryAction::Unknown
-    }
+    if idempotent { RetryAction::Retry { after } } else { RetryAction::Unknown }
 }
 
 /// A parsed `Retry-After` header: either form RFC 9110 allows.
@@ -156,10 +150,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Backoff {
-        Backoff {
-            base: Duration::from_millis(250),
-            cap: Duration::from_secs(30),
-        }
+        Backoff { base: Duration::from_millis(250), cap: Duration::from_secs(30) }
     }
 }
 
@@ -192,12 +183,7 @@ mod tests {
 
     fn status(status: u16, retry_after: Option<RetryAfter>) -> SendError {
         let url = Url::parse("https://h.example/app/api/users/").unwrap();
-        SendError::Status {
-            endpoint: Endpoint::new("POST", &url),
-            status,
-            body: String::new(),
-            retry_after,
-        }
+        SendError::Status { endpoint: Endpoint::new("POST", &url), status, body: String::new(), retry_after }
     }
 
     const RETRY: RetryAction = RetryAction::Retry { after: None };
@@ -243,57 +229,24 @@ mod tests {
     fn retry_after_is_carried_into_the_action() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let delay = status(429, Some(RetryAfter::Delay(Duration::from_secs(3))));
-        assert_eq!(
-            classify_at(&delay, false, now),
-            RetryAction::Retry {
-                after: Some(Duration::from_secs(3))
-            }
-        );
+        assert_eq!(classify_at(&delay, false, now), RetryAction::Retry { after: Some(Duration::from_secs(3)) });
         let at = status(503, Some(RetryAfter::At(now + Duration::from_secs(7))));
-        assert_eq!(
-            classify_at(&at, false, now),
-            RetryAction::Retry {
-                after: Some(Duration::from_secs(7))
-            }
-        );
+        assert_eq!(classify_at(&at, false, now), RetryAction::Retry { after: Some(Duration::from_secs(7)) });
         let past = status(429, Some(RetryAfter::At(now - Duration::from_secs(7))));
-        assert_eq!(
-            classify_at(&past, true, now),
-            RetryAction::Retry {
-                after: Some(Duration::ZERO)
-            }
-        );
+        assert_eq!(classify_at(&past, true, now), RetryAction::Retry { after: Some(Duration::ZERO) });
     }
 
     #[test]
     fn retry_after_parses_both_forms_and_rejects_the_rest() {
-        assert_eq!(
-            RetryAfter::parse("3"),
-            Some(RetryAfter::Delay(Duration::from_secs(3)))
-        );
-        assert_eq!(
-            RetryAfter::parse(" 120 "),
-            Some(RetryAfter::Delay(Duration::from_secs(120)))
-        );
+        assert_eq!(RetryAfter::parse("3"), Some(RetryAfter::Delay(Duration::from_secs(3))));
+        assert_eq!(RetryAfter::parse(" 120 "), Some(RetryAfter::Delay(Duration::from_secs(120))));
         assert_eq!(
             RetryAfter::parse("99999999999999999999999"),
             Some(RetryAfter::Delay(Duration::from_secs(u64::MAX)))
         );
         let date = RetryAfter::parse("Wed, 21 Oct 2015 07:28:00 GMT");
-        assert_eq!(
-            date,
-            Some(RetryAfter::At(
-                SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480)
-            ))
-        );
-        for bad in [
-            "",
-            "-1",
-            "1.5",
-            "soon",
-            "3s",
-            "Wed, 32 Oct 2015 07:28:00 GMT",
-        ] {
+        assert_eq!(date, Some(RetryAfter::At(SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480))));
+        for bad in ["", "-1", "1.5", "soon", "3s", "Wed, 32 Oct 2015 07:28:00 GMT"] {
             assert_eq!(RetryAfter::parse(bad), None, "{bad:?}");
         }
     }
@@ -317,15 +270,9 @@ mod tests {
         for attempt in [31, 32, 64, u32::MAX] {
             assert_eq!(b.ceiling(attempt), Duration::from_secs(30), "{attempt}");
         }
-        let huge = Backoff {
-            base: Duration::MAX,
-            cap: Duration::MAX,
-        };
+        let huge = Backoff { base: Duration::MAX, cap: Duration::MAX };
         assert_eq!(huge.ceiling(3), Duration::MAX);
-        let zero = Backoff {
-            base: Duration::ZERO,
-            cap: Duration::from_secs(1),
-        };
+        let zero = Backoff { base: Duration::ZERO, cap: Duration::from_secs(1) };
         assert_eq!(zero.ceiling(u32::MAX), Duration::ZERO);
     }
 
@@ -341,10 +288,7 @@ mod tests {
             assert!(delays.iter().any(|d| *d < ceiling / 4), "{attempt}");
             assert!(delays.iter().any(|d| *d > ceiling * 3 / 4), "{attempt}");
         }
-        let huge = Backoff {
-            base: Duration::MAX,
-            cap: Duration::MAX,
-        };
+        let huge = Backoff { base: Duration::MAX, cap: Duration::MAX };
         assert!(huge.delay(u32::MAX, &mut rng) <= Duration::from_nanos(u64::MAX));
     }
 

@@ -79,15 +79,9 @@ impl ApiToken {
     /// is accepted with a warning, since refusing would break existing setups but the user should know.
     pub fn from_file(path: impl AsRef<Path>) -> Result<ApiToken, TokenError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| TokenError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| TokenError::Read { path: path.to_path_buf(), source })?;
         warn_if_shared(path);
-        let end = bytes
-            .iter()
-            .rposition(|b| !b.is_ascii_whitespace())
-            .map_or(0, |i| i + 1);
+        let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
         let origin = TokenOrigin::File(path.to_path_buf());
         Self::from_bytes(&bytes[..end], origin)
     }
@@ -98,10 +92,7 @@ impl ApiToken {
         &self.0
     }
 
-    pub(crate) fn from_env_value(
-        var: &'static str,
-        value: Option<OsString>,
-    ) -> Result<ApiToken, TokenError> {
+    pub(crate) fn from_env_value(var: &'static str, value: Option<OsString>) -> Result<ApiToken, TokenError> {
         let value = value.ok_or(TokenError::EnvMissing { var })?;
         Self::from_bytes(value.as_encoded_bytes(), TokenOrigin::Env(var))
     }
@@ -129,17 +120,11 @@ impl ApiToken {
 
 fn check(bytes: &[u8], origin: &TokenOrigin) -> Result<(), TokenError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(TokenError::Empty {
-            origin: origin.clone(),
-        });
+        return Err(TokenError::Empty { origin: origin.clone() });
     }
     match bytes.iter().position(|b| !b.is_ascii_graphic()) {
         None => Ok(()),
-        Some(i) => Err(TokenError::InvalidChar {
-            what: describe(bytes[i]),
-            position: i + 1,
-            origin: origin.clone(),
-        }),
+        Some(i) => Err(TokenError::InvalidChar { what: describe(bytes[i]), position: i + 1, origin: origin.clone() }),
     }
 }
 
@@ -207,24 +192,15 @@ mod tests {
 
     #[test]
     fn one_trailing_line_break_is_dropped() {
-        assert_eq!(
-            ApiToken::new(format!("{SECRET}\n")).unwrap().expose(),
-            SECRET
-        );
-        assert_eq!(
-            ApiToken::new(format!("{SECRET}\r\n")).unwrap().expose(),
-            SECRET
-        );
+        assert_eq!(ApiToken::new(format!("{SECRET}\n")).unwrap().expose(), SECRET);
+        assert_eq!(ApiToken::new(format!("{SECRET}\r\n")).unwrap().expose(), SECRET);
     }
 
     #[test]
     fn empty_and_blank_tokens_are_refused() {
         for value in ["", "\n", "   ", "\t\r\n"] {
             let err = ApiToken::new(value.to_owned()).unwrap_err();
-            assert!(
-                matches!(err, TokenError::Empty { .. }),
-                "{value:?}: {err:?}"
-            );
+            assert!(matches!(err, TokenError::Empty { .. }), "{value:?}: {err:?}");
         }
     }
 
@@ -241,11 +217,7 @@ mod tests {
         for (value, what, position) in cases {
             let err = ApiToken::new(value.clone()).unwrap_err();
             match &err {
-                TokenError::InvalidChar {
-                    what: w,
-                    position: p,
-                    ..
-                } => {
+                TokenError::InvalidChar { what: w, position: p, .. } => {
                     assert_eq!((*w, *p), (what, position), "{value:?}");
                 }
                 other => panic!("{value:?}: {other:?}"),
@@ -261,9 +233,7 @@ mod tests {
             err.to_string(),
             "$SAVIO_TEST_TOKEN is not set; export the Savio API token there or read it from a file"
         );
-        let token =
-            ApiToken::from_env_value("SAVIO_TEST_TOKEN", Some(format!("{SECRET}\n").into()))
-                .unwrap();
+        let token = ApiToken::from_env_value("SAVIO_TEST_TOKEN", Some(format!("{SECRET}\n").into())).unwrap();
         assert_eq!(token.expose(), SECRET);
         let err = ApiToken::from_env_value("SAVIO_TEST_TOKEN", Some("a b".into())).unwrap_err();
         assert!(err.to_string().contains("in $SAVIO_TEST_TOKEN"), "{err}");
@@ -278,17 +248,7 @@ mod tests {
 
         std::fs::write(&path, b"s3cr3t\xffx").unwrap();
         let err = ApiToken::from_file(&path).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                TokenError::InvalidChar {
-                    what: "a non-UTF-8 byte",
-                    position: 7,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, TokenError::InvalidChar { what: "a non-UTF-8 byte", position: 7, .. }), "{err:?}");
         shows_no_secret(&err);
         assert!(err.to_string().contains(&path.display().to_string()));
     }

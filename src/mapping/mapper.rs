@@ -252,7 +252,8 @@ impl Mapper {
             }
             build_company(m, record, &mut errors)
         });
-        let link = company.as_ref().map(|c| c.internal_id.as_str()).or(seen_company.as_ref().map(|(id, _)| id.as_str()));
+        let link =
+            company.as_ref().map(|c| c.internal_id.as_str()).or(seen_company.as_ref().map(|(id, _)| id.as_str()));
         let contact = self.contact.as_ref().and_then(|m| {
             if let Some(s) = first_skip(&m.skips, record) {
                 skipped.push(format!("contact filter: {}", s.describe));
@@ -332,7 +333,12 @@ fn build_company(m: &CompanyMap, record: &Record, errors: &mut Vec<FieldError>) 
     (errors.len() == before).then_some(Company { name, internal_id, filterable_attributes })
 }
 
-fn build_contact(m: &ContactMap, record: &Record, company: Option<&str>, errors: &mut Vec<FieldError>) -> Option<Contact> {
+fn build_contact(
+    m: &ContactMap,
+    record: &Record,
+    company: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Contact> {
     let internal_id = m.internal_id.text(record);
     if internal_id.is_empty() && m.optional {
         return None;

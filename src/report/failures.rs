@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(annotate_json_line(b"{}", 1, "r"), r#"{"_savio_line":1,"_savio_error":"r"}"#);
         assert_eq!(
             annotate_json_line(br#"{"a":1,"_savio_line":9,"_savio_error":"old"}"#, 2, "new"),
-            r#"{"_savio_error":"new","_savio_line":2,"a":1}"#
+            r#"{"a":1,"_savio_line":2,"_savio_error":"new"}"#
         );
         assert_eq!(
             annotate_json_line(b"{broken", 4, "r"),

@@ -46,10 +46,7 @@ pub fn preset(name: &str) -> PathBuf {
 pub const PRESETS: &[(&str, &[&str])] = &[
     ("hubspot-contacts", &["hubspot-contacts.csv"]),
     ("hubspot-contacts-eu", &["hubspot-contacts-eu.csv"]),
-    (
-        "hubspot-companies",
-        &["hubspot-companies.csv", "hubspot-companies.csv.gz"],
-    ),
+    ("hubspot-companies", &["hubspot-companies.csv", "hubspot-companies.csv.gz"]),
     ("salesforce-contacts", &["salesforce-contacts.csv"]),
     ("salesforce-contacts-api", &["salesforce-contacts-api.csv"]),
     ("salesforce-accounts", &["salesforce-accounts.csv"]),
@@ -59,11 +56,7 @@ pub const PRESETS: &[(&str, &[&str])] = &[
 
 /// Fixtures that need a flag besides the preset to validate cleanly (they are checked by their own tests).
 pub const FIXTURES_WITH_FLAGS: &[(&str, &str, &[&str])] = &[
-    (
-        "salesforce-accounts",
-        "salesforce-accounts-excel.csv",
-        &["--encoding", "windows-1252"],
-    ),
+    ("salesforce-accounts", "salesforce-accounts-excel.csv", &["--encoding", "windows-1252"]),
     ("pipedrive-people", "pipedrive-people-unicode.txt", &[]),
 ];
 
@@ -74,9 +67,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        Sandbox {
-            dir: tempfile::tempdir().expect("a temporary directory"),
-        }
+        Sandbox { dir: tempfile::tempdir().expect("a temporary directory") }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -113,12 +104,8 @@ impl Sandbox {
 
     /// Runs `savio-sync -q validate <input> -m <mapping> --json <extra>` and parses the summary.
     pub fn summary(&self, input: &Path, mapping: &Path, extra: &[&str]) -> (Run, Value) {
-        let mut args: Vec<&OsStr> = vec![
-            input.as_os_str(),
-            OsStr::new("-m"),
-            mapping.as_os_str(),
-            OsStr::new("--json"),
-        ];
+        let mut args: Vec<&OsStr> =
+            vec![input.as_os_str(), OsStr::new("-m"), mapping.as_os_str(), OsStr::new("--json")];
         args.extend(extra.iter().map(OsStr::new));
         let run = self.validate(args);
         let summary = run.json();
@@ -137,10 +124,7 @@ pub struct Run {
 impl From<std::process::Output> for Run {
     fn from(o: std::process::Output) -> Run {
         Run {
-            code: o
-                .status
-                .code()
-                .expect("savio-sync exited (not killed by a signal)"),
+            code: o.status.code().expect("savio-sync exited (not killed by a signal)"),
             stdout: String::from_utf8(o.stdout).expect("stdout is UTF-8"),
             stderr: String::from_utf8(o.stderr).expect("stderr is UTF-8"),
         }
@@ -151,10 +135,7 @@ impl Run {
     /// stdout as one JSON document (a `--json` run without previews).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
+            panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
         })
     }
 }
@@ -177,10 +158,7 @@ pub fn previews(stdout: &str) -> (Vec<Preview>, String) {
         let (head, body) = after.split_once('\n').expect("a preview header line");
         let (line, entity) = head.split_once(": ").expect("'# line N: entity'");
         let mut stream = serde_json::Deserializer::from_str(body).into_iter::<Value>();
-        let payload = stream
-            .next()
-            .expect("a payload after the header")
-            .expect("the payload is valid JSON");
+        let payload = stream.next().expect("a payload after the header").expect("the payload is valid JSON");
         let end = stream.byte_offset();
         out.push(Preview {
             line: line.parse().expect("a line number"),
@@ -236,20 +214,14 @@ pub fn groups(v: &Value) -> BTreeMap<String, (u64, Vec<u64>)> {
                 .iter()
                 .map(|l| l.as_u64().expect("a line number"))
                 .collect();
-            (
-                reason.clone(),
-                (g["count"].as_u64().expect("a count"), lines),
-            )
+            (reason.clone(), (g["count"].as_u64().expect("a count"), lines))
         })
         .collect()
 }
 
 /// Builds the expected groups from `(reason, count, lines)` triples.
 pub fn expect_groups(items: &[(&str, u64, &[u64])]) -> BTreeMap<String, (u64, Vec<u64>)> {
-    items
-        .iter()
-        .map(|(r, c, l)| (r.to_string(), (*c, l.to_vec())))
-        .collect()
+    items.iter().map(|(r, c, l)| (r.to_string(), (*c, l.to_vec()))).collect()
 }
 
 /// How the bytes of an export are text.
@@ -265,14 +237,8 @@ impl Enc {
         match self {
             Enc::Utf8 => String::from_utf8(bytes.to_vec()).expect("UTF-8 text"),
             Enc::Utf16Le => {
-                assert!(
-                    bytes.len().is_multiple_of(2),
-                    "UTF-16 text has an even length"
-                );
-                let units: Vec<u16> = bytes
-                    .chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect();
+                assert!(bytes.len().is_multiple_of(2), "UTF-16 text has an even length");
+                let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
                 String::from_utf16(&units).expect("UTF-16LE text")
             }
             Enc::Windows1252 => {
@@ -314,8 +280,7 @@ impl RawExport {
         let mut bytes = std::fs::read(path).expect("read the export");
         if bytes.starts_with(&[0x1f, 0x8b]) {
             let mut out = Vec::new();
-            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
-                .expect("gunzip");
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out).expect("gunzip");
             bytes = out;
         }
         let bom_len = if bytes.starts_with(b"\xEF\xBB\xBF") {
@@ -354,23 +319,12 @@ impl RawExport {
             records.pop(); // after the final line ending
         }
         let (_, header) = records.remove(0);
-        RawExport {
-            bom,
-            enc,
-            eol,
-            header,
-            records,
-        }
+        RawExport { bom, enc, eol, header, records }
     }
 
     /// The record starting on `line`, as written.
     pub fn record(&self, line: u64) -> &str {
-        &self
-            .records
-            .iter()
-            .find(|(l, _)| *l == line)
-            .unwrap_or_else(|| panic!("no record starts on line {line}"))
-            .1
+        &self.records.iter().find(|(l, _)| *l == line).unwrap_or_else(|| panic!("no record starts on line {line}")).1
     }
 
     /// The failures file `validate --failures` should write for these failed rows: the header and each
@@ -380,12 +334,7 @@ impl RawExport {
         let d = delimiter;
         let mut text = format!("{}{d}_savio_line{d}_savio_error{}", self.header, self.eol);
         for (line, reason) in failed {
-            text.push_str(&format!(
-                "{}{d}{line}{d}{}{}",
-                self.record(*line),
-                csv_field(reason, d),
-                self.eol
-            ));
+            text.push_str(&format!("{}{d}{line}{d}{}{}", self.record(*line), csv_field(reason, d), self.eol));
         }
         let mut out = self.bom.clone();
         out.extend(self.enc.encode(&text));
@@ -395,11 +344,7 @@ impl RawExport {
 
 /// A field as a CSV writer that quotes only when needed writes it.
 pub fn csv_field(s: &str, delimiter: char) -> String {
-    if s.contains([delimiter, '"', '\r', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    if s.contains([delimiter, '"', '\r', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
 /// A failures file (CSV) parsed: its header and its rows as fields.
@@ -412,10 +357,8 @@ pub struct FailuresCsv {
 impl FailuresCsv {
     pub fn read(path: &Path, enc: Enc, delimiter: u8) -> FailuresCsv {
         let bytes = std::fs::read(path).expect("read the failures file");
-        let bom_len = [&b"\xEF\xBB\xBF"[..], &b"\xFF\xFE"[..]]
-            .iter()
-            .find(|b| bytes.starts_with(b))
-            .map_or(0, |b| b.len());
+        let bom_len =
+            [&b"\xEF\xBB\xBF"[..], &b"\xFF\xFE"[..]].iter().find(|b| bytes.starts_with(b)).map_or(0, |b| b.len());
         parse_csv(&enc.decode(&bytes[bom_len..]), delimiter)
     }
 
@@ -428,35 +371,22 @@ impl FailuresCsv {
                 .unwrap_or_else(|| panic!("no column {name} in {:?}", self.header))
         };
         let (l, e) = (at("_savio_line"), at("_savio_error"));
-        self.rows
-            .iter()
-            .map(|r| (r[l].parse().expect("_savio_line is a number"), r[e].clone()))
-            .collect()
+        self.rows.iter().map(|r| (r[l].parse().expect("_savio_line is a number"), r[e].clone())).collect()
     }
 
     /// The rows without the two columns `validate` adds.
     pub fn original_fields(&self) -> Vec<Vec<String>> {
-        let keep: Vec<usize> = (0..self.header.len())
-            .filter(|&i| !self.header[i].starts_with("_savio_"))
-            .collect();
-        self.rows
-            .iter()
-            .map(|r| keep.iter().map(|&i| r[i].clone()).collect())
-            .collect()
+        let keep: Vec<usize> = (0..self.header.len()).filter(|&i| !self.header[i].starts_with("_savio_")).collect();
+        self.rows.iter().map(|r| keep.iter().map(|&i| r[i].clone()).collect()).collect()
     }
 }
 
 /// Parses CSV text with the csv crate (no header handling: the first record is the header).
 pub fn parse_csv(text: &str, delimiter: u8) -> FailuresCsv {
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let mut all: Vec<Vec<String>> = rdr
-        .records()
-        .map(|r| r.expect("valid CSV").iter().map(str::to_string).collect())
-        .collect();
+    let mut rdr =
+        csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let mut all: Vec<Vec<String>> =
+        rdr.records().map(|r| r.expect("valid CSV").iter().map(str::to_string).collect()).collect();
     let header = all.remove(0);
     FailuresCsv { header, rows: all }
 }
