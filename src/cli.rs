@@ -45,12 +45,89 @@ pub enum Command {
     /// Exit code 0 when every row is valid, 1 when some rows are invalid, 2 when the input, mapping or
     /// flags are unusable.
     Validate(ValidateArgs),
+    /// Send an export to Savio: upsert companies and contacts, create feedback.
+    ///
+    /// Rows stream through the mapping to a rate-limited concurrent writer. Every run writes results.csv,
+    /// failures.csv (or .jsonl: the failed rows, ready to be fed back in) and summary.json to its report
+    /// folder. Exit code 0: every row landed; 1: some rows failed or have an unknown outcome; 2: unusable
+    /// input, mapping or flags (nothing sent); 3: aborted (token rejected, interrupted).
+    ///
+    /// The API token comes from SAVIO_API_TOKEN or --token-file; it is never printed.
+    Sync(Box<SyncArgs>),
     /// Run a local emulator of the documented Savio API, to rehearse a migration with no account.
     ///
     /// Prints the base URL to pass as --base-url as its first line, then serves until Ctrl-C. Data lives in
     /// memory unless --state is given. Faults (--rate-limit, --fail-rate, --latency-ms) are seeded, so a
     /// rehearsal can be repeated exactly.
     Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The export to send: a CSV or JSONL file (optionally .gz), or - for stdin.
+    pub input: String,
+    /// The mapping file (TOML). Presets for common CRMs are in mappings/.
+    #[arg(short, long, value_name = "FILE")]
+    pub mapping: PathBuf,
+    #[command(flatten)]
+    pub input_args: InputArgs,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub writer: WriterArgs,
+    /// Where to write results.csv, failures.csv and summary.json [default: savio-reports/<time>-<input>/]
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Validate and print every request that would be sent, without sending anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Send to an in-process sandbox instead of Savio (no token, no network), then print what landed.
+    #[arg(long, conflicts_with_all = ["base_url", "token_file"])]
+    pub sandbox: bool,
+}
+
+/// How to reach Savio.
+#[derive(Debug, Args, Clone)]
+pub struct ConnArgs {
+    /// Savio's API root.
+    #[arg(long, env = "SAVIO_BASE_URL", value_name = "URL", default_value = savio_sync::client::DEFAULT_BASE_URL)]
+    pub base_url: String,
+    /// Read the API token from this file (instead of the SAVIO_API_TOKEN environment variable).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Allow plain http:// to a host that is not loopback (the token then travels unencrypted).
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+    /// Time allowed to connect.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: std::time::Duration,
+    /// Time allowed for one request, connect to answer.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+}
+
+/// How hard to push.
+#[derive(Debug, Args, Clone)]
+pub struct WriterArgs {
+    /// Requests per second, all endpoints together. Savio documents no limit: 10/s is a polite default;
+    /// raise it if your account allows (a 429 pauses the run for its Retry-After either way).
+    #[arg(long, value_name = "N", default_value = "10")]
+    pub rate: std::num::NonZeroU32,
+    /// Requests in flight at once.
+    #[arg(long, value_name = "N", default_value = "8")]
+    pub concurrency: std::num::NonZeroUsize,
+    /// Retries of a failed request (connection errors, timeouts, 429, 5xx) before its row fails.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub max_retries: u32,
+    /// The longest a Retry-After (or a backoff) may pause the run; a larger value is capped to this.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub max_retry_after: std::time::Duration,
+    /// Re-send feedback whose outcome is unknown (timeout after sending). May create duplicates.
+    #[arg(long)]
+    pub retry_unknown: bool,
+    /// After Ctrl-C, how long requests in flight may take to finish before they are abandoned.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +198,24 @@ pub struct ValidateArgs {
     pub input_args: InputArgs,
 }
 
+/// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration; use e.g. 500ms, 30s, 2m"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit '{other}' in '{s}'; use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("'{s}' is not a duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 fn parse_format(s: &str) -> Result<Format, String> {
     Format::parse(s).ok_or_else(|| format!("'{s}' is not a format; use csv or jsonl"))
 }
@@ -142,5 +237,16 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
     }
 }

@@ -8,10 +8,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use savio_sync::client::{ApiToken, ClientConfig, SavioClient};
 use savio_sync::exit::Exit;
 use savio_sync::mapping::Mapping;
 use savio_sync::pipeline::Pipeline;
-use savio_sync::sandbox::SandboxConfig;
+use savio_sync::progress::ProgressMode;
+use savio_sync::sandbox::{Sandbox, SandboxConfig};
+use savio_sync::sink::SinkConfig;
+use savio_sync::sync::SyncSettings;
 use savio_sync::{settings, validate};
 use tracing_subscriber::EnvFilter;
 
@@ -30,9 +34,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let quiet = cli.global.quiet;
     match cli.command {
         Command::Validate(args) => cmd_validate(args),
         Command::Sandbox(args) => runtime()?.block_on(cmd_sandbox(args)),
+        Command::Sync(args) => cmd_sync(*args, quiet),
     }
 }
 
@@ -104,6 +110,131 @@ fn cmd_validate(args: cli::ValidateArgs) -> anyhow::Result<Exit> {
     Ok(if summary.failed_rows > 0 { Exit::RowsFailed } else { Exit::Ok })
 }
 
+fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
+    let mapping = Mapping::load(&args.mapping)?;
+    let input = settings::input_spec(&args.input, &(&args.input_args).into(), &mapping)?;
+    if args.dry_run {
+        return dry_run(&args, &mapping, &input);
+    }
+    let sink = SinkConfig {
+        concurrency: args.writer.concurrency,
+        rate: args.writer.rate,
+        max_retries: args.writer.max_retries,
+        max_retry_after: args.writer.max_retry_after,
+        retry_unknown: args.writer.retry_unknown,
+        ..SinkConfig::default()
+    };
+    let report_dir = match &args.report_dir {
+        Some(d) => d.clone(),
+        None => unique_dir(savio_sync::sync::default_report_dir(&input.path)),
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let sandbox = if args.sandbox { Some(Sandbox::start(SandboxConfig::default()).await?) } else { None };
+        let (base_url, token) = match &sandbox {
+            Some(sb) => (sb.base_url(), ApiToken::new(SandboxConfig::default().token)?),
+            None => (args.conn.base_url.clone(), load_token(args.conn.token_file.as_deref())?),
+        };
+        let client = ClientConfig {
+            base_url,
+            connect_timeout: args.conn.connect_timeout,
+            request_timeout: args.conn.request_timeout,
+            allow_insecure_http: args.conn.allow_insecure_http,
+            ..ClientConfig::new(token)
+        };
+        let settings = SyncSettings {
+            input,
+            mapping,
+            client,
+            sink,
+            report_dir,
+            grace: args.writer.grace,
+            progress: ProgressMode::detect(quiet),
+        };
+        let interrupt = interrupt_flag();
+        let outcome = savio_sync::sync::run(settings, interrupt).await?;
+        let mut out = io::stdout().lock();
+        outcome.summary.render(&mut out, Some(&outcome.report_dir)).context("cannot write the summary")?;
+        if let Some(sb) = sandbox {
+            drop(out);
+            print_landed(&sb).await?;
+            sb.shutdown().await?;
+        }
+        let code = outcome.summary.exit_reason.map_or(Exit::Unusable, |r| r.exit_code());
+        Ok(code)
+    })
+}
+
+/// `--dry-run`: the pipeline with no network; every request that would be sent, one JSON object per line.
+fn dry_run(args: &cli::SyncArgs, mapping: &Mapping, input: &savio_sync::source::InputSpec) -> anyhow::Result<Exit> {
+    let mut pipeline = Pipeline::open(input, mapping)?;
+    for w in pipeline.warnings() {
+        tracing::warn!("{w}");
+    }
+    let opts = validate::ValidateOptions { preview: usize::MAX, failures: None };
+    let mut out = io::stdout().lock();
+    let summary = validate::run(&mut pipeline, &args.mapping.display().to_string(), &opts, &mut out)?;
+    summary.render(&mut io::stderr().lock()).context("cannot write the summary")?;
+    Ok(if summary.failed_rows > 0 { Exit::RowsFailed } else { Exit::Ok })
+}
+
+/// What landed in the in-process sandbox, read back through the list endpoints.
+async fn print_landed(sb: &Sandbox) -> anyhow::Result<()> {
+    use futures::TryStreamExt;
+    let client = SavioClient::new(ClientConfig {
+        base_url: sb.base_url(),
+        ..ClientConfig::new(ApiToken::new(SandboxConfig::default().token)?)
+    })?;
+    let q = savio_sync::client::ListQuery { ordering: Some("-updated".into()), ..Default::default() };
+    let companies: Vec<_> = client.list_companies(&q).try_collect().await?;
+    let contacts: Vec<_> = client.list_contacts(&q).try_collect().await?;
+    let feedback = sb.snapshot().feedback.len();
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "Landed in the sandbox (read back through the list endpoints): {} companies, {} contacts, {} feedback",
+        companies.len(),
+        contacts.len(),
+        feedback
+    )?;
+    Ok(())
+}
+
+/// The API token: from --token-file, else SAVIO_API_TOKEN. Never printed.
+fn load_token(file: Option<&std::path::Path>) -> anyhow::Result<ApiToken> {
+    let token = match file {
+        Some(f) => ApiToken::from_file(f)?,
+        None => ApiToken::from_env().context(
+            "no API token: set SAVIO_API_TOKEN or pass --token-file (or try --sandbox / --dry-run, which need none)",
+        )?,
+    };
+    Ok(token)
+}
+
+/// `dir`, or `dir-2`, `dir-3`... if it already exists (two runs in the same second).
+fn unique_dir(dir: std::path::PathBuf) -> std::path::PathBuf {
+    if !dir.exists() {
+        return dir;
+    }
+    (2..).map(|n| std::path::PathBuf::from(format!("{}-{n}", dir.display()))).find(|d| !d.exists()).unwrap_or(dir)
+}
+
+/// A flag that flips on the first Ctrl-C / SIGTERM; a second one exits at once.
+fn interrupt_flag() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::warn!(
+            "interrupted: finishing requests in flight and writing the reports (Ctrl-C again to quit at once)"
+        );
+        let _ = tx.send(true);
+        shutdown_signal().await;
+        tracing::error!("interrupted twice: quitting without waiting");
+        std::process::exit(Exit::Aborted as i32);
+    });
+    rx
+}
+
 /// Prints an error and its causes once, on stderr.
 fn report_error(err: &anyhow::Error) {
     let mut stderr = io::stderr().lock();
@@ -123,7 +254,7 @@ fn init_tracing(g: &GlobalArgs) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
+        .with_writer(savio_sync::progress::StderrWriter)
         .with_ansi(io::stderr().is_terminal())
         .with_target(false);
     match g.log_format {

@@ -3,19 +3,19 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How many example line numbers each group keeps.
 pub const EXAMPLE_LINES: usize = 5;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     pub count: u64,
     pub first_lines: Vec<u64>,
 }
 
 /// Reason → group, in a stable order. Memory is bounded by the number of distinct reasons, not rows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Groups(BTreeMap<String, Group>);
 

@@ -5,3 +5,5 @@
 
 pub mod failures;
 pub mod groups;
+pub mod results;
+pub mod summary;

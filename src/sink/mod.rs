@@ -1,0 +1,479 @@
+//! The writer stage: sends mapped payloads to Savio as fast as the API allows, without losing or duplicating
+//! any, and hands every row's outcome to the reports.
+//!
+//! - **Bounded everything.** Rows arrive through a bounded channel; at most [`WINDOW`] payloads are in
+//!   progress (dispatched, waiting or sending); at most `concurrency` requests are in flight; one rate limiter
+//!   paces every request of the run ([`limiter`]).
+//! - **Order where it matters** ([`order`]): a contact waits for its company, and for an earlier upsert of
+//!   the same contact; a company that failed blocks its contacts.
+//! - **Retries as policy** ([`crate::client::classify`]): transient failures are retried with full-jitter
+//!   backoff, a 429 pauses the whole run for its `Retry-After` (capped), a 400 fails the row with Savio's
+//!   message, a 401/403 stops the run. Feedback, which is not idempotent, is never re-sent after an
+//!   ambiguous failure: it is reported `unknown` (unless `retry_unknown`).
+//! - **Stopping.** A soft stop (token rejected, Ctrl-C) sends nothing new, lets requests in flight finish and
+//!   reports every payload not sent; a hard stop (grace period over) also abandons requests in flight.
+
+mod limiter;
+mod order;
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::client::{Backoff, RetryAction, SavioClient, SendError, classify, idempotent};
+use crate::model::Payload;
+use crate::pipeline::{Row, RowKind, reason_text};
+use crate::report::results::{ResultLine, Status};
+use crate::source::RawRow;
+use limiter::Limiter;
+use order::{Done, Registry, Waits};
+
+/// How many payloads may be in progress at once (dispatched but not finished). Bounds memory whatever the
+/// input size, and is far above any useful concurrency.
+pub const WINDOW: usize = 2048;
+
+/// How the writer behaves. Built from flags by the binary.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Requests in flight at once.
+    pub concurrency: NonZeroUsize,
+    /// Requests per second, for the whole run (all endpoints).
+    pub rate: NonZeroU32,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// The longest a 429's `Retry-After` (or any backoff) may pause the run.
+    pub max_retry_after: Duration,
+    pub backoff: Backoff,
+    /// Re-send feedback whose outcome is unknown (may create duplicates).
+    pub retry_unknown: bool,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            concurrency: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
+            rate: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+            max_retries: 6,
+            max_retry_after: Duration::from_secs(60),
+            backoff: Backoff::default(),
+            retry_unknown: false,
+        }
+    }
+}
+
+/// Every outcome of one input row, handed to the reports when the row's last payload is done.
+#[derive(Debug)]
+pub struct RowDone {
+    pub line: u64,
+    pub raw: Option<RawRow>,
+    pub results: Vec<ResultLine>,
+}
+
+impl RowDone {
+    /// The row's outcome: the most severe of its payloads'.
+    pub fn status(&self) -> Status {
+        self.results.iter().map(|r| r.status).max_by_key(|s| s.severity()).unwrap_or(Status::Skipped)
+    }
+
+    /// The reasons of every payload that did not land, for the failures file.
+    pub fn reason(&self) -> String {
+        let reasons: Vec<String> = self
+            .results
+            .iter()
+            .filter(|r| r.status.needs_rerun())
+            .map(|r| match r.entity {
+                Some(e) => format!("{e} {}: {}", r.status, r.reason),
+                None => r.reason.clone(),
+            })
+            .collect();
+        reasons.join("; ")
+    }
+}
+
+/// Why the writer stopped early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// Savio answered 401/403: every further request would fail the same way.
+    AuthRejected(String),
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::AuthRejected(m) => write!(f, "token rejected: {m}"),
+            StopReason::Interrupted => f.write_str("interrupted"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct StopState {
+    reason: Option<StopReason>,
+    /// Also abandon requests in flight.
+    hard: bool,
+}
+
+/// Request counters of a run.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+struct Shared {
+    client: SavioClient,
+    cfg: SinkConfig,
+    limiter: Limiter,
+    slots: Semaphore,
+    registry: Registry,
+    stats: Arc<SinkStats>,
+    stop: watch::Sender<StopState>,
+}
+
+impl Shared {
+    fn stop_reason(&self) -> Option<StopReason> {
+        self.stop.borrow().reason.clone()
+    }
+
+    fn request_stop(&self, reason: StopReason, hard: bool) {
+        self.stop.send_modify(|s| {
+            if s.reason.is_none() {
+                s.reason = Some(reason);
+            }
+            s.hard |= hard;
+        });
+    }
+
+    /// Resolves when a hard stop is requested.
+    async fn hard_stop(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|s| s.hard).await;
+    }
+}
+
+/// The writer. Create one per run with [`Sink::new`], then [`Sink::run`].
+pub struct Sink {
+    shared: Arc<Shared>,
+}
+
+impl Sink {
+    pub fn new(client: SavioClient, cfg: SinkConfig) -> Sink {
+        let (stop, _) = watch::channel(StopState::default());
+        let shared = Shared {
+            limiter: Limiter::new(cfg.rate),
+            slots: Semaphore::new(cfg.concurrency.get()),
+            registry: Registry::default(),
+            stats: Arc::new(SinkStats::default()),
+            stop,
+            client,
+            cfg,
+        };
+        Sink { shared: Arc::new(shared) }
+    }
+
+    pub fn stats(&self) -> Arc<SinkStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// Sends every row's payloads; returns when all dispatched payloads are done, or why it stopped early.
+    ///
+    /// `interrupt` flips to `true` on Ctrl-C: reading stops, nothing new is sent, requests in flight get
+    /// `grace` to finish before they are abandoned (and reported as such).
+    pub async fn run(
+        &self,
+        mut rows: mpsc::Receiver<Row>,
+        out: mpsc::Sender<RowDone>,
+        mut interrupt: watch::Receiver<bool>,
+        grace: Duration,
+    ) -> Option<StopReason> {
+        let window = Arc::new(Semaphore::new(WINDOW));
+        let mut stop_rx = self.shared.stop.subscribe();
+        loop {
+            if self.shared.stop_reason().is_some() {
+                break;
+            }
+            let row = tokio::select! {
+                biased;
+                _ = interrupt.wait_for(|i| *i) => {
+                    self.shared.request_stop(StopReason::Interrupted, false);
+                    break;
+                }
+                _ = stop_rx.changed() => continue,
+                r = rows.recv() => match r {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            if !self.dispatch(row, &window, &out).await {
+                break;
+            }
+        }
+        // Stop the reader: it sees the channel closed.
+        drop(rows);
+        let everything = u32::try_from(WINDOW).unwrap_or(u32::MAX);
+        let drain = Arc::clone(&window).acquire_many_owned(everything);
+        if self.shared.stop_reason() == Some(StopReason::Interrupted) {
+            tracing::warn!("interrupted: sending nothing new, waiting up to {grace:?} for requests in flight");
+            let mut drain = Box::pin(drain);
+            tokio::select! {
+                _ = &mut drain => {}
+                _ = tokio::time::sleep(grace) => {
+                    tracing::warn!("grace period over: abandoning requests still in flight");
+                    self.shared.request_stop(StopReason::Interrupted, true);
+                    let _ = drain.await;
+                }
+            }
+        } else {
+            let _ = drain.await;
+        }
+        self.shared.stop_reason()
+    }
+
+    /// Hands one row on: straight to the reports when it has no payload, else a job per payload. Returns
+    /// false when the reports are gone (nothing more can be recorded).
+    async fn dispatch(&self, row: Row, window: &Arc<Semaphore>, out: &mpsc::Sender<RowDone>) -> bool {
+        let line = row.line;
+        let raw = row.raw();
+        let (payloads, mut results) = match row.kind {
+            RowKind::Blank => return true,
+            RowKind::Skipped(reason) => (Vec::new(), vec![row_line(line, Status::Skipped, reason, String::new())]),
+            RowKind::Failed(problems) => {
+                let group = problems.first().map(|p| p.kind()).unwrap_or_default();
+                (Vec::new(), vec![row_line(line, Status::Failed, reason_text(&problems), group)])
+            }
+            RowKind::Mapped { payloads, duplicate_of } => {
+                let mut pre = Vec::new();
+                if payloads.is_empty()
+                    && let Some(first) = duplicate_of
+                {
+                    let reason = format!("repeats the company already sent from line {first}");
+                    pre.push(row_line(line, Status::Skipped, reason, String::new()));
+                }
+                (payloads, pre)
+            }
+        };
+        if payloads.is_empty() {
+            if results.is_empty() {
+                results.push(row_line(line, Status::Skipped, "nothing to send".into(), String::new()));
+            }
+            return out.send(RowDone { line, raw, results }).await.is_ok();
+        }
+        let tracker = Arc::new(RowTracker {
+            remaining: AtomicUsize::new(payloads.len()),
+            state: Mutex::new(Some(RowDone { line, raw, results })),
+            out: out.clone(),
+        });
+        for payload in payloads {
+            let (waits, completion) = self.shared.registry.register(&payload);
+            let Ok(permit) = Arc::clone(window).acquire_owned().await else { return false };
+            let shared = Arc::clone(&self.shared);
+            let tracker = Arc::clone(&tracker);
+            tokio::spawn(async move {
+                let result = send_payload(&shared, &payload, waits, line).await;
+                let done = if result.status == Status::Ok { Done::Ok } else { Done::Failed(result.reason.clone()) };
+                shared.registry.complete(completion, done);
+                tracker.finish(result).await;
+                drop(permit);
+            });
+        }
+        true
+    }
+}
+
+fn row_line(line: u64, status: Status, reason: String, group: String) -> ResultLine {
+    ResultLine {
+        line,
+        entity: None,
+        key: String::new(),
+        status,
+        http_status: None,
+        savio_id: None,
+        attempts: 0,
+        latency: Duration::ZERO,
+        reason,
+        group,
+    }
+}
+
+/// Collects the outcomes of one row's payloads; the last one to finish hands the row to the reports.
+struct RowTracker {
+    remaining: AtomicUsize,
+    state: Mutex<Option<RowDone>>,
+    out: mpsc::Sender<RowDone>,
+}
+
+impl RowTracker {
+    async fn finish(&self, result: ResultLine) {
+        let done = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = state.as_mut() {
+                s.results.push(result);
+            }
+            if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 { state.take() } else { None }
+        };
+        if let Some(mut done) = done {
+            done.results.sort_by_key(|r| r.entity);
+            // The reports are gone only when the run is being torn down; nothing more can be recorded then.
+            let _ = self.out.send(done).await;
+        }
+    }
+}
+
+/// One payload's whole life: wait for what it depends on, then attempts until success or a final failure.
+async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u64) -> ResultLine {
+    let entity = payload.entity();
+    let mut r = ResultLine {
+        line,
+        entity: Some(entity),
+        key: match payload {
+            Payload::Contact(c) if c.internal_id.is_empty() => c.email.clone().unwrap_or_default(),
+            _ => payload.key(),
+        },
+        status: Status::Failed,
+        http_status: None,
+        savio_id: None,
+        attempts: 0,
+        latency: Duration::ZERO,
+        reason: String::new(),
+        group: String::new(),
+    };
+    if let Some((company, reason)) = waits.blocked_by {
+        return blocked(r, &company, &reason);
+    }
+    if let Some(previous) = waits.previous {
+        order::wait(previous).await;
+    }
+    if let Some((company, signal)) = waits.company
+        && let Done::Failed(reason) = order::wait(signal).await
+    {
+        return blocked(r, &company, &reason);
+    }
+    let idempotent = idempotent(entity);
+    let mut last_error: Option<String> = None;
+    loop {
+        if let Some(stop) = shared.stop_reason() {
+            r.reason = not_sent(&stop, last_error.as_deref());
+            r.group = format!("{entity}: not sent (run stopped)");
+            return r;
+        }
+        let Ok(slot) = shared.slots.acquire().await else {
+            r.reason = "not sent: the writer shut down".into();
+            return r;
+        };
+        shared.limiter.ready().await;
+        if let Some(stop) = shared.stop_reason() {
+            r.reason = not_sent(&stop, last_error.as_deref());
+            r.group = format!("{entity}: not sent (run stopped)");
+            return r;
+        }
+        r.attempts += 1;
+        shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let attempt = tokio::select! {
+            a = shared.client.send(payload) => a,
+            () = shared.hard_stop() => {
+                r.status = if idempotent { Status::Failed } else { Status::Unknown };
+                r.reason = "interrupted while the request was in flight (it may have been applied)".into();
+                r.group = format!("{entity}: interrupted in flight");
+                return r;
+            }
+        };
+        drop(slot);
+        r.latency += attempt.latency;
+        let err = match attempt.outcome {
+            Ok(accepted) => {
+                r.status = Status::Ok;
+                r.http_status = Some(accepted.status);
+                r.savio_id = accepted.id;
+                r.reason.clear();
+                return r;
+            }
+            Err(err) => err,
+        };
+        r.http_status = err.status();
+        let mut action = classify(&err, idempotent);
+        if action == RetryAction::Unknown && shared.cfg.retry_unknown {
+            action = RetryAction::Retry { after: None };
+        }
+        let retries_left = r.attempts <= shared.cfg.max_retries;
+        match action {
+            RetryAction::Retry { after } if retries_left => {
+                shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+                let cap = shared.cfg.max_retry_after;
+                let backoff = shared.cfg.backoff.delay(r.attempts - 1, &mut rand::rng());
+                if err.status() == Some(429) {
+                    shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    let pause = after.unwrap_or(backoff).min(cap);
+                    tracing::warn!(line, %entity, "Savio is throttling (429): pausing every request for {pause:?}");
+                    shared.limiter.pause_for(pause);
+                } else {
+                    let wait = after.unwrap_or(backoff).min(cap);
+                    tracing::debug!(line, %entity, attempt = r.attempts, "retrying in {wait:?}: {err}");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = shared.hard_stop() => {}
+                    }
+                }
+                last_error = Some(err.to_string());
+            }
+            RetryAction::Retry { .. } => {
+                r.reason = format!("gave up after {} attempts: {err}", r.attempts);
+                r.group = format!("{entity}: gave up after retries ({})", short(&err));
+                return r;
+            }
+            RetryAction::Unknown => {
+                r.status = Status::Unknown;
+                r.reason = format!(
+                    "{err}; the feedback may or may not have been created, so it was not re-sent \
+                     (--retry-unknown re-sends, at the risk of a duplicate)"
+                );
+                r.group = format!("{entity}: outcome unknown ({})", short(&err));
+                return r;
+            }
+            RetryAction::Fail => {
+                r.reason = err.to_string();
+                r.group = format!("{entity}: refused by Savio ({})", short(&err));
+                return r;
+            }
+            RetryAction::AbortAuth => {
+                let msg = format!("Savio answered {} to {}", err.status().unwrap_or(401), err.endpoint());
+                tracing::error!("token rejected ({msg}): stopping, nothing more will be sent");
+                shared.request_stop(StopReason::AuthRejected(msg.clone()), false);
+                r.reason = format!("token rejected: {msg}");
+                r.group = "token rejected".into();
+                return r;
+            }
+        }
+    }
+}
+
+/// The kind of a failed attempt without its details: "HTTP 400", "timeout", ...
+fn short(err: &SendError) -> String {
+    match err {
+        SendError::Status { status, .. } => format!("HTTP {status}"),
+        SendError::Connect { .. } => "cannot connect".into(),
+        SendError::Timeout { .. } => "timeout".into(),
+        SendError::Connection { .. } => "connection lost".into(),
+        SendError::Redirect { .. } => "redirect to another host".into(),
+        SendError::Body { .. } => "body not serialisable".into(),
+    }
+}
+
+fn blocked(mut r: ResultLine, company: &str, reason: &str) -> ResultLine {
+    r.status = Status::Blocked;
+    r.reason = format!("company {company} failed: {reason}");
+    r.group = format!("{}: blocked by a failed company", r.entity.map_or("row", |e| e.as_str()));
+    r
+}
+
+fn not_sent(stop: &StopReason, last_error: Option<&str>) -> String {
+    match last_error {
+        None => format!("not sent: run stopped ({stop})"),
+        Some(e) => format!("not sent again: run stopped ({stop}); last attempt: {e}"),
+    }
+}
