@@ -1,0 +1,613 @@
+//! `savio-sync sync` end to end, as a user runs it: the real binary against HTTP servers on 127.0.0.1
+//! (mockito for scripted answers, the project's sandbox for a faithful API, and small purpose-built servers
+//! for timing and ordering). Each test reads the reports a user would read.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "tok-Zq8-very-secret-4711";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    dir: PathBuf,
+}
+
+impl Run {
+    fn summary(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.dir.join("reports/summary.json")).expect("summary.json"))
+            .expect("summary is JSON")
+    }
+
+    /// `results.csv` as (line, entity, key, status, http_status, attempts, reason) rows, sorted by line.
+    fn results(&self) -> Vec<[String; 7]> {
+        let mut r = csv::Reader::from_path(self.dir.join("reports/results.csv")).expect("results.csv");
+        let mut rows: Vec<[String; 7]> = r
+            .records()
+            .map(|rec| {
+                let rec = rec.expect("a results line");
+                [0, 1, 2, 3, 4, 6, 8].map(|i| rec[i].to_string())
+            })
+            .collect();
+        rows.sort_by_key(|r| (r[0].parse::<u64>().unwrap_or(0), r[1].clone()));
+        rows
+    }
+
+    fn failures(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join("reports").join(name)).expect("failures file")
+    }
+}
+
+/// Runs the binary hermetically (empty environment but PATH) in `dir`, with the token in the environment.
+async fn sync(dir: &Path, base_url: &str, args: &[&str]) -> Run {
+    let dir = dir.to_path_buf();
+    let base = base_url.to_string();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::cargo_bin("savio-sync")
+            .expect("binary")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("SAVIO_API_TOKEN", TOKEN)
+            .env("SAVIO_BASE_URL", &base)
+            .current_dir(&dir)
+            .arg("sync")
+            .args(&args)
+            .args(["--report-dir", "reports"])
+            .output()
+            .expect("runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            dir,
+        }
+    })
+    .await
+    .expect("join")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+const CONTACTS_MAPPING: &str = r#"
+[company]
+internal_id = "Company ID"
+name = "Company"
+[contact]
+internal_id = "ID"
+name = "Name"
+email = "Email"
+"#;
+
+const FEEDBACK_MAPPING: &str = "[feedback]\nproblem = \"Text\"\nperson_email = \"Email\"\n";
+
+fn api(server: &mockito::ServerGuard) -> String {
+    format!("{}/app/api/", server.url())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_the_token_and_each_payload_to_its_endpoint() {
+    let mut server = mockito::Server::new_async().await;
+    let company = server
+        .mock("POST", "/app/api/companies/")
+        .match_header("authorization", format!("Token {TOKEN}").as_str())
+        .match_header("content-type", "application/json")
+        .match_body(mockito::Matcher::Json(json!({"name": "Acme", "internal_id": "c1"})))
+        .with_status(201)
+        .with_body(r#"{"id": 7}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let contact = server
+        .mock("POST", "/app/api/users/")
+        .match_header("authorization", format!("Token {TOKEN}").as_str())
+        .match_body(mockito::Matcher::Json(
+            json!({"name": "Ada", "internal_id": "1", "email": "ada@x.io", "company_internal_id": "c1"}),
+        ))
+        .with_status(201)
+        .with_body(r#"{"id": 70}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,Ada, ADA@x.io ,c1,Acme\n");
+    write(dir.path(), "m.toml", CONTACTS_MAPPING);
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    company.assert_async().await;
+    contact.assert_async().await;
+    let results = run.results();
+    assert_eq!(results[0][..6], ["2", "company", "c1", "ok", "201", "1"].map(String::from));
+    assert_eq!(results[1][..6], ["2", "contact", "1", "ok", "201", "1"].map(String::from));
+    let s = run.summary();
+    assert_eq!(s["exit_reason"], "completed");
+    assert_eq!(s["payloads"]["contact"]["ok"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_stops_the_run_sends_nothing_more_and_still_writes_the_reports() {
+    let mut server = mockito::Server::new_async().await;
+    let refused = server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(401)
+        .with_body(r#"{"detail": "Invalid token."}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::from("Text,Email\n");
+    for i in 0..50 {
+        input.push_str(&format!("idea {i},a{i}@x.io\n"));
+    }
+    write(dir.path(), "in.csv", &input);
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run =
+        sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml", "--concurrency", "1", "--rate", "1000"]).await;
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    refused.assert_async().await; // exactly one request reached the server
+    let s = run.summary();
+    assert_eq!(s["exit_reason"], "auth_rejected");
+    assert!(s["abort_message"].as_str().unwrap().contains("rejected the token"), "{s}");
+    assert_eq!(s["requests"], 1);
+    let results = run.results();
+    assert!(results.iter().all(|r| r[3] == "failed"), "every row read is reported failed");
+    assert!(results.iter().skip(1).all(|r| r[6].contains("not sent")), "{results:?}");
+    let failures = run.failures("failures.csv");
+    assert_eq!(failures.lines().count(), results.len() + 1, "every reported row is in the failures file");
+    assert!(run.stdout.contains("Stopped:"), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_fails_only_its_row_with_savios_message() {
+    let mut server = mockito::Server::new_async().await;
+    let _bad = server
+        .mock("POST", "/app/api/create-feedback/")
+        .match_body(mockito::Matcher::PartialJson(json!({"problem": "bad one"})))
+        .with_status(400)
+        .with_body(r#"{"feedback_type": ["\"X\" is not a valid choice."]}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let _good = server
+        .mock("POST", "/app/api/create-feedback/")
+        .match_body(mockito::Matcher::PartialJson(json!({"person_email": "ok@x.io"})))
+        .with_status(201)
+        .with_body(r#"{"id": 1}"#)
+        .expect(2)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\ngood one,ok@x.io\nbad one,\ngood two,ok@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let results = run.results();
+    let bad = results.iter().find(|r| r[0] == "3").unwrap();
+    assert_eq!(bad[3], "failed");
+    assert_eq!(bad[4], "400");
+    assert_eq!(bad[5], "1", "a 400 is not retried");
+    assert!(bad[6].contains("is not a valid choice"), "{bad:?}");
+    let failures = run.failures("failures.csv");
+    assert!(failures.starts_with("Text,Email,_savio_line,_savio_error\n"), "{failures}");
+    assert!(failures.contains("bad one,,3,"), "{failures}");
+    assert_eq!(failures.lines().count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pauses_for_its_retry_after_then_the_row_lands() {
+    let mut server = mockito::Server::new_async().await;
+    let throttled = server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(429)
+        .with_header("retry-after", "2")
+        .with_body(r#"{"detail": "Request was throttled."}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let ok = server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(201)
+        .with_body(r#"{"id": 5}"#)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\nidea 2,b@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let started = Instant::now();
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml", "--concurrency", "1", "--rate", "100"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After: 2 was honoured ({:?})", started.elapsed());
+    throttled.assert_async().await;
+    ok.expect(2).assert_async().await;
+    let s = run.summary();
+    assert_eq!(s["throttled"], 1);
+    assert_eq!(s["retries"], 1);
+    assert_eq!(s["requests"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_retry_after_is_capped() {
+    let mut server = mockito::Server::new_async().await;
+    let _throttled = server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(429)
+        .with_header("retry-after", "86400")
+        .expect(1)
+        .create_async()
+        .await;
+    let _ok = server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(201)
+        .with_body(r#"{"id": 5}"#)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let started = Instant::now();
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml", "--max-retry-after", "1s"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(30), "a day-long Retry-After was capped to 1 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_until_the_row_lands() {
+    let mut server = mockito::Server::new_async().await;
+    let failing = server.mock("POST", "/app/api/users/").with_status(503).expect(2).create_async().await;
+    let ok = server.mock("POST", "/app/api/users/").with_status(201).with_body(r#"{"id": 9}"#).create_async().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,Ada,ada@x.io,,\n");
+    write(dir.path(), "m.toml", CONTACTS_MAPPING);
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    failing.assert_async().await;
+    ok.expect(1).assert_async().await;
+    let results = run.results();
+    assert_eq!(results[0][..6], ["2", "contact", "1", "ok", "201", "3"].map(String::from));
+    assert_eq!(run.summary()["retries"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_give_up_after_max_retries_and_the_row_fails() {
+    let mut server = mockito::Server::new_async().await;
+    let failing = server.mock("POST", "/app/api/users/").with_status(502).expect(3).create_async().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,Ada,ada@x.io,,\n");
+    write(dir.path(), "m.toml", CONTACTS_MAPPING);
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml", "--max-retries", "2"]).await;
+    assert_eq!(run.code, 1);
+    failing.assert_async().await;
+    let r = &run.results()[0];
+    assert_eq!(r[3], "failed");
+    assert!(r[6].starts_with("gave up after 3 attempts"), "{r:?}");
+}
+
+/// A server that reads a request and never answers: a timeout after the request was sent.
+async fn silent_server() -> (String, Arc<Mutex<u32>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(0u32));
+    let counter = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"}") {
+                        *counter.lock().unwrap() += 1;
+                        // Hold the connection open, never answer.
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/app/api/"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feedback_timeout_is_unknown_and_never_resent() {
+    let (url, seen) = silent_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run = sync(dir.path(), &url, &["in.csv", "-m", "m.toml", "--request-timeout", "500ms"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(*seen.lock().unwrap(), 1, "the feedback was sent once and never again");
+    let r = &run.results()[0];
+    assert_eq!(r[3], "unknown");
+    assert!(r[6].contains("may or may not have been created"), "{r:?}");
+    let s = run.summary();
+    assert_eq!(s["exit_reason"], "unknown_outcomes", "a cron wrapper can tell unknown outcomes apart");
+    assert_eq!(s["unknown"], 1);
+    assert!(run.failures("failures.csv").contains("idea,a@x.io,2,"), "unknown rows go to the failures file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_timeout_is_retried() {
+    let (url, seen) = silent_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,Ada,ada@x.io,,\n");
+    write(dir.path(), "m.toml", CONTACTS_MAPPING);
+    let run =
+        sync(dir.path(), &url, &["in.csv", "-m", "m.toml", "--request-timeout", "300ms", "--max-retries", "2"]).await;
+    assert_eq!(run.code, 1);
+    assert_eq!(*seen.lock().unwrap(), 3, "idempotent upserts are retried after a timeout");
+    assert_eq!(run.results()[0][3], "failed");
+}
+
+/// A server that records when each request started and ended, answering companies slowly.
+async fn recording_server() -> (String, Arc<Mutex<Vec<(String, String, Instant, Instant)>>>) {
+    use axum::routing::post;
+    let log: Arc<Mutex<Vec<(String, String, Instant, Instant)>>> = Arc::default();
+    let company_log = Arc::clone(&log);
+    let contact_log = Arc::clone(&log);
+    let app = axum::Router::new()
+        .route(
+            "/app/api/companies/",
+            post(move |body: axum::Json<Value>| {
+                let log = Arc::clone(&company_log);
+                async move {
+                    let start = Instant::now();
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    let id = body["internal_id"].as_str().unwrap_or_default().to_string();
+                    log.lock().unwrap().push(("company".into(), id, start, Instant::now()));
+                    (axum::http::StatusCode::CREATED, axum::Json(json!({"id": 1})))
+                }
+            }),
+        )
+        .route(
+            "/app/api/users/",
+            post(move |body: axum::Json<Value>| {
+                let log = Arc::clone(&contact_log);
+                async move {
+                    let start = Instant::now();
+                    let company = body["company_internal_id"].as_str().unwrap_or_default().to_string();
+                    log.lock().unwrap().push(("contact".into(), company, start, Instant::now()));
+                    (axum::http::StatusCode::CREATED, axum::Json(json!({"id": 2})))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/app/api/"), log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_contact_is_sent_after_its_company_has_landed() {
+    let (url, log) = recording_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::from("ID,Name,Email,Company ID,Company\n");
+    for i in 0..40 {
+        input.push_str(&format!("{i},P{i},p{i}@x.io,c{},Co {}\n", i % 5, i % 5));
+    }
+    write(dir.path(), "in.csv", &input);
+    write(dir.path(), "m.toml", CONTACTS_MAPPING);
+    let run = sync(dir.path(), &url, &["in.csv", "-m", "m.toml", "--concurrency", "16", "--rate", "1000"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let log = log.lock().unwrap();
+    assert_eq!(log.iter().filter(|e| e.0 == "company").count(), 5, "each company once");
+    assert_eq!(log.iter().filter(|e| e.0 == "contact").count(), 40);
+    for contact in log.iter().filter(|e| e.0 == "contact") {
+        let company = log.iter().find(|e| e.0 == "company" && e.1 == contact.1).expect("its company was sent");
+        assert!(contact.2 >= company.3, "contact of {} started before its company was answered", contact.1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_of_a_failed_company_are_blocked_and_never_sent() {
+    let mut server = mockito::Server::new_async().await;
+    let _bad_company = server
+        .mock("POST", "/app/api/companies/")
+        .match_body(mockito::Matcher::PartialJson(json!({"internal_id": "bad"})))
+        .with_status(400)
+        .with_body(r#"{"name": ["This field may not be blank."]}"#)
+        .create_async()
+        .await;
+    let _good_company = server
+        .mock("POST", "/app/api/companies/")
+        .match_body(mockito::Matcher::PartialJson(json!({"internal_id": "good"})))
+        .with_status(201)
+        .with_body(r#"{"id": 1}"#)
+        .create_async()
+        .await;
+    let blocked_contacts = server
+        .mock("POST", "/app/api/users/")
+        .match_body(mockito::Matcher::PartialJson(json!({"company_internal_id": "bad"})))
+        .with_status(201)
+        .expect(0)
+        .create_async()
+        .await;
+    let good_contacts = server
+        .mock("POST", "/app/api/users/")
+        .match_body(mockito::Matcher::PartialJson(json!({"company_internal_id": "good"})))
+        .with_status(201)
+        .with_body(r#"{"id": 2}"#)
+        .expect(2)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.csv",
+        "ID,Name,Email,Company ID,Company\n1,A,a@x.io,bad,Bad Co\n2,B,b@x.io,good,Good Co\n3,C,c@x.io,bad,Bad Co\n4,D,d@x.io,good,Good Co\n",
+    );
+    write(dir.path(), "m.toml", CONTACTS_MAPPING);
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    blocked_contacts.assert_async().await;
+    good_contacts.assert_async().await;
+    let results = run.results();
+    let contact = |line: &str| results.iter().find(|r| r[0] == line && r[1] == "contact").unwrap().clone();
+    assert_eq!(contact("2")[3], "blocked");
+    assert!(contact("2")[6].starts_with("company bad failed: "), "{:?}", contact("2"));
+    assert_eq!(contact("4")[3], "blocked");
+    assert_eq!(contact("3")[3], "ok");
+    let failures = run.failures("failures.csv");
+    assert!(failures.contains("\n1,A,a@x.io,bad,Bad Co,2,"), "{failures}");
+    assert!(failures.contains("\n3,C,c@x.io,bad,Bad Co,4,"), "{failures}");
+    assert_eq!(failures.lines().count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_appears_in_any_output_or_report() {
+    let mut server = mockito::Server::new_async().await;
+    // The server even echoes the token back in an error body.
+    let _m = server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(400)
+        .with_body(format!(r#"{{"detail": "bad request from Token {TOKEN}"}}"#))
+        .create_async()
+        .await;
+    let _n = server.mock("POST", "/app/api/users/").with_status(401).create_async().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let mut outputs = Vec::new();
+    for extra in [&["-vv"][..], &["--log-format", "json", "-vv"], &["--max-retries", "0"]] {
+        let mut args = vec!["in.csv", "-m", "m.toml"];
+        args.extend_from_slice(extra);
+        let run = sync(dir.path(), &api(&server), &args).await;
+        outputs.push(run.stdout.clone());
+        outputs.push(run.stderr.clone());
+        for f in ["results.csv", "failures.csv", "summary.json"] {
+            outputs.push(std::fs::read_to_string(dir.path().join("reports").join(f)).unwrap_or_default());
+        }
+    }
+    // A contact run that is refused with 401.
+    write(dir.path(), "c.csv", "ID,Name,Email,Company ID,Company\n1,A,a@x.io,,\n");
+    write(dir.path(), "c.toml", CONTACTS_MAPPING);
+    let run = sync(dir.path(), &api(&server), &["c.csv", "-m", "c.toml", "-vv"]).await;
+    assert_eq!(run.code, 3);
+    outputs.extend([run.stdout, run.stderr]);
+    let help = Command::cargo_bin("savio-sync")
+        .unwrap()
+        .env("SAVIO_API_TOKEN", TOKEN)
+        .args(["sync", "--help"])
+        .output()
+        .unwrap();
+    outputs.push(String::from_utf8_lossy(&help.stdout).into_owned());
+    for (i, o) in outputs.iter().enumerate() {
+        assert!(!o.contains(TOKEN), "output #{i} shows the token:\n{o}");
+    }
+    assert!(outputs.iter().any(|o| o.contains("bad request from Token")), "the error body itself is reported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_token_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let out = Command::cargo_bin("savio-sync")
+        .unwrap()
+        .env_clear()
+        .current_dir(dir.path())
+        .args(["sync", "in.csv", "-m", "m.toml", "--base-url", "http://127.0.0.1:9/app/api/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SAVIO_API_TOKEN") && err.contains("--token-file"), "{err}");
+    assert!(!dir.path().join("savio-reports").exists(), "nothing was started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_a_remote_host_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run = sync(dir.path(), "http://savio.example.com/app/api/", &["in.csv", "-m", "m.toml"]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("--allow-insecure-http"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_file_round_trip_lands_everything_once() {
+    use savio_sync::sandbox::{Sandbox, SandboxConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("savio-state.json");
+    let mut input = String::from("Text,Email\n");
+    for i in 0..60 {
+        input.push_str(&format!("feedback number {i},p{i}@x.io\n"));
+    }
+    write(dir.path(), "in.csv", &input);
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    // A flaky server: a third of the requests fail (before being applied), no retries allowed.
+    let flaky = Sandbox::start(SandboxConfig {
+        token: TOKEN.into(),
+        state: Some(state.clone()),
+        fail_rate: 0.35,
+        seed: 7,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let first =
+        sync(dir.path(), &flaky.base_url(), &["in.csv", "-m", "m.toml", "--max-retries", "0", "--rate", "500"]).await;
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    let failed = first.summary()["rows_by_status"]["failed"].as_u64().unwrap();
+    assert!(failed > 5, "some rows failed: {failed}");
+    let landed_first = flaky.snapshot().feedback.len() as u64;
+    assert_eq!(landed_first + failed, 60);
+    flaky.shutdown().await.unwrap();
+    std::fs::rename(dir.path().join("reports"), dir.path().join("first")).unwrap();
+
+    // The server is fixed; feed the failures file back in with the same mapping.
+    let fixed = Sandbox::start(SandboxConfig { token: TOKEN.into(), state: Some(state), ..SandboxConfig::default() })
+        .await
+        .unwrap();
+    let second = sync(dir.path(), &fixed.base_url(), &["first/failures.csv", "-m", "m.toml", "--rate", "500"]).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(second.summary()["rows"].as_u64().unwrap(), failed, "exactly the failed rows were re-run");
+    let feedback = fixed.snapshot().feedback;
+    assert_eq!(feedback.len(), 60, "everything landed");
+    let mut problems: Vec<_> = feedback.iter().map(|f| f.problem.clone()).collect();
+    problems.sort();
+    problems.dedup();
+    assert_eq!(problems.len(), 60, "nothing was sent twice");
+    fixed.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_flag_runs_the_job_in_process_and_reports_what_landed() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,A,a@x.io,c1,Acme\n2,B,b@x.io,c1,Acme\n");
+    write(dir.path(), "m.toml", CONTACTS_MAPPING);
+    let out = tokio::task::spawn_blocking({
+        let d = dir.path().to_path_buf();
+        move || {
+            Command::cargo_bin("savio-sync")
+                .unwrap()
+                .env_clear()
+                .current_dir(d)
+                .args(["sync", "in.csv", "-m", "m.toml", "--sandbox", "--report-dir", "r"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Landed in the sandbox"), "{stdout}");
+    assert!(stdout.contains("1 companies, 2 contacts"), "{stdout}");
+}
