@@ -355,9 +355,12 @@ async fn an_upsert_timeout_is_retried() {
 }
 
 /// A server that records when each request started and ended, answering companies slowly.
-async fn recording_server() -> (String, Arc<Mutex<Vec<(String, String, Instant, Instant)>>>) {
+/// (kind, company id, started, answered) of every request.
+type RequestLog = Arc<Mutex<Vec<(String, String, Instant, Instant)>>>;
+
+async fn recording_server() -> (String, RequestLog) {
     use axum::routing::post;
-    let log: Arc<Mutex<Vec<(String, String, Instant, Instant)>>> = Arc::default();
+    let log: RequestLog = Arc::default();
     let company_log = Arc::clone(&log);
     let contact_log = Arc::clone(&log);
     let app = axum::Router::new()
