@@ -22,6 +22,8 @@ fn main() -> ExitCode {
     init_tracing(&cli.global);
     match run(cli) {
         Ok(code) => code.into(),
+        // The reader of stdout went away (`savio-sync validate ... | head`): not an error, as for xsv or ripgrep.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             report_error(&err);
             Exit::Unusable.into()
@@ -91,7 +93,7 @@ fn cmd_validate(args: cli::ValidateArgs) -> anyhow::Result<Exit> {
     for w in pipeline.warnings() {
         tracing::warn!("{w}");
     }
-    let opts = validate::ValidateOptions { preview: args.preview, failures: args.failures.clone() };
+    let opts = validate::ValidateOptions { preview: args.preview, failures: args.failures.clone(), json: args.json };
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let summary = validate::run(&mut pipeline, &args.mapping.display().to_string(), &opts, &mut out)?;
@@ -102,6 +104,15 @@ fn cmd_validate(args: cli::ValidateArgs) -> anyhow::Result<Exit> {
         summary.render(&mut out).context("cannot write the summary")?;
     }
     Ok(if summary.failed_rows > 0 { Exit::RowsFailed } else { Exit::Ok })
+}
+
+/// Whether an error comes from writing to a pipe whose reader is gone, anywhere in its chain.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || e.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind)
+                == Some(io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Prints an error and its causes once, on stderr.
