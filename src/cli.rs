@@ -188,10 +188,10 @@ pub struct ValidateArgs {
     /// Print the first N payloads as pretty JSON.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preview: usize,
-    /// Write the invalid rows (as read, plus _savio_line and _savio_error) to this file.
+    /// Write the invalid rows (as read, plus _savio_line and _savio_error) to this file; gzip when it ends in .gz.
     #[arg(long, value_name = "FILE")]
     pub failures: Option<PathBuf>,
-    /// Print the summary as JSON on stdout instead of text.
+    /// Print the summary as JSON on stdout instead of text; with --preview, the payloads are in its "preview".
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

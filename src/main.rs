@@ -26,6 +26,8 @@ fn main() -> ExitCode {
     init_tracing(&cli.global);
     match run(cli) {
         Ok(code) => code.into(),
+        // The reader of stdout went away (`savio-sync validate ... | head`): not an error, as for xsv or ripgrep.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             report_error(&err);
             Exit::Unusable.into()
@@ -97,7 +99,7 @@ fn cmd_validate(args: cli::ValidateArgs) -> anyhow::Result<Exit> {
     for w in pipeline.warnings() {
         tracing::warn!("{w}");
     }
-    let opts = validate::ValidateOptions { preview: args.preview, failures: args.failures.clone() };
+    let opts = validate::ValidateOptions { preview: args.preview, failures: args.failures.clone(), json: args.json };
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let summary = validate::run(&mut pipeline, &args.mapping.display().to_string(), &opts, &mut out)?;
@@ -171,7 +173,7 @@ fn dry_run(args: &cli::SyncArgs, mapping: &Mapping, input: &savio_sync::source::
     for w in pipeline.warnings() {
         tracing::warn!("{w}");
     }
-    let opts = validate::ValidateOptions { preview: usize::MAX, failures: None };
+    let opts = validate::ValidateOptions { preview: usize::MAX, failures: None, json: false };
     let mut out = io::stdout().lock();
     let summary = validate::run(&mut pipeline, &args.mapping.display().to_string(), &opts, &mut out)?;
     summary.render(&mut io::stderr().lock()).context("cannot write the summary")?;
@@ -233,6 +235,15 @@ fn interrupt_flag() -> tokio::sync::watch::Receiver<bool> {
         std::process::exit(Exit::Aborted as i32);
     });
     rx
+}
+
+/// Whether an error comes from writing to a pipe whose reader is gone, anywhere in its chain.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || e.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind)
+                == Some(io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Prints an error and its causes once, on stderr.

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use crate::mapping::{self, FieldError, MapOutcome, Mapper, Mapping, MappingError};
+pub use crate::mapping::{DropReason, Dropped};
 use crate::model::Payload;
 use crate::source::{self, RawRow, ReadError, ReadItem, Record, RowReadError, Source, SourceInfo};
 
@@ -57,11 +58,14 @@ enum RowOrigin {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowKind {
-    /// Payloads to send; empty when the row only repeated a company emitted on line `duplicate_of`.
+    /// Payloads to send, and the entities of the row that are not sent (an entity filter matched, or the
+    /// same entity was already sent this run), with why. A row with no payloads and only drops is still
+    /// `Mapped`: nothing is wrong with it, there is just nothing new to send.
     Mapped {
         payloads: Vec<Payload>,
-        duplicate_of: Option<u64>,
+        dropped: Vec<Dropped>,
     },
+    /// A row filter matched (or no entity has data in the row); the reason names it.
     Skipped(String),
     Failed(Vec<RowProblem>),
     /// No content; counted, not reported as a row.
@@ -163,7 +167,7 @@ impl Pipeline {
             },
             ReadItem::Record(record) => {
                 let kind = match self.mapper.map(&record) {
-                    MapOutcome::Mapped { payloads, duplicate_of } => RowKind::Mapped { payloads, duplicate_of },
+                    MapOutcome::Mapped { payloads, dropped } => RowKind::Mapped { payloads, dropped },
                     MapOutcome::Skipped(reason) => RowKind::Skipped(reason),
                     MapOutcome::Failed(errors) => RowKind::Failed(errors.into_iter().map(RowProblem::Field).collect()),
                 };

@@ -49,9 +49,9 @@ fn csv_spectrum_cases_parse_to_their_expected_records() {
         while let Some(item) = source.next_item().unwrap() {
             match item {
                 ReadItem::Record(r) => {
-                    let RecordData::Csv(rec) = r.data else { unreachable!() };
+                    let RecordData::Csv { fields, .. } = r.data else { unreachable!() };
                     let obj: serde_json::Map<String, serde_json::Value> =
-                        header.names.iter().cloned().zip(rec.iter().map(|f| f.into())).collect();
+                        header.names.iter().cloned().zip(fields.iter().map(|f| f.into())).collect();
                     got.push(obj);
                 }
                 other => panic!("{name}: unexpected {other:?}"),

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use savio_sync::mapping::Mapping;
-use savio_sync::pipeline::{Pipeline, RowKind};
-use savio_sync::source::{Format, InputPath, InputSpec, Source, TextEncoding};
+use savio_sync::pipeline::{DropReason, Pipeline, RowKind};
+use savio_sync::report::failures::FailuresWriter;
+use savio_sync::source::{Format, InputPath, InputSpec, RawRow, Source, TextEncoding};
 
 /// A mapping that uses every kind of source and transform, built against whatever header the input has.
 fn mapping_for(columns: &[String], format: Format) -> String {
@@ -56,7 +57,9 @@ person_email = "{c2}"
     )
 }
 
-/// Runs the whole pipeline; asserts each row's outcome is exactly one of the kinds, and no panic.
+/// Runs the whole pipeline; asserts each row's outcome is exactly one of the kinds, and no panic. Every row
+/// is written to a failures file; the exact bytes of every CSV row but the last (whose unclosed quote may
+/// run to the end of the input) parse back to its fields.
 fn run(bytes: &[u8], format: Format, encoding: &str) {
     let spec = InputSpec {
         path: InputPath::Stdin,
@@ -70,14 +73,28 @@ fn run(bytes: &[u8], format: Format, encoding: &str) {
         return;
     };
     let Ok(mut pipeline) = Pipeline::from_source(source, &mapping) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = FailuresWriter::create(&dir.path().join("failures.gz"), pipeline.info()).unwrap();
+    let delimiter = pipeline.info().delimiter.map_or(b',', |d| d.0);
+    let mut raws = Vec::new();
     let mut last_line = 0;
     while let Ok(Some(row)) = pipeline.next_row() {
         assert!(row.line >= last_line, "lines go forward");
         last_line = row.line;
+        if let Some(raw) = row.raw() {
+            failures.write(row.line, &raw, "reason, \"quoted\"\nand multi-line").unwrap();
+            raws.push(raw);
+        }
         match &row.kind {
-            RowKind::Mapped { payloads, .. } => {
+            RowKind::Mapped { payloads, dropped } => {
                 for p in payloads {
                     serde_json::to_vec(p).expect("payloads serialise");
+                }
+                for d in dropped {
+                    match &d.reason {
+                        DropReason::Filter(reason) => assert!(reason.contains("filter")),
+                        DropReason::Duplicate { first_line } => assert!(*first_line < row.line),
+                    }
                 }
             }
             RowKind::Failed(problems) => {
@@ -86,6 +103,21 @@ fn run(bytes: &[u8], format: Format, encoding: &str) {
             }
             RowKind::Skipped(reason) => assert!(!reason.is_empty()),
             RowKind::Blank => {}
+        }
+    }
+    failures.finish().unwrap();
+    raws.pop();
+    for raw in raws {
+        if let RawRow::Csv { bytes, fields } = raw {
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .has_headers(false)
+                .flexible(true)
+                // A blank line first: the csv crate drops a byte-order mark at the very start of its input.
+                .from_reader(std::io::Cursor::new(b"\n".iter().chain(&bytes).copied().collect::<Vec<u8>>()));
+            let mut parsed = csv::ByteRecord::new();
+            reader.read_byte_record(&mut parsed).unwrap();
+            assert_eq!(parsed.iter().collect::<Vec<_>>(), fields.iter().collect::<Vec<_>>(), "{bytes:?}");
         }
     }
 }

@@ -43,17 +43,24 @@ struct Ctx<'a> {
     problems: Vec<Problem>,
     warnings: Vec<String>,
     date_order: DateOrder,
+    /// Whether a JSONL path no sampled object has is an error here (the source of a field Savio requires,
+    /// of an entity every row must have) rather than a warning.
+    strict_here: bool,
 }
 
-pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compiled, Vec<Problem>> {
+/// The problems that make the mapping unusable, with the warnings found along the way.
+pub(crate) type Refused = (Vec<Problem>, Vec<String>);
+
+pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compiled, Refused> {
     let mut cx = Ctx {
         schema,
         problems: Vec::new(),
         warnings: Vec::new(),
         date_order: spec.input.date_order.unwrap_or_default(),
+        strict_here: false,
     };
     if spec.company.is_none() && spec.contact.is_none() && spec.feedback.is_none() {
-        return Err(vec![Problem { field: "mapping".into(), kind: ProblemKind::NoEntity }]);
+        return Err((vec![Problem { field: "mapping".into(), kind: ProblemKind::NoEntity }], Vec::new()));
     }
     let primary_is = |e: &str| match e {
         "feedback" => true,
@@ -65,35 +72,54 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
     let states = Choices::new(FEEDBACK_STATES.iter().map(|s| s.to_string()).chain(spec.checks.states.clone()));
 
     let row_skips = cx.skips("skip", &spec.skip);
-    let company = spec.company.as_ref().map(|c| CompanyMap {
-        name: cx.required("company.name", c.name.as_ref(), Target::Text, "name = \"Company Name\""),
-        internal_id: cx.required(
-            "company.internal_id",
-            c.internal_id.as_ref(),
-            Target::Text,
-            "internal_id = \"Company ID\"",
-        ),
-        attrs: Attrs { fields: cx.attributes("company", &c.filterable_attributes), unmapped: None },
-        skips: cx.skips("company.skip", &c.skip),
-        optional: c.optional.unwrap_or(!primary_is("company")),
+    let company = spec.company.as_ref().map(|c| {
+        let optional = c.optional.unwrap_or(!primary_is("company"));
+        CompanyMap {
+            name: cx.required("company.name", c.name.as_ref(), Target::Text, "name = \"Company Name\"", !optional),
+            internal_id: cx.required(
+                "company.internal_id",
+                c.internal_id.as_ref(),
+                Target::Text,
+                "internal_id = \"Company ID\"",
+                !optional,
+            ),
+            attrs: Attrs { fields: cx.attributes("company", &c.filterable_attributes), unmapped: None },
+            skips: cx.skips("company.skip", &c.skip),
+            optional,
+        }
     });
+    let contact_optional = spec.contact.as_ref().map(|c| c.optional.unwrap_or(!primary_is("contact")));
     let contact = spec.contact.as_ref().map(|c| ContactMap {
-        name: cx.required("contact.name", c.name.as_ref(), Target::Text, "name = \"{First Name} {Last Name}\""),
+        name: cx.required(
+            "contact.name",
+            c.name.as_ref(),
+            Target::Text,
+            "name = \"{First Name} {Last Name}\"",
+            contact_optional == Some(false),
+        ),
         internal_id: cx.required(
             "contact.internal_id",
             c.internal_id.as_ref(),
             Target::Text,
             "internal_id = \"Record ID\"",
+            contact_optional == Some(false),
         ),
         email: cx.optional("contact.email", c.email.as_ref(), Target::Email),
         company: cx.optional("contact.company", c.company.as_ref(), Target::Text),
         company_internal_id: cx.optional("contact.company_internal_id", c.company_internal_id.as_ref(), Target::Text),
         attrs: Attrs { fields: cx.attributes("contact", &c.filterable_attributes), unmapped: None },
         skips: cx.skips("contact.skip", &c.skip),
-        optional: c.optional.unwrap_or(!primary_is("contact")),
+        optional: contact_optional == Some(true),
     });
+    let feedback_optional = spec.feedback.as_ref().map(|f| f.optional.unwrap_or(!primary_is("feedback")));
     let feedback = spec.feedback.as_ref().map(|f| FeedbackMap {
-        problem: cx.required("feedback.problem", f.problem.as_ref(), Target::Text, "problem = \"Body\""),
+        problem: cx.required(
+            "feedback.problem",
+            f.problem.as_ref(),
+            Target::Text,
+            "problem = \"Body\"",
+            feedback_optional == Some(false),
+        ),
         feedback_type: cx.choice("feedback.feedback_type", f.feedback_type.as_ref(), &feedback_types),
         state: cx.choice("feedback.state", f.state.as_ref(), &states),
         source_url: cx.optional("feedback.source_url", f.source_url.as_ref(), Target::Text),
@@ -108,7 +134,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         ),
         tags: cx.optional("feedback.tags", f.tags.as_ref(), Target::List),
         skips: cx.skips("feedback.skip", &f.skip),
-        optional: f.optional.unwrap_or(!primary_is("feedback")),
+        optional: feedback_optional == Some(true),
     });
 
     let mut mapper = Mapper {
@@ -119,7 +145,8 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         feedback_types,
         states,
         seen_companies: Default::default(),
-        warned_conflicts: HashSet::new(),
+        seen_contacts: Default::default(),
+        seen_feedback: Default::default(),
         stats: Default::default(),
     };
     // Unmapped columns are resolved last: they are whatever no field above refers to.
@@ -130,7 +157,11 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
     if let (Some(spec_c), Some(m)) = (&spec.contact, &mut mapper.contact) {
         m.attrs.unmapped = cx.unmapped("contact", spec_c.unmapped, &spec_c.unmapped_exclude, &m.attrs, &used);
     }
-    if cx.problems.is_empty() { Ok(Compiled { mapper, warnings: cx.warnings }) } else { Err(cx.problems) }
+    if cx.problems.is_empty() {
+        Ok(Compiled { mapper, warnings: cx.warnings })
+    } else {
+        Err((cx.problems, cx.warnings))
+    }
 }
 
 fn used_accessors(m: &Mapper) -> Vec<Accessor> {
@@ -182,9 +213,12 @@ pub(crate) fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a s
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let lc = c.to_lowercase();
+        // Containment is a strong hint ("Email" in "Email Address") only between names of similar length: a
+        // whole header line read with the wrong delimiter contains every column name.
+        let (short, long) = if lc.len() <= wanted.len() { (lc.len(), wanted.len()) } else { (wanted.len(), lc.len()) };
         let score = if lc == wanted {
             2.0
-        } else if wanted.len() >= 3 && (lc.contains(&wanted) || wanted.contains(&lc)) && lc.len() >= 3 {
+        } else if short >= 3 && long <= 2 * short && (lc.contains(&wanted) || wanted.contains(&lc)) {
             0.9
         } else {
             strsim::normalized_damerau_levenshtein(&wanted, &lc)
@@ -205,6 +239,22 @@ impl Ctx<'_> {
         self.problem(field, ProblemKind::Invalid(msg.into()));
     }
 
+    /// What the input's names are called in messages.
+    fn noun(&self) -> &'static str {
+        match self.schema {
+            Schema::Csv(_) => "column",
+            Schema::Json { .. } => "path",
+        }
+    }
+
+    /// Whether a JSONL path appears in the sampled objects (always true for CSV and without a sample).
+    fn path_seen(&self, name: &str) -> bool {
+        match self.schema {
+            Schema::Json { seen, sampled, .. } => *sampled == 0 || seen.contains(name.trim()),
+            Schema::Csv(_) => true,
+        }
+    }
+
     /// Resolves a column name (CSV) or dotted path (JSONL).
     fn column(&mut self, field: &str, name: &str) -> Option<Accessor> {
         match self.schema {
@@ -220,12 +270,16 @@ impl Ctx<'_> {
                 let path = name.trim();
                 if *sampled > 0 && !seen.contains(path) {
                     let suggestion = closest(path, seen.iter().map(String::as_str));
-                    let kind = ProblemKind::UnknownPath { column: path.to_string(), sampled: *sampled, suggestion };
-                    if *strict {
+                    if *strict && self.strict_here {
+                        let kind = ProblemKind::UnknownPath { column: path.to_string(), sampled: *sampled, suggestion };
                         self.problem(field, kind);
                         return None;
                     }
-                    self.warnings.push(format!("{field}: {kind}"));
+                    let hint = suggestion.map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
+                    self.warnings.push(format!(
+                        "{field}: no object among the first {sampled} has the path '{path}'{hint}; it is empty \
+                         wherever the path is missing"
+                    ));
                 }
                 Some(Accessor::Path(JsonPath::new(path)))
             }
@@ -261,15 +315,29 @@ impl Ctx<'_> {
             Some((Origin::Template(t), format!("template \"{s}\"")))
         } else if as_column {
             let acc = self.column(field, s)?;
-            Some((Origin::Columns(vec![acc]), format!("column '{s}'")))
+            Some((Origin::Columns(vec![acc]), format!("{} '{s}'", self.noun())))
         } else {
             Some((Origin::Const(s.to_string()), "a constant".into()))
         }
     }
 
-    fn required(&mut self, field: &str, spec: Option<&FieldSpec>, target: Target, example: &str) -> Field {
+    /// A field Savio requires; `entity_required` when every row must have the entity (its paths must then be
+    /// in the JSONL sample).
+    fn required(
+        &mut self,
+        field: &str,
+        spec: Option<&FieldSpec>,
+        target: Target,
+        example: &str,
+        entity_required: bool,
+    ) -> Field {
         match spec {
-            Some(s) => self.field(field, s, target),
+            Some(s) => {
+                self.strict_here = entity_required;
+                let f = self.field(field, s, target);
+                self.strict_here = false;
+                f
+            }
             None => {
                 self.problem(field, ProblemKind::MissingRequired { example: example.to_string() });
                 None
@@ -341,14 +409,21 @@ impl Ctx<'_> {
             return None;
         }
         let (origin, describe) = if let Some(cols) = &t.column {
+            // Of several paths, one in the sample is enough for a required field.
+            let strict = self.strict_here;
+            if cols.0.iter().any(|c| self.path_seen(c)) {
+                self.strict_here = false;
+            }
             let accs: Vec<Accessor> = cols.0.iter().filter_map(|c| self.column(label, c)).collect();
+            self.strict_here = strict;
             if accs.len() != cols.0.len() {
                 return None;
             }
             let names = cols.0.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ");
+            let noun = self.noun();
             (
                 Origin::Columns(accs),
-                if cols.0.len() == 1 { format!("column {names}") } else { format!("columns {names}") },
+                if cols.0.len() == 1 { format!("{noun} {names}") } else { format!("{noun}s {names}") },
             )
         } else if let Some(tpl) = &t.template {
             (Origin::Template(self.template(label, tpl)?), format!("template \"{tpl}\""))
@@ -368,7 +443,10 @@ impl Ctx<'_> {
             f.map = Some(ValueMap::new(map.clone(), t.map_default.clone()));
         }
         if let Some(d) = &t.default {
+            // A fallback: its paths may well be missing from the sample.
+            let strict = std::mem::replace(&mut self.strict_here, false);
             f.default = self.text_origin(label, d, false).map(|(o, _)| o);
+            self.strict_here = strict;
         }
         if let Some(sep) = &t.split {
             if sep.is_empty() {
@@ -405,8 +483,8 @@ impl Ctx<'_> {
                 }
             },
         };
-        if t.decimal.is_some() && t.ty != Some(spec::AttrType::Float) {
-            self.invalid(label, "decimal applies only with type = \"float\"");
+        if t.decimal.is_some() && !matches!(t.ty, Some(spec::AttrType::Float | spec::AttrType::Integer)) {
+            self.invalid(label, "decimal applies only with type = \"float\" or type = \"integer\"");
         }
         Some(f)
     }
@@ -459,9 +537,12 @@ impl Ctx<'_> {
             (None, Some(col), Some(eq), None) | (None, Some(col), None, Some(eq)) => {
                 let acc = self.column(label, col)?;
                 let negate = s.not_equals.is_some();
-                let values = as_values(eq);
+                let mut values = as_values(eq);
                 let shown = values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(" or ");
                 let describe = if negate { format!("'{col}' is not {shown}") } else { format!("'{col}' is {shown}") };
+                if !s.case_sensitive {
+                    values.iter_mut().for_each(|v| *v = v.to_lowercase());
+                }
                 Some(Skip { cond: Cond::Equals { acc, values, case_sensitive: s.case_sensitive, negate }, describe })
             }
             _ => {
@@ -544,5 +625,9 @@ mod tests {
         assert_eq!(closest("Firstname", headers), Some("First Name".into()));
         assert_eq!(closest("RecordID", headers), Some("Record ID".into()));
         assert_eq!(closest("Zip", headers), None);
+        assert_eq!(closest("Email", ["Work Email"]), Some("Work Email".into()), "contained, similar length");
+        let line = "Record ID,First Name,Last Name,Email,Phone Number";
+        assert_eq!(closest("Email", [line]), None, "contained in a much longer name is no hint");
+        assert_eq!(closest("Record ID", [line]), None);
     }
 }

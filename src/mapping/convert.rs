@@ -1,6 +1,8 @@
 //! Pure conversions used by the transforms: text case and whitespace, and typed attribute values
 //! (integer, float, bool, date) from the many ways CRMs write them.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 use serde_json::Value;
 
@@ -22,7 +24,7 @@ pub(crate) fn collapse_whitespace(s: &str) -> String {
 }
 
 /// Whether collapsing would change anything: a whitespace other than a single space between words.
-fn needs_collapse(s: &str) -> bool {
+pub(crate) fn needs_collapse(s: &str) -> bool {
     let b = s.as_bytes();
     if b.first().is_some_and(u8::is_ascii_whitespace) || b.last().is_some_and(u8::is_ascii_whitespace) {
         return true;
@@ -32,20 +34,29 @@ fn needs_collapse(s: &str) -> bool {
         || b.iter().any(|c| c.is_ascii_whitespace() && *c != b' ')
 }
 
-pub(crate) fn apply_case(mut s: String, case: Case) -> String {
+/// Applies a case transform, copying only when it changes the text.
+pub(crate) fn apply_case(s: Cow<'_, str>, case: Case) -> Cow<'_, str> {
     match case {
         Case::Keep => s,
         Case::Lower if s.is_ascii() => {
-            s.make_ascii_lowercase();
-            s
+            if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+                return s;
+            }
+            let mut o = s.into_owned();
+            o.make_ascii_lowercase();
+            Cow::Owned(o)
         }
-        Case::Lower => s.to_lowercase(),
+        Case::Lower => Cow::Owned(s.to_lowercase()),
         Case::Upper if s.is_ascii() => {
-            s.make_ascii_uppercase();
-            s
+            if !s.bytes().any(|b| b.is_ascii_lowercase()) {
+                return s;
+            }
+            let mut o = s.into_owned();
+            o.make_ascii_uppercase();
+            Cow::Owned(o)
         }
-        Case::Upper => s.to_uppercase(),
-        Case::Title => title_case(&s),
+        Case::Upper => Cow::Owned(s.to_uppercase()),
+        Case::Title => Cow::Owned(title_case(&s)),
     }
 }
 
@@ -76,7 +87,7 @@ pub(crate) struct TypeOptions {
 pub(crate) fn convert(s: &str, ty: AttrType, opts: &TypeOptions) -> Result<Value, String> {
     match ty {
         AttrType::String => Ok(Value::String(s.to_string())),
-        AttrType::Integer => parse_integer(s).map(Value::from),
+        AttrType::Integer => parse_integer(s, opts.decimal_comma).map(Value::from),
         AttrType::Float => parse_float(s, opts.decimal_comma).and_then(|f| {
             serde_json::Number::from_f64(f).map(Value::Number).ok_or_else(|| "not a finite number".to_string())
         }),
@@ -104,24 +115,28 @@ fn strip_grouping(s: &str, sep: char) -> Option<String> {
     (first_ok && rest_ok).then(|| format!("{sign}{}", groups.concat()))
 }
 
-fn parse_integer(s: &str) -> Result<i64, String> {
+/// An integer: `1234`, `+7`, `-42`, grouped `1,234` / `1 234` / `1_234` (with `decimal_comma`, `1.234`), and
+/// whole numbers written with a fraction of zeros (`12.0`; with `decimal_comma`, `12,0`).
+fn parse_integer(s: &str, decimal_comma: bool) -> Result<i64, String> {
     if let Ok(i) = s.parse::<i64>() {
         return Ok(i);
     }
+    let (group, decimal) = if decimal_comma { ('.', ',') } else { (',', '.') };
     let cleaned: String = s.chars().filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}')).collect();
-    let candidate = strip_grouping(&cleaned, ',').unwrap_or(cleaned);
+    let candidate = strip_grouping(&cleaned, group).unwrap_or(cleaned);
     if let Ok(i) = candidate.trim_start_matches('+').parse::<i64>() {
         return Ok(i);
     }
     // Spreadsheets write whole numbers as "12.0".
-    if let Some((int, frac)) = candidate.split_once('.')
+    if let Some((int, frac)) = candidate.split_once(decimal)
         && !frac.is_empty()
         && frac.bytes().all(|b| b == b'0')
         && let Ok(i) = int.trim_start_matches('+').parse::<i64>()
     {
         return Ok(i);
     }
-    Err("not an integer".into())
+    let hint = if decimal_comma { "" } else { " (for a thousands dot such as 1.200 set decimal = \",\")" };
+    Err(format!("not an integer{hint}"))
 }
 
 fn parse_float(s: &str, decimal_comma: bool) -> Result<f64, String> {
@@ -232,8 +247,11 @@ fn fast_numeric_date(s: &str, order: DateOrder) -> Option<String> {
     };
     NaiveDate::from_ymd_opt(y as i32, m, d)?;
     let mut out = String::with_capacity(25);
-    use std::fmt::Write as _;
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    push_digits(&mut out, y, 4);
+    out.push('-');
+    push_digits(&mut out, m, 2);
+    out.push('-');
+    push_digits(&mut out, d, 2);
     if rest.is_empty() {
         return Some(out);
     }
@@ -258,7 +276,12 @@ fn fast_numeric_date(s: &str, order: DateOrder) -> Option<String> {
     if hh > 23 || mm > 59 || ss > 59 {
         return None;
     }
-    let _ = write!(out, "T{hh:02}:{mm:02}:{ss:02}");
+    out.push('T');
+    push_digits(&mut out, hh, 2);
+    out.push(':');
+    push_digits(&mut out, mm, 2);
+    out.push(':');
+    push_digits(&mut out, ss, 2);
     match &rest[i..] {
         [] => {}
         [b'Z'] if b[4] == b'-' => out.push('Z'),
@@ -270,12 +293,22 @@ fn fast_numeric_date(s: &str, order: DateOrder) -> Option<String> {
             if oh == 0 && om == 0 {
                 out.push('Z');
             } else {
-                let _ = write!(out, "{}{oh:02}:{om:02}", *sign as char);
+                out.push(*sign as char);
+                push_digits(&mut out, oh, 2);
+                out.push(':');
+                push_digits(&mut out, om, 2);
             }
         }
         _ => return None,
     }
     Some(out)
+}
+
+/// Appends `n` zero-padded to `width` digits (`n` has at most `width` digits here).
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for i in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(i) % 10) as u8));
+    }
 }
 
 fn fmt_offset(dt: DateTime<chrono::FixedOffset>) -> String {
@@ -440,14 +473,25 @@ mod tests {
 
     #[test]
     fn numbers() {
-        assert_eq!(parse_integer("1,234,567").unwrap(), 1234567);
-        assert_eq!(parse_integer("-42").unwrap(), -42);
-        assert_eq!(parse_integer("+7").unwrap(), 7);
-        assert_eq!(parse_integer("12.0").unwrap(), 12);
-        assert_eq!(parse_integer("1 000").unwrap(), 1000);
-        assert!(parse_integer("12a").is_err());
-        assert!(parse_integer("1,23").is_err());
-        assert!(parse_integer("12.5").is_err());
+        let int = |s| parse_integer(s, false);
+        assert_eq!(int("1,234,567").unwrap(), 1234567);
+        assert_eq!(int("-42").unwrap(), -42);
+        assert_eq!(int("+7").unwrap(), 7);
+        assert_eq!(int("12.0").unwrap(), 12);
+        assert_eq!(int("1 000").unwrap(), 1000);
+        assert!(int("12a").is_err());
+        assert!(int("1,23").is_err());
+        assert!(int("12.5").is_err());
+        assert!(int("1.200").unwrap_err().contains("decimal = \",\""), "a hint for European thousands");
+        let eu = |s| parse_integer(s, true);
+        assert_eq!(eu("1.200").unwrap(), 1200);
+        assert_eq!(eu("1.234.567").unwrap(), 1234567);
+        assert_eq!(eu("-1.200,00").unwrap(), -1200);
+        assert_eq!(eu("12,0").unwrap(), 12);
+        assert_eq!(eu("250").unwrap(), 250);
+        assert!(eu("1,5").is_err());
+        assert!(eu("1,200").is_err(), "a decimal comma: 1.2 is no integer");
+        assert!(eu("1.20").is_err());
         assert_eq!(parse_float("1,234.5", false).unwrap(), 1234.5);
         assert_eq!(parse_float("1.234,5", true).unwrap(), 1234.5);
         assert_eq!(parse_float("0,75", true).unwrap(), 0.75);
@@ -472,5 +516,7 @@ mod tests {
         assert_eq!(collapse_whitespace("  a \n\t b  "), "a b");
         assert_eq!(apply_case("JOHN o'BRIEN-SMITH".into(), Case::Title), "John O'brien-Smith");
         assert_eq!(apply_case("ÉCOLE".into(), Case::Lower), "école");
+        assert!(matches!(apply_case("already lower".into(), Case::Lower), Cow::Borrowed(_)), "no copy");
+        assert_eq!(apply_case("MiXed".into(), Case::Upper), "MIXED");
     }
 }

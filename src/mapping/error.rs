@@ -20,14 +20,24 @@ pub enum MappingError {
         #[source]
         source: toml::de::Error,
     },
-    #[error("{}", Problems { path, input, problems })]
-    Invalid { path: PathBuf, input: String, problems: Vec<Problem> },
+    #[error("{}", Problems { path, input, problems, warnings, hint: hint.as_deref() })]
+    Invalid {
+        path: PathBuf,
+        input: String,
+        problems: Vec<Problem>,
+        /// Found along the way; shown with the problems, so everything can be fixed in one go.
+        warnings: Vec<String>,
+        /// What is probably wrong besides the mapping (a wrong CSV delimiter).
+        hint: Option<String>,
+    },
 }
 
 struct Problems<'a> {
     path: &'a PathBuf,
     input: &'a str,
     problems: &'a [Problem],
+    warnings: &'a [String],
+    hint: Option<&'a str>,
 }
 
 impl fmt::Display for Problems<'_> {
@@ -42,6 +52,12 @@ impl fmt::Display for Problems<'_> {
         )?;
         for p in self.problems {
             write!(f, "\n  - {p}")?;
+        }
+        for w in self.warnings {
+            write!(f, "\n  warning: {w}")?;
+        }
+        if let Some(hint) = self.hint {
+            write!(f, "\n  hint: {hint}")?;
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::convert::{self, TypeOptions};
 use super::error::{FieldError, FieldProblem};
 use super::spec::{AttrType, Case};
-use super::value::{Accessor, Raw, TemplatePart, render};
+use super::value::{Accessor, Raw, TemplatePart, render, trim};
 use crate::source::Record;
 
 /// Where a field's value comes from.
@@ -27,6 +27,8 @@ pub(crate) enum Origin {
 impl Origin {
     fn raw<'a>(&'a self, record: &'a Record) -> Raw<'a> {
         match self {
+            // One column (the common case): no emptiness check needed.
+            Origin::Columns(accs) if accs.len() == 1 => accs[0].get(record),
             Origin::Columns(accs) => {
                 let mut first = Raw::Missing;
                 for (i, acc) in accs.iter().enumerate() {
@@ -66,15 +68,15 @@ impl ValueMap {
         m
     }
 
-    fn apply(&self, s: String) -> String {
-        if let Some(v) = self.exact.get(&s) {
-            return v.clone();
+    fn apply<'a>(&'a self, s: Cow<'a, str>) -> Cow<'a, str> {
+        if let Some(v) = self.exact.get(s.as_ref()) {
+            return Cow::Borrowed(v);
         }
         if let Some(v) = self.folded.get(&s.to_lowercase()) {
-            return v.clone();
+            return Cow::Borrowed(v);
         }
         match &self.other {
-            Some(o) if !s.is_empty() => o.clone(),
+            Some(o) if !s.is_empty() => Cow::Borrowed(o),
             _ => s,
         }
     }
@@ -135,9 +137,12 @@ impl Field {
         out
     }
 
-    fn clean(&self, s: &str) -> String {
-        let s = if self.trim { s.trim() } else { s };
-        let mut v = if self.collapse { convert::collapse_whitespace(s) } else { s.to_string() };
+    /// Applies trim, collapse, case and map, copying only when one of them changes the text.
+    fn clean<'a>(&'a self, s: Cow<'a, str>) -> Cow<'a, str> {
+        let mut v = if self.trim { trim_cow(s) } else { s };
+        if self.collapse && convert::needs_collapse(&v) {
+            v = Cow::Owned(convert::collapse_whitespace(&v));
+        }
         v = convert::apply_case(v, self.case);
         if let Some(map) = &self.map {
             v = map.apply(v);
@@ -145,23 +150,28 @@ impl Field {
         v
     }
 
-    fn default_text(&self, record: &Record) -> Option<String> {
-        let d = self.default.as_ref()?;
-        let v = d.raw(record).into_text();
-        let v = v.trim();
-        (!v.is_empty()).then(|| v.to_string())
+    fn default_value<'a>(&'a self, record: &'a Record) -> Cow<'a, str> {
+        match &self.default {
+            Some(d) => trim_cow(d.raw(record).into_text()),
+            None => Cow::Borrowed(""),
+        }
+    }
+
+    /// The field's text, borrowed from the record when no transform changes it (empty when there is none).
+    pub fn value<'a>(&'a self, record: &'a Record) -> Cow<'a, str> {
+        let v = self.clean(self.origin.raw(record).into_text());
+        if v.is_empty() { self.default_value(record) } else { v }
     }
 
     /// The field as one string (empty when there is nothing).
     pub fn text(&self, record: &Record) -> String {
-        let v = self.clean(&self.origin.raw(record).into_text());
-        if v.is_empty() { self.default_text(record).unwrap_or_default() } else { v }
+        self.value(record).into_owned()
     }
 
     /// The field as a non-empty string, or `None`.
     pub fn opt_text(&self, record: &Record) -> Option<String> {
-        let v = self.text(record);
-        (!v.is_empty()).then_some(v)
+        let v = self.value(record);
+        (!v.is_empty()).then(|| v.into_owned())
     }
 
     /// The field as a list (tags): JSON arrays as they are, text split on `split` when set; empty items are
@@ -189,9 +199,9 @@ impl Field {
                 None => Box::new(std::iter::once(piece.as_ref())),
             };
             for part in parts {
-                let v = self.clean(part);
-                if !v.is_empty() && !out.contains(&v) {
-                    out.push(v);
+                let v = self.clean(Cow::Borrowed(part));
+                if !v.is_empty() && !out.iter().any(|o| o == v.as_ref()) {
+                    out.push(v.into_owned());
                 }
             }
         }
@@ -211,23 +221,23 @@ impl Field {
             if items.is_empty() {
                 return Ok(None);
             }
-            let values = items.iter().map(|s| self.typed(s)).collect::<Result<Vec<_>, _>>()?;
+            let values = items.into_iter().map(|s| self.typed(Cow::Owned(s))).collect::<Result<Vec<_>, _>>()?;
             return Ok(Some(Value::Array(values)));
         }
         let text = {
-            let v = self.clean(&raw.into_text());
-            if v.is_empty() { self.default_text(record).unwrap_or_default() } else { v }
+            let v = self.clean(raw.into_text());
+            if v.is_empty() { self.default_value(record) } else { v }
         };
         if text.is_empty() {
             return Ok(None);
         }
-        self.typed(&text).map(Some)
+        self.typed(text).map(Some)
     }
 
-    fn typed(&self, s: &str) -> Result<Value, FieldError> {
+    fn typed(&self, s: Cow<'_, str>) -> Result<Value, FieldError> {
         match self.ty {
-            None | Some(AttrType::String) => Ok(Value::String(s.to_string())),
-            Some(ty) => convert::convert(s, ty, &self.type_opts).map_err(|reason| FieldError {
+            None | Some(AttrType::String) => Ok(Value::String(s.into_owned())),
+            Some(ty) => convert::convert(&s, ty, &self.type_opts).map_err(|reason| FieldError {
                 field: self.label.clone(),
                 problem: FieldProblem::Conversion { value: s.to_string(), ty, reason },
             }),
@@ -236,5 +246,22 @@ impl Field {
 
     pub fn required_error(&self) -> FieldError {
         FieldError { field: self.label.clone(), problem: FieldProblem::Required { from: self.describe.clone() } }
+    }
+}
+
+/// Trims a value, in place when it is already owned.
+fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(trim(b)),
+        Cow::Owned(mut o) => {
+            let t = trim(&o);
+            if t.len() != o.len() {
+                let start = t.as_ptr() as usize - o.as_ptr() as usize;
+                let end = start + t.len();
+                o.truncate(end);
+                o.drain(..start);
+            }
+            Cow::Owned(o)
+        }
     }
 }

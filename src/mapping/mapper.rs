@@ -1,28 +1,68 @@
 //! Applying a compiled mapping to records: filters, payload building, Savio's per-row checks, and the
-//! once-per-run de-duplication of companies derived from contact rows.
+//! once-per-run de-duplication of what a row would send again (see `dedup`).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
-use std::hash::BuildHasher;
+use std::fmt;
 
 use serde_json::Value;
 
 use super::check::{Choices, is_valid_email};
+use super::dedup::{self, Seen, Sighting};
 use super::error::{FieldError, FieldProblem};
 use super::field::Field;
-use super::value::Accessor;
-use crate::model::{Attributes, Company, Contact, Feedback, Payload};
+use super::value::{Accessor, trim};
+use crate::model::{Attributes, Company, Contact, Entity, Feedback, Payload};
 use crate::source::{Record, RecordData};
 
 /// What a row became.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MapOutcome {
-    /// Payloads to send, in dependency order (a company before the contact that links to it). May be empty
-    /// when the row's only payload was a company already emitted by an earlier row: see `duplicate_of`.
-    Mapped { payloads: Vec<Payload>, duplicate_of: Option<u64> },
-    /// A filter matched; the reason names it.
+    /// Payloads to send, in dependency order (a company before the contact that links to it), and the
+    /// entities of the row that are not sent, with why. `payloads` may be empty when every entity of the
+    /// row was dropped.
+    Mapped { payloads: Vec<Payload>, dropped: Vec<Dropped> },
+    /// A row filter matched, or no entity has data in the row; the reason says which.
     Skipped(String),
     /// One or more fields are unusable; nothing of the row is sent.
     Failed(Vec<FieldError>),
+}
+
+/// An entity of a mapped row that is not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub entity: Entity,
+    /// The entity's `internal_id`, `sha:...` for feedback (as [`Payload::key`]), or `""` when unknown (a
+    /// filtered feedback, which is never built).
+    pub key: String,
+    pub reason: DropReason,
+}
+
+/// Why an entity of a row is not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropReason {
+    /// An entity filter matched: `contact filter: 'Email' is empty`.
+    Filter(String),
+    /// The same entity was already sent by the row on `first_line` this run: a company derived from an
+    /// earlier row, or a contact or feedback identical to an earlier one.
+    Duplicate { first_line: u64 },
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.reason, self.entity) {
+            (DropReason::Filter(reason), _) => f.write_str(reason),
+            (DropReason::Duplicate { first_line }, Entity::Company) => {
+                write!(f, "company '{}' already sent with line {first_line}", self.key)
+            }
+            (DropReason::Duplicate { first_line }, Entity::Contact) => {
+                write!(f, "contact '{}' identical to the one of line {first_line}", self.key)
+            }
+            (DropReason::Duplicate { first_line }, Entity::Feedback) => {
+                write!(f, "feedback identical to the one of line {first_line}")
+            }
+        }
+    }
 }
 
 /// A compiled filter.
@@ -35,7 +75,13 @@ pub(crate) struct Skip {
 #[derive(Debug, Clone)]
 pub(crate) enum Cond {
     Empty(Accessor),
-    Equals { acc: Accessor, values: Vec<String>, case_sensitive: bool, negate: bool },
+    /// `values` are lowercased when not `case_sensitive`.
+    Equals {
+        acc: Accessor,
+        values: Vec<String>,
+        case_sensitive: bool,
+        negate: bool,
+    },
 }
 
 impl Skip {
@@ -44,9 +90,15 @@ impl Skip {
             Cond::Empty(acc) => acc.get(record).is_empty(),
             Cond::Equals { acc, values, case_sensitive, negate } => {
                 let v = acc.get(record).into_text();
-                let v = v.trim();
-                let hit =
-                    values.iter().any(|x| if *case_sensitive { x == v } else { x.to_lowercase() == v.to_lowercase() });
+                let v = trim(&v);
+                let hit = if *case_sensitive {
+                    values.iter().any(|x| x == v)
+                } else if v.is_ascii() {
+                    values.iter().any(|x| x.eq_ignore_ascii_case(v))
+                } else {
+                    let lower = v.to_lowercase();
+                    values.contains(&lower)
+                };
                 hit != *negate
             }
         }
@@ -69,9 +121,9 @@ pub(crate) enum Unmapped {
 impl Unmapped {
     fn add_to(&self, record: &Record, attrs: &mut Attributes) {
         match (self, &record.data) {
-            (Unmapped::Csv(cols), RecordData::Csv(r)) => {
+            (Unmapped::Csv(cols), RecordData::Csv { fields, .. }) => {
                 for (i, key) in cols {
-                    if let Some(v) = r.get(*i).map(str::trim).filter(|v| !v.is_empty())
+                    if let Some(v) = fields.get(*i).map(trim).filter(|v| !v.is_empty())
                         && !attrs.contains_key(key)
                     {
                         attrs.insert(key.clone(), Value::String(v.to_string()));
@@ -144,7 +196,11 @@ pub(crate) struct Attrs {
 
 impl Attrs {
     fn build(&self, record: &Record, errors: &mut Vec<FieldError>) -> Attributes {
-        let mut attrs = Attributes::new();
+        let unmapped = match &self.unmapped {
+            Some(Unmapped::Csv(cols)) => cols.len(),
+            _ => 0,
+        };
+        let mut attrs = Attributes::with_capacity(self.fields.len() + unmapped);
         for (key, field) in &self.fields {
             match field.attribute(record) {
                 Ok(Some(v)) => {
@@ -201,9 +257,16 @@ pub(crate) struct FeedbackMap {
 /// Counters the mapper keeps across the run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MapperStats {
-    /// Company ids seen again with a different name (the first name wins; each is logged once).
+    /// Rows naming a company id already sent with a different name (the first name is kept; the first few
+    /// are logged).
     pub company_name_conflicts: u64,
+    /// Rows whose contact has the `internal_id` of a contact already sent this run with other values (the
+    /// later row wins, as the upsert would; the first few are logged).
+    pub contact_conflicts: u64,
 }
+
+/// How many conflicts of each kind are logged one by one; the rest are only counted.
+const LOGGED_CONFLICTS: u64 = 10;
 
 /// A mapping compiled against one input: call [`Mapper::map`] on each record, in input order.
 #[derive(Debug, Clone)]
@@ -214,10 +277,20 @@ pub struct Mapper {
     pub(crate) feedback: Option<FeedbackMap>,
     pub(crate) feedback_types: Choices,
     pub(crate) states: Choices,
-    /// company internal_id → (hash of the name first sent, line that emitted it).
-    pub(crate) seen_companies: rustc_hash::FxHashMap<String, (u64, u64)>,
-    pub(crate) warned_conflicts: HashSet<String>,
+    /// Companies sent this run: id → name.
+    pub(crate) seen_companies: Seen,
+    /// Contacts sent this run: id → content (the last sent).
+    pub(crate) seen_contacts: Seen,
+    /// Feedback sent this run, by content.
+    pub(crate) seen_feedback: Seen,
     pub(crate) stats: MapperStats,
+}
+
+/// A company already sent this run, met again on a row.
+struct SeenCompany<'a> {
+    id: String,
+    id_hash: u64,
+    name: Cow<'a, str>,
 }
 
 impl Mapper {
@@ -225,99 +298,152 @@ impl Mapper {
         &self.stats
     }
 
-    /// Maps one record. Call in input order: companies are de-duplicated across the run.
+    /// Maps one record. Call in input order: what was sent is remembered across the run.
     pub fn map(&mut self, record: &Record) -> MapOutcome {
         if let Some(s) = first_skip(&self.row_skips, record) {
             return MapOutcome::Skipped(format!("filter: {}", s.describe));
         }
         let mut errors = Vec::new();
-        let mut skipped = Vec::new();
+        let mut dropped = Vec::new();
+        let filtered = |entity: Entity, what: &str, skip: &Skip, key: String| Dropped {
+            entity,
+            key,
+            reason: DropReason::Filter(format!("{what} filter: {}", skip.describe)),
+        };
 
-        // A company already emitted this run is not built again (only its name is read, to warn on a
+        // A company already sent this run is not built again (only its name is read, to warn on a
         // conflict); its contacts still link to it by internal_id.
-        let mut seen_company: Option<(String, String)> = None;
-        let company = self.company.as_ref().and_then(|m| {
+        let mut seen_company: Option<SeenCompany<'_>> = None;
+        let mut company = None;
+        if let Some(m) = &self.company {
             if let Some(s) = first_skip(&m.skips, record) {
-                skipped.push(format!("company filter: {}", s.describe));
-                return None;
-            }
-            let id = m.internal_id.text(record);
-            if !id.is_empty() && self.seen_companies.contains_key(&id) {
-                let name = m.name.text(record);
-                if name.is_empty() {
-                    errors.push(m.name.required_error());
+                dropped.push(filtered(Entity::Company, "company", s, m.internal_id.text(record)));
+            } else {
+                let id = m.internal_id.value(record);
+                let id_hash = dedup::key_hash(&id);
+                if !id.is_empty() && self.seen_companies.contains(id_hash) {
+                    let name = m.name.value(record);
+                    if name.is_empty() {
+                        errors.push(m.name.required_error());
+                    }
+                    seen_company = Some(SeenCompany { id: id.into_owned(), id_hash, name });
+                } else {
+                    company = build_company(m, id.into_owned(), record, &mut errors);
                 }
-                seen_company = Some((id, name));
-                return None;
             }
-            build_company(m, record, &mut errors)
-        });
-        let link =
-            company.as_ref().map(|c| c.internal_id.as_str()).or(seen_company.as_ref().map(|(id, _)| id.as_str()));
-        let contact = self.contact.as_ref().and_then(|m| {
+        }
+        let link = company.as_ref().map(|c| c.internal_id.as_str()).or(seen_company.as_ref().map(|s| s.id.as_str()));
+        let mut contact = None;
+        if let Some(m) = &self.contact {
             if let Some(s) = first_skip(&m.skips, record) {
-                skipped.push(format!("contact filter: {}", s.describe));
-                return None;
+                dropped.push(filtered(Entity::Contact, "contact", s, m.internal_id.text(record)));
+            } else {
+                contact = build_contact(m, record, link, &mut errors);
             }
-            build_contact(m, record, link, &mut errors)
-        });
-        let feedback = self.feedback.as_ref().and_then(|m| {
+        }
+        let mut feedback = None;
+        if let Some(m) = &self.feedback {
             if let Some(s) = first_skip(&m.skips, record) {
-                skipped.push(format!("feedback filter: {}", s.describe));
-                return None;
+                dropped.push(filtered(Entity::Feedback, "feedback", s, String::new()));
+            } else {
+                feedback = build_feedback(m, record, &self.feedback_types, &self.states, &mut errors);
             }
-            build_feedback(m, record, &self.feedback_types, &self.states, &mut errors)
-        });
+        }
 
         if !errors.is_empty() {
             return MapOutcome::Failed(errors);
         }
+        let line = record.line;
         let mut payloads = Vec::with_capacity(3);
-        let mut duplicate_of = None;
         if let Some(c) = company {
-            self.first_sight(&c.internal_id, &c.name, record.line);
+            let id_hash = dedup::key_hash(&c.internal_id);
+            sight_company(&mut self.seen_companies, &mut self.stats, id_hash, &c.internal_id, &c.name, line);
             payloads.push(Payload::Company(c));
-        } else if let Some((id, name)) = &seen_company {
-            duplicate_of = self.first_sight(id, name, record.line);
+        } else if let Some(seen) = seen_company
+            && let Some(first_line) =
+                sight_company(&mut self.seen_companies, &mut self.stats, seen.id_hash, &seen.id, &seen.name, line)
+        {
+            let repeat =
+                Dropped { entity: Entity::Company, key: seen.id, reason: DropReason::Duplicate { first_line } };
+            dropped.insert(0, repeat);
         }
-        payloads.extend(contact.map(Payload::Contact));
-        payloads.extend(feedback.map(Payload::Feedback));
-        if payloads.is_empty() && duplicate_of.is_none() {
-            let reason =
-                if skipped.is_empty() { "no entity has data in this row".to_string() } else { skipped.join("; ") };
-            return MapOutcome::Skipped(reason);
-        }
-        MapOutcome::Mapped { payloads, duplicate_of }
-    }
-
-    /// Records a company; returns the line of its first occurrence if it was already emitted this run.
-    fn first_sight(&mut self, id: &str, name: &str, line: u64) -> Option<u64> {
-        let name_hash = rustc_hash::FxBuildHasher.hash_one(name);
-        match self.seen_companies.get(id) {
-            None => {
-                self.seen_companies.insert(id.to_string(), (name_hash, line));
-                None
-            }
-            Some(&(first_hash, first_line)) => {
-                if first_hash != name_hash {
-                    self.stats.company_name_conflicts += 1;
-                    if self.warned_conflicts.insert(id.to_string()) {
+        if let Some(c) = contact {
+            match self.seen_contacts.sight(dedup::key_hash(&c.internal_id), dedup::contact_hash(&c), line, true) {
+                Sighting::Same { first_line } => dropped.push(Dropped {
+                    entity: Entity::Contact,
+                    key: c.internal_id,
+                    reason: DropReason::Duplicate { first_line },
+                }),
+                Sighting::New => payloads.push(Payload::Contact(c)),
+                Sighting::Other { first_line } => {
+                    self.stats.contact_conflicts += 1;
+                    if self.stats.contact_conflicts <= LOGGED_CONFLICTS {
                         tracing::warn!(
-                            company = %id,
+                            contact = %c.internal_id,
                             line,
                             first_line,
-                            "company '{id}' appears with another name (\"{name}\") than on line {first_line}; the first is kept"
+                            "contact '{}' on line {line} has other values than on line {first_line}; both are sent, the later wins",
+                            c.internal_id
                         );
                     }
+                    payloads.push(Payload::Contact(c));
                 }
-                Some(first_line)
             }
+        }
+        if let Some(f) = feedback {
+            match self.seen_feedback.sight(dedup::feedback_hash(&f), 0, line, false) {
+                Sighting::New => payloads.push(Payload::Feedback(f)),
+                Sighting::Same { first_line } | Sighting::Other { first_line } => {
+                    let key = Payload::Feedback(f).key();
+                    dropped.push(Dropped {
+                        entity: Entity::Feedback,
+                        key,
+                        reason: DropReason::Duplicate { first_line },
+                    });
+                }
+            }
+        }
+        if payloads.is_empty() && dropped.is_empty() {
+            return MapOutcome::Skipped("no entity has data in this row".into());
+        }
+        MapOutcome::Mapped { payloads, dropped }
+    }
+}
+
+/// Records a company sent on `line`; if it was already sent this run, returns the line that sent it (and
+/// counts a conflict when the name differs: the first name is kept).
+fn sight_company(
+    seen: &mut Seen,
+    stats: &mut MapperStats,
+    id_hash: u64,
+    id: &str,
+    name: &str,
+    line: u64,
+) -> Option<u64> {
+    match seen.sight(id_hash, dedup::key_hash(name), line, false) {
+        Sighting::New => None,
+        Sighting::Same { first_line } => Some(first_line),
+        Sighting::Other { first_line } => {
+            stats.company_name_conflicts += 1;
+            if stats.company_name_conflicts <= LOGGED_CONFLICTS {
+                tracing::warn!(
+                    company = %id,
+                    line,
+                    first_line,
+                    "company '{id}' appears with another name (\"{name}\") than on line {first_line}; the first is kept"
+                );
+            }
+            Some(first_line)
         }
     }
 }
 
-fn build_company(m: &CompanyMap, record: &Record, errors: &mut Vec<FieldError>) -> Option<Company> {
-    let internal_id = m.internal_id.text(record);
+fn build_company(
+    m: &CompanyMap,
+    internal_id: String,
+    record: &Record,
+    errors: &mut Vec<FieldError>,
+) -> Option<Company> {
     if internal_id.is_empty() && m.optional {
         return None;
     }

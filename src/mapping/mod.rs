@@ -10,6 +10,7 @@
 mod check;
 mod compile;
 mod convert;
+mod dedup;
 mod error;
 mod field;
 mod mapper;
@@ -21,10 +22,10 @@ use std::path::{Path, PathBuf};
 
 pub use compile::Compiled;
 pub use error::{FieldError, FieldProblem, MappingError, Problem, ProblemKind};
-pub use mapper::{MapOutcome, Mapper, MapperStats, normalise_key};
+pub use mapper::{DropReason, Dropped, MapOutcome, Mapper, MapperStats, normalise_key};
 
 use crate::model::Entity;
-use crate::source::{Format, Record, RecordData, SourceInfo};
+use crate::source::{Format, Header, Record, RecordData, SourceInfo, sniff};
 
 /// How many JSONL objects are sampled to check the mapping's paths.
 pub const JSON_SAMPLE: usize = 1000;
@@ -96,12 +97,35 @@ impl Mapping {
                 compile::Schema::Json { seen, sampled, strict: self.spec.input.strict_paths.unwrap_or(true) }
             }
         };
-        compile::compile(&self.spec, &schema).map_err(|problems| MappingError::Invalid {
-            path: self.path.clone(),
-            input: info.path.to_string(),
-            problems,
+        compile::compile(&self.spec, &schema).map_err(|(problems, warnings)| {
+            let unknown_column = problems.iter().any(|p| matches!(p.kind, ProblemKind::UnknownColumn { .. }));
+            let hint = match &info.header {
+                Some(header) if unknown_column => delimiter_hint(header, info),
+                _ => None,
+            };
+            MappingError::Invalid { path: self.path.clone(), input: info.path.to_string(), problems, warnings, hint }
         })
     }
+}
+
+/// When a CSV header came out as one column whose name holds a delimiter, the delimiter was probably
+/// wrong: every column of the mapping is then unknown, and the fix is the delimiter, not the mapping.
+fn delimiter_hint(header: &Header, info: &SourceInfo) -> Option<String> {
+    let [name] = header.names.as_slice() else { return None };
+    let count = |c: u8| name.bytes().filter(|b| *b == c).count();
+    let best = sniff::CANDIDATES.iter().copied().filter(|c| count(*c) > 0).max_by_key(|c| count(*c))?;
+    let shown = |c: u8| if c == b'\t' { "tab".to_string() } else { format!("'{}'", c as char) };
+    let used = match (info.delimiter, info.delimiter_detected) {
+        (Some(d), true) => format!("detected {}", shown(d.0)),
+        (Some(d), false) => format!("given {}", shown(d.0)),
+        (None, _) => "none".to_string(),
+    };
+    let clipped: String = name.chars().take(60).collect();
+    let more = if clipped.len() < name.len() { "…" } else { "" };
+    Some(format!(
+        "the header has one column '{clipped}{more}': is the delimiter right? The delimiter was {used}; try --delimiter {}",
+        shown(best)
+    ))
 }
 
 #[cfg(test)]

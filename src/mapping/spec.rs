@@ -151,7 +151,8 @@ pub struct FieldTable {
     pub date_order: Option<DateOrder>,
     /// A chrono `strftime` format tried before the built-in date formats.
     pub format: Option<String>,
-    /// Decimal separator for `type = "float"`: "." (default) or ",".
+    /// Decimal separator for `type = "float"` and `type = "integer"`: "." (default) or "," (then "." groups
+    /// thousands: `1.234,5`, `1.200`).
     pub decimal: Option<String>,
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
-use crate::model::{Company, Contact, Feedback, Payload};
+use crate::model::{Company, Contact, Entity, Feedback, Payload};
 use crate::source::{Delimiter, Header, InputPath, Record, RecordData, SourceInfo, TextEncoding};
 
 fn csv_info(headers: &[&str]) -> SourceInfo {
@@ -17,10 +17,7 @@ fn csv_info(headers: &[&str]) -> SourceInfo {
         delimiter_detected: false,
         encoding: TextEncoding::UTF8,
         crlf: false,
-        header: Some(Arc::new(Header {
-            names: headers.iter().map(|s| s.to_string()).collect(),
-            raw: csv::ByteRecord::from(headers.to_vec()),
-        })),
+        header: Some(Arc::new(Header::from_names(headers))),
     }
 }
 
@@ -37,7 +34,7 @@ fn json_info() -> SourceInfo {
 }
 
 fn row(line: u64, fields: &[&str]) -> Record {
-    Record { line, data: RecordData::Csv(csv::StringRecord::from(fields.to_vec())) }
+    Record { line, data: RecordData::Csv { fields: csv::StringRecord::from(fields.to_vec()), raw: Vec::new() } }
 }
 
 fn jrow(line: u64, v: serde_json::Value) -> Record {
@@ -54,6 +51,13 @@ fn compile_err(toml: &str, headers: &[&str]) -> String {
     match Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&csv_info(headers), &[]) {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),
+    }
+}
+
+fn dropped(o: MapOutcome) -> Vec<Dropped> {
+    match o {
+        MapOutcome::Mapped { dropped, .. } => dropped,
+        other => panic!("expected a mapped row, got {other:?}"),
     }
 }
 
@@ -117,10 +121,16 @@ fn contact_row_yields_company_then_linked_contact() {
 fn company_is_emitted_once_per_run_and_name_conflicts_are_counted() {
     let mut m = mapper(CONTACT_MAPPING, CONTACTS);
     let p1 = payloads(m.map(&row(2, &["1", "A", "B", "", "c1", "Acme", "", "", ""])));
-    let p2 = payloads(m.map(&row(3, &["2", "C", "D", "", "c1", "Acme", "", "", ""])));
+    let o2 = m.map(&row(3, &["2", "C", "D", "", "c1", "Acme", "", "", ""]));
     let p3 = payloads(m.map(&row(4, &["3", "E", "F", "", "c1", "ACME Inc", "", "", ""])));
     assert_eq!(p1.len(), 2);
-    assert_eq!(p2.len(), 1, "company c1 already emitted");
+    assert_eq!(
+        dropped(o2.clone()),
+        vec![Dropped { entity: Entity::Company, key: "c1".into(), reason: DropReason::Duplicate { first_line: 2 } }],
+        "company c1 already emitted, by line 2"
+    );
+    let p2 = payloads(o2);
+    assert_eq!(p2.len(), 1);
     assert!(matches!(&p2[0], Payload::Contact(c) if c.company_internal_id.as_deref() == Some("c1")));
     assert_eq!(p3.len(), 1);
     assert_eq!(m.stats().company_name_conflicts, 1);
@@ -267,14 +277,29 @@ fn row_and_entity_filters_skip_with_a_reason() {
         m.map(&row(2, &["1", "A", "", "a@b.co", "", "", "unqualified", "", ""])),
         MapOutcome::Skipped("filter: 'Stage' is \"other\" or \"Unqualified\"".into())
     );
-    // Contact filtered, no company: the row is skipped, with the entity filter as the reason.
+    // Contact filtered, no company: nothing to send, the entity filter is the reason.
+    let contact_filtered = Dropped {
+        entity: Entity::Contact,
+        key: "1".into(),
+        reason: DropReason::Filter("contact filter: 'Email' is empty".into()),
+    };
     assert_eq!(
         m.map(&row(3, &["1", "A", "", "", "", "", "", "", ""])),
-        MapOutcome::Skipped("contact filter: 'Email' is empty".into())
+        MapOutcome::Mapped { payloads: vec![], dropped: vec![contact_filtered.clone()] }
     );
-    // Contact filtered but the company still goes.
-    let p = payloads(m.map(&row(4, &["1", "A", "", "", "c9", "Nine", "", "", ""])));
-    assert!(matches!(&p[..], [Payload::Company(_)]));
+    // Contact filtered but the company still goes; the skipped contact is listed.
+    let o = m.map(&row(4, &["1", "A", "", "", "c9", "Nine", "", "", ""]));
+    assert_eq!(dropped(o.clone()), vec![contact_filtered.clone()]);
+    assert!(matches!(&payloads(o)[..], [Payload::Company(_)]));
+    // Contact filtered and the company already sent: both are listed, the company first.
+    let o = m.map(&row(5, &["1", "A", "", "", "c9", "Nine", "", "", ""]));
+    assert_eq!(
+        dropped(o),
+        vec![
+            Dropped { entity: Entity::Company, key: "c9".into(), reason: DropReason::Duplicate { first_line: 4 } },
+            contact_filtered
+        ]
+    );
 }
 
 #[test]
@@ -348,7 +373,11 @@ fn jsonl_unknown_paths_are_checked_against_the_sample() {
         err.contains("feedback.problem: no object among the first 1 has the path 'txt'; did you mean 'text'?"),
         "{err}"
     );
-    assert!(err.contains("did you mean 'author.email'?"), "{err}");
+    assert!(err.contains("(1 problem)"), "an optional field's path is no error: {err}");
+    assert!(
+        err.contains("\n  warning: feedback.person_email: no object among the first 1 has the path 'author.mail' (did you mean 'author.email'?)"),
+        "warnings are shown with the errors: {err}"
+    );
     let lenient =
         Mapping::parse("[input]\nstrict_paths = false\n[feedback]\nproblem = \"txt\"\n", Path::new("m.toml")).unwrap();
     let compiled = lenient.compile(&json_info(), &sample).unwrap();
@@ -381,5 +410,149 @@ fn coalescing_columns_and_typed_constants() {
 fn companies_only_mapping_reports_duplicates() {
     let mut m = mapper("[company]\ninternal_id = \"ID\"\nname = \"Name\"\n", &["ID", "Name"]);
     payloads(m.map(&row(2, &["1", "Acme"])));
-    assert_eq!(m.map(&row(3, &["1", "Acme"])), MapOutcome::Mapped { payloads: vec![], duplicate_of: Some(2) });
+    assert_eq!(
+        m.map(&row(3, &["1", "Acme"])),
+        MapOutcome::Mapped {
+            payloads: vec![],
+            dropped: vec![Dropped {
+                entity: Entity::Company,
+                key: "1".into(),
+                reason: DropReason::Duplicate { first_line: 2 }
+            }]
+        }
+    );
+}
+
+#[test]
+fn identical_contact_is_dropped_and_a_changed_one_is_sent_and_counted() {
+    let mut m = mapper(CONTACT_MAPPING, CONTACTS);
+    let ada = ["1", "Ada", "L", "ada@x.io", "", "", "Lead", "", ""];
+    assert_eq!(payloads(m.map(&row(2, &ada))).len(), 1);
+    let again = m.map(&row(3, &ada));
+    assert_eq!(
+        again,
+        MapOutcome::Mapped {
+            payloads: vec![],
+            dropped: vec![Dropped {
+                entity: Entity::Contact,
+                key: "1".into(),
+                reason: DropReason::Duplicate { first_line: 2 }
+            }]
+        }
+    );
+    let changed = ["1", "Ada", "L", "ada@x.io", "", "", "Customer", "", ""];
+    assert_eq!(payloads(m.map(&row(4, &changed))).len(), 1, "same id, other values: the later row wins");
+    assert_eq!(m.stats().contact_conflicts, 1);
+    assert_eq!(dropped(m.map(&row(5, &changed)))[0].reason, DropReason::Duplicate { first_line: 4 });
+    assert_eq!(payloads(m.map(&row(6, &ada))).len(), 1, "back to the first values: sent again");
+    assert_eq!(m.stats().contact_conflicts, 2);
+    let other = ["2", "Ada", "L", "ada@x.io", "", "", "Lead", "", ""];
+    assert_eq!(payloads(m.map(&row(7, &other))).len(), 1, "another id");
+}
+
+#[test]
+fn identical_feedback_is_dropped_with_its_content_key() {
+    let headers = &["Body", "Email"];
+    let mut m = mapper("[feedback]\nproblem = \"Body\"\nperson_email = \"Email\"\n", headers);
+    let first = payloads(m.map(&row(2, &["Slow export", "a@b.co"])));
+    assert_eq!(payloads(m.map(&row(3, &["Slow export", "c@d.co"]))).len(), 1, "another person");
+    let d = dropped(m.map(&row(4, &[" Slow export ", "A@B.co"])));
+    assert_eq!(
+        d,
+        vec![Dropped {
+            entity: Entity::Feedback,
+            key: first[0].key(),
+            reason: DropReason::Duplicate { first_line: 2 }
+        }],
+        "identical once cleaned"
+    );
+    assert!(d[0].key.starts_with("sha:"));
+    assert_eq!(d[0].to_string(), "feedback identical to the one of line 2");
+}
+
+#[test]
+fn a_failed_row_claims_no_duplicate() {
+    let headers = &["Body", "Email"];
+    let mut m = mapper("[feedback]\nproblem = \"Body\"\nperson_email = \"Email\"\n", headers);
+    failures(m.map(&row(2, &["Slow export", "not-an-email"])));
+    failures(m.map(&row(3, &["Slow export", "not-an-email"])));
+    assert_eq!(payloads(m.map(&row(4, &["Slow export", ""]))).len(), 1);
+}
+
+#[test]
+fn european_integers_with_decimal_comma() {
+    let toml = "[company]\ninternal_id = \"ID\"\nname = \"Name\"\n[company.filterable_attributes]\n\
+                employees = { column = \"N\", type = \"integer\", decimal = \",\" }\n";
+    let mut m = mapper(toml, &["ID", "Name", "N"]);
+    let p = payloads(m.map(&row(2, &["1", "Bergmann AG", "1.200"])));
+    let Payload::Company(c) = &p[0] else { panic!() };
+    assert_eq!(c.filterable_attributes["employees"], 1200);
+    let err = compile_err(
+        "[company]\ninternal_id = \"ID\"\nname = \"Name\"\n[company.filterable_attributes]\n\
+         n = { column = \"N\", type = \"bool\", decimal = \",\" }\n",
+        &["ID", "Name", "N"],
+    );
+    assert!(err.contains("decimal applies only with type = \"float\" or type = \"integer\""), "{err}");
+}
+
+#[test]
+fn a_one_column_header_holding_a_delimiter_hints_at_the_delimiter() {
+    let line = "Record ID;First Name;Last Name;Email";
+    let err = compile_err("[contact]\ninternal_id = \"Record ID\"\nname = \"First Name\"\n", &[line]);
+    assert!(err.contains("hint: the header has one column 'Record ID;First Name;Last Name;Email'"), "{err}");
+    assert!(err.contains("The delimiter was given ','; try --delimiter ';'"), "{err}");
+    assert!(!err.contains("did you mean"), "{err}");
+    let err = compile_err("[contact]\ninternal_id = \"ID\"\nname = \"Name\"\n", &["Email"]);
+    assert!(!err.contains("hint"), "{err}");
+}
+
+#[test]
+fn jsonl_paths_of_optional_fields_are_warnings_and_required_ones_errors() {
+    let sample = [jrow(1, json!({"text": "x", "author": {"email": "a@b.co", "id": "7"}}))];
+    let toml = r#"
+        [feedback]
+        problem = "text"
+        source_username = "assignee.name"
+        person_name = { column = "author.name", default = "{author.nick}" }
+        [contact]
+        internal_id = { column = ["author.uid", "author.id"] }
+        name = "author.fullname"
+        [[contact.skip]]
+        if_empty = "author.mail"
+    "#;
+    let compiled = Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&json_info(), &sample).unwrap();
+    let warnings = compiled.warnings.join("\n");
+    for path in ["assignee.name", "author.name", "author.nick", "author.uid", "author.fullname", "author.mail"] {
+        assert!(warnings.contains(&format!("the path '{path}'")), "{path} in:\n{warnings}");
+    }
+    assert!(!warnings.contains("strict_paths"), "{warnings}");
+    // The contact is the main entity here: its required paths must be in the sample.
+    let toml = "[contact]\ninternal_id = \"author.id\"\nname = \"author.fullname\"\nemail = \"author.mail\"\n";
+    let err = Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&json_info(), &sample).err().unwrap();
+    let err = err.to_string();
+    assert!(err.contains("(1 problem)") && err.contains("contact.name: no object among the first 1"), "{err}");
+    // So must the feedback's problem, even among alternatives: one seen path is enough.
+    let toml = "[feedback]\nproblem = { column = [\"body\", \"text\"] }\n";
+    assert!(Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&json_info(), &sample).is_ok());
+    let toml = "[feedback]\nproblem = \"{subject} {body}\"\n";
+    let err = Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&json_info(), &sample).err().unwrap();
+    assert!(err.to_string().contains("(2 problems)"), "{err}");
+}
+
+#[test]
+fn jsonl_messages_say_path() {
+    let sample = [jrow(1, json!({"text": "", "author": {"email": "a@b.co", "name": "A"}}))];
+    let toml = "[feedback]\nproblem = \"text\"\n[contact]\noptional = false\n\
+                internal_id = { column = [\"author.id\", \"author.email\"] }\nname = \"author.name\"\n";
+    let mut m = Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&json_info(), &sample).unwrap().mapper;
+    let errs = failures(m.map(&jrow(1, json!({"text": " ", "author": {"email": "a@b.co"}}))));
+    assert!(errs.contains(&"feedback.problem is required but empty (from path 'text')".to_string()), "{errs:?}");
+    assert!(errs.contains(&"contact.name is required but empty (from path 'author.name')".to_string()), "{errs:?}");
+    let errs = failures(m.map(&jrow(2, json!({"text": "x", "author": {"name": "Bo"}}))));
+    assert!(
+        errs.contains(
+            &"contact.internal_id is required but empty (from paths 'author.id', 'author.email')".to_string()
+        ),
+        "{errs:?}"
+    );
 }

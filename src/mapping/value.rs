@@ -67,8 +67,8 @@ impl<'a> Raw<'a> {
     pub fn is_empty(&self) -> bool {
         match self {
             Raw::Missing => true,
-            Raw::Text(t) => t.trim().is_empty(),
-            Raw::List(items) => items.iter().all(|i| i.trim().is_empty()),
+            Raw::Text(t) => trim(t).is_empty(),
+            Raw::List(items) => items.iter().all(|i| trim(i).is_empty()),
         }
     }
 }
@@ -76,7 +76,7 @@ impl<'a> Raw<'a> {
 impl Accessor {
     pub fn get<'a>(&self, record: &'a Record) -> Raw<'a> {
         match (self, &record.data) {
-            (Accessor::Column(i), RecordData::Csv(r)) => match r.get(*i) {
+            (Accessor::Column(i), RecordData::Csv { fields, .. }) => match fields.get(*i) {
                 Some(s) => Raw::Text(Cow::Borrowed(s)),
                 None => Raw::Missing,
             },
@@ -178,10 +178,28 @@ pub(crate) fn render(parts: &[TemplatePart<Accessor>], record: &Record) -> Strin
     for part in parts {
         match part {
             TemplatePart::Literal(l) => out.push_str(l),
-            TemplatePart::Placeholder(acc) => out.push_str(acc.get(record).into_text().trim()),
+            TemplatePart::Placeholder(acc) => out.push_str(trim(&acc.get(record).into_text())),
         }
     }
     out
+}
+
+/// `str::trim` with a fast path: most values start and end with a visible ASCII character, and trimming
+/// ASCII whitespace needs no decoding. Unicode whitespace at either end goes the general way.
+#[inline]
+pub(crate) fn trim(s: &str) -> &str {
+    // The ASCII characters `char::is_whitespace` accepts: TAB, LF, VT, FF, CR and space.
+    let ws = |c: &u8| matches!(*c, b' ' | b'\t'..=b'\r');
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ws(c)).map_or(start, |i| i + 1);
+    let t = &b[start..end];
+    if t.first().is_none_or(u8::is_ascii) && t.last().is_none_or(u8::is_ascii) {
+        // Cut at ASCII bytes only, so still on char boundaries.
+        &s[start..end]
+    } else {
+        s[start..end].trim()
+    }
 }
 
 /// Every dotted path present in a JSON object (objects are descended, arrays are leaves).
@@ -207,6 +225,15 @@ mod tests {
     fn rec(v: Value) -> Record {
         let Value::Object(object) = v else { panic!() };
         Record { line: 1, data: RecordData::Json { raw: String::new(), object } }
+    }
+
+    #[test]
+    fn trim_matches_str_trim() {
+        for s in
+            ["", " ", "a", " a ", "\t a b \r\n", "\u{a0}x\u{a0}", " \u{3000}é ", "é", " ü", "\u{2003}", "\x0b a \x0c"]
+        {
+            assert_eq!(trim(s), s.trim(), "{s:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! The failures file: every failed input row exactly as it was read, plus `_savio_line` and `_savio_error`,
-//! in the input's own format, delimiter and encoding, so it can be fixed by hand and fed straight back in
-//! with the same mapping (which ignores the two extra columns).
+//! in the input's own format, quoting, delimiter, line ending and encoding, so it can be fixed by hand and
+//! fed straight back in with the same mapping (which ignores the two extra columns). A path ending in `.gz`
+//! is written gzip-compressed.
+//!
+//! A CSV row is written as its exact bytes (HubSpot and Salesforce quote every field; a re-quoted row would
+//! not be the row that was read) followed by the two values, quoted when the header's fields are all quoted.
+//! A failures file fed back in already has the two columns: its rows are rewritten field by field in the
+//! header's quote style, with the two values replaced instead of added again.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -24,61 +30,84 @@ pub struct FailuresError {
 /// Writes failed rows as they come; flushed on [`FailuresWriter::flush`] and [`FailuresWriter::finish`].
 pub struct FailuresWriter {
     path: PathBuf,
-    crlf: bool,
+    eol: &'static [u8],
     kind: Kind,
     rows: u64,
 }
 
 enum Kind {
+    /// Each row's exact bytes, then the two values.
     Csv {
-        writer: Box<csv::Writer<EncodeWriter<BufWriter<File>>>>,
-        /// Positions of `_savio_line` / `_savio_error` when the input already has them (a failures file fed
-        /// back in): their values are replaced instead of adding the columns again.
+        out: EncodeWriter<Sink>,
+        delimiter: u8,
+        quote_all: bool,
+    },
+    /// The input already has `_savio_line` / `_savio_error` (a failures file fed back in): fields are
+    /// rewritten in the header's quote style, with those two replaced.
+    CsvRewrite {
+        writer: Box<csv::Writer<EncodeWriter<Sink>>>,
         line_at: usize,
         error_at: usize,
         width: usize,
     },
-    Jsonl(BufWriter<File>),
+    Jsonl(Sink),
 }
 
 impl FailuresWriter {
-    /// Creates the file and writes the header (CSV).
+    /// Creates the file (gzip-compressed when the name ends in `.gz`) and writes the header (CSV).
     pub fn create(path: &Path, info: &SourceInfo) -> Result<FailuresWriter, FailuresError> {
         let err = |source| FailuresError { path: path.to_path_buf(), source };
-        let file = BufWriter::new(File::create(path).map_err(err)?);
+        let mut sink = Sink::create(path).map_err(err)?;
+        sink.write_all(info.encoding.bom_bytes()).map_err(err)?;
+        let eol: &'static [u8] = if info.crlf { b"\r\n" } else { b"\n" };
         let kind = match (info.format, &info.header) {
             (Format::Csv, Some(header)) => {
-                let mut out = EncodeWriter::new(file, info.encoding);
-                out.inner.write_all(info.encoding.bom_bytes()).map_err(err)?;
+                let mut out = EncodeWriter::new(sink, info.encoding);
                 let delimiter = info.delimiter.map_or(b',', |d| d.0);
-                let terminator = if info.crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') };
-                let mut writer = csv::WriterBuilder::new()
-                    .delimiter(delimiter)
-                    .terminator(terminator)
-                    .flexible(true)
-                    .from_writer(out);
-                let mut head = header.raw.clone();
+                let quote_all = header.all_quoted(delimiter);
                 let find = |name: &str| header.names.iter().position(|n| n == name);
-                let width = head.len();
-                let line_at = find(LINE_COLUMN).unwrap_or_else(|| {
-                    head.push_field(LINE_COLUMN.as_bytes());
-                    head.len() - 1
-                });
-                let error_at = find(ERROR_COLUMN).unwrap_or_else(|| {
-                    head.push_field(ERROR_COLUMN.as_bytes());
-                    head.len() - 1
-                });
-                let width = width.max(line_at + 1).max(error_at + 1);
-                writer.write_byte_record(&head).map_err(|e| err(e.into()))?;
-                Kind::Csv { writer: Box::new(writer), line_at, error_at, width }
+                let mut head = header.line.clone();
+                let (line_at, error_at) = match (find(LINE_COLUMN), find(ERROR_COLUMN)) {
+                    (None, None) => (None, None),
+                    (line_at, error_at) => {
+                        let mut width = header.names.len();
+                        let mut at = |found: Option<usize>, name: &str| {
+                            found.unwrap_or_else(|| {
+                                head.push(delimiter);
+                                push_field(&mut head, name.as_bytes(), delimiter, quote_all);
+                                width += 1;
+                                width - 1
+                            })
+                        };
+                        (Some(at(line_at, LINE_COLUMN)), Some(at(error_at, ERROR_COLUMN)))
+                    }
+                };
+                if line_at.is_none() {
+                    for name in [LINE_COLUMN, ERROR_COLUMN] {
+                        head.push(delimiter);
+                        push_field(&mut head, name.as_bytes(), delimiter, quote_all);
+                    }
+                }
+                head.extend_from_slice(eol);
+                out.write_all(&head).map_err(err)?;
+                match (line_at, error_at) {
+                    (Some(line_at), Some(error_at)) => {
+                        let terminator = if info.crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') };
+                        let writer = csv::WriterBuilder::new()
+                            .delimiter(delimiter)
+                            .terminator(terminator)
+                            .quote_style(if quote_all { csv::QuoteStyle::Always } else { csv::QuoteStyle::Necessary })
+                            .flexible(true)
+                            .from_writer(out);
+                        let width = header.names.len().max(line_at + 1).max(error_at + 1);
+                        Kind::CsvRewrite { writer: Box::new(writer), line_at, error_at, width }
+                    }
+                    _ => Kind::Csv { out, delimiter, quote_all },
+                }
             }
-            _ => {
-                let mut file = file;
-                file.write_all(info.encoding.bom_bytes()).map_err(err)?;
-                Kind::Jsonl(file)
-            }
+            _ => Kind::Jsonl(sink),
         };
-        Ok(FailuresWriter { path: path.to_path_buf(), crlf: info.crlf, kind, rows: 0 })
+        Ok(FailuresWriter { path: path.to_path_buf(), eol, kind, rows: 0 })
     }
 
     pub fn path(&self) -> &Path {
@@ -93,10 +122,20 @@ impl FailuresWriter {
     pub fn write(&mut self, line: u64, raw: &RawRow, reason: &str) -> Result<(), FailuresError> {
         let path = self.path.clone();
         let err = move |source| FailuresError { path, source };
+        let line_text = line.to_string();
         match (&mut self.kind, raw) {
-            (Kind::Csv { writer, line_at, error_at, width }, RawRow::Csv(fields)) => {
+            (Kind::Csv { out, delimiter, quote_all }, RawRow::Csv { bytes, .. }) => {
+                let mut row = Vec::with_capacity(bytes.len() + reason.len() + 32);
+                row.extend_from_slice(bytes);
+                for value in [line_text.as_bytes(), reason.as_bytes()] {
+                    row.push(*delimiter);
+                    push_field(&mut row, value, *delimiter, *quote_all);
+                }
+                row.extend_from_slice(self.eol);
+                out.write_all(&row).map_err(err)?;
+            }
+            (Kind::CsvRewrite { writer, line_at, error_at, width }, RawRow::Csv { fields, .. }) => {
                 let mut out = ByteRecord::with_capacity(fields.as_slice().len() + reason.len() + 16, *width);
-                let line_text = line.to_string();
                 for i in 0..(*width).max(fields.len()) {
                     if i == *line_at {
                         out.push_field(line_text.as_bytes());
@@ -110,8 +149,7 @@ impl FailuresWriter {
             }
             (Kind::Jsonl(w), RawRow::Json(bytes)) => {
                 let text = annotate_json_line(bytes, line, reason);
-                let eol: &[u8] = if self.crlf { b"\r\n" } else { b"\n" };
-                w.write_all(text.as_bytes()).and_then(|()| w.write_all(eol)).map_err(err)?;
+                w.write_all(text.as_bytes()).and_then(|()| w.write_all(self.eol)).map_err(err)?;
             }
             // A row's raw form always matches the input format; nothing else reaches here.
             _ => {}
@@ -122,22 +160,82 @@ impl FailuresWriter {
 
     pub fn flush(&mut self) -> Result<(), FailuresError> {
         let r = match &mut self.kind {
-            Kind::Csv { writer, .. } => writer.flush(),
+            Kind::Csv { out, .. } => out.flush(),
+            Kind::CsvRewrite { writer, .. } => writer.flush(),
             Kind::Jsonl(w) => w.flush(),
         };
         r.map_err(|source| FailuresError { path: self.path.clone(), source })
     }
 
-    /// Flushes and syncs the file to disk.
+    /// Flushes, ends the gzip stream if any, and syncs the file to disk.
     pub fn finish(mut self) -> Result<(), FailuresError> {
         self.flush()?;
         let path = self.path.clone();
-        let file = match self.kind {
-            Kind::Csv { writer, .. } => writer.into_inner().map_err(|e| e.into_error()).map(|w| w.inner),
+        let sink = match self.kind {
+            Kind::Csv { out, .. } => Ok(out.inner),
+            Kind::CsvRewrite { writer, .. } => writer.into_inner().map_err(|e| e.into_error()).map(|w| w.inner),
             Kind::Jsonl(w) => Ok(w),
         };
-        let result = file.and_then(|w| w.into_inner().map_err(|e| e.into_error())).and_then(|f| f.sync_all());
-        result.map_err(|source| FailuresError { path, source })
+        sink.and_then(Sink::finish).map_err(|source| FailuresError { path, source })
+    }
+}
+
+/// Appends a CSV field, in quotes when `quote_all` or when it holds a delimiter, a quote or a line break
+/// (inner quotes doubled).
+fn push_field(out: &mut Vec<u8>, value: &[u8], delimiter: u8, quote_all: bool) {
+    if quote_all || value.iter().any(|&b| b == delimiter || matches!(b, b'"' | b'\r' | b'\n')) {
+        out.push(b'"');
+        for &b in value {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(value);
+    }
+}
+
+/// The file itself: plain, or gzip when its name ends in `.gz`.
+enum Sink {
+    Plain(BufWriter<File>),
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+}
+
+impl Sink {
+    fn create(path: &Path) -> io::Result<Sink> {
+        let file = BufWriter::with_capacity(64 * 1024, File::create(path)?);
+        let gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+        Ok(if gz {
+            Sink::Gzip(flate2::write::GzEncoder::new(file, flate2::Compression::default()))
+        } else {
+            Sink::Plain(file)
+        })
+    }
+
+    fn finish(self) -> io::Result<()> {
+        let file = match self {
+            Sink::Plain(w) => w,
+            Sink::Gzip(gz) => gz.finish()?,
+        };
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Gzip(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Gzip(w) => w.flush(),
+        }
     }
 }
 

@@ -32,6 +32,11 @@ impl Groups {
         self.0.is_empty()
     }
 
+    /// The sum of every group's count.
+    pub fn total(&self) -> u64 {
+        self.0.values().map(|g| g.count).sum()
+    }
+
     /// Groups, most frequent first.
     pub fn by_count(&self) -> Vec<(&str, &Group)> {
         let mut v: Vec<(&str, &Group)> = self.0.iter().map(|(k, g)| (k.as_str(), g)).collect();

@@ -24,7 +24,8 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::client::{Backoff, RetryAction, SavioClient, SendError, classify, idempotent};
-use crate::model::Payload;
+use crate::mapping::DropReason;
+use crate::model::{Entity, Payload};
 use crate::pipeline::{Row, RowKind, reason_text};
 use crate::report::results::{ResultLine, Status};
 use crate::source::RawRow;
@@ -247,14 +248,21 @@ impl Sink {
                 let group = problems.first().map(|p| p.kind()).unwrap_or_default();
                 (Vec::new(), vec![row_line(line, Status::Failed, reason_text(&problems), group)])
             }
-            RowKind::Mapped { payloads, duplicate_of } => {
-                let mut pre = Vec::new();
-                if payloads.is_empty()
-                    && let Some(first) = duplicate_of
-                {
-                    let reason = format!("repeats the company already sent from line {first}");
-                    pre.push(row_line(line, Status::Skipped, reason, String::new()));
-                }
+            RowKind::Mapped { payloads, dropped } => {
+                // A company repeated from an earlier contact row is the normal case of a contacts export: it
+                // gets a line only when the row has nothing else to show. Every other drop is reported.
+                let only_drops = payloads.is_empty();
+                let pre = dropped
+                    .into_iter()
+                    .filter(|d| {
+                        only_drops || !(d.entity == Entity::Company && matches!(d.reason, DropReason::Duplicate { .. }))
+                    })
+                    .map(|d| ResultLine {
+                        entity: Some(d.entity),
+                        key: d.key.clone(),
+                        ..row_line(line, Status::Skipped, d.to_string(), String::new())
+                    })
+                    .collect();
                 (payloads, pre)
             }
         };

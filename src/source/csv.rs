@@ -3,7 +3,6 @@
 //! Records are read as bytes and checked for UTF-8 one by one, so a single mis-encoded row becomes a row
 //! failure with its line number instead of stopping the run.
 
-use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -15,6 +14,9 @@ pub(super) struct CsvSource {
     reader: csv::Reader<LineTracker<Box<dyn Read + Send>>>,
     header: Arc<Header>,
     path: InputPath,
+    /// The previous record's size: each new record is allocated once at about its final size instead of
+    /// growing from empty.
+    size_hint: usize,
 }
 
 impl CsvSource {
@@ -30,8 +32,11 @@ impl CsvSource {
         if !found {
             return Err(ReadError::NoHeader { path });
         }
-        let header = parse_header(&raw, &path)?;
-        Ok(CsvSource { reader, header: Arc::new(header), path })
+        let end = reader.position().byte();
+        let (_, line) = reader.get_mut().take_record(end);
+        let header = parse_header(&raw, line.to_vec(), &path)?;
+        let size_hint = raw.as_slice().len();
+        Ok(CsvSource { reader, header: Arc::new(header), path, size_hint })
     }
 
     pub(super) fn header(&self) -> Arc<Header> {
@@ -43,79 +48,122 @@ impl CsvSource {
     }
 
     pub(super) fn next_item(&mut self) -> Result<Option<ReadItem>, ReadError> {
-        let mut raw = ByteRecord::new();
-        if !self.reader.read_byte_record(&mut raw).map_err(|e| to_read_error(e, &self.path))? {
+        let mut fields = ByteRecord::with_capacity(self.size_hint + self.size_hint / 4 + 16, self.header.names.len());
+        if !self.reader.read_byte_record(&mut fields).map_err(|e| to_read_error(e, &self.path))? {
             return Ok(None);
         }
-        let start = raw.position().map_or(0, |p| p.byte());
-        let line = self.reader.get_mut().start_line(start);
-        Ok(Some(self.classify(raw, line)))
+        self.size_hint = fields.as_slice().len();
+        let end = self.reader.position().byte();
+        let (line, raw) = self.reader.get_mut().take_record(end);
+        let raw = raw.to_vec();
+        Ok(Some(self.classify(fields, raw, line)))
     }
 
-    fn classify(&self, raw: ByteRecord, line: u64) -> ReadItem {
-        if raw.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+    fn classify(&self, fields: ByteRecord, raw: Vec<u8>, line: u64) -> ReadItem {
+        if fields.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
             return ReadItem::Blank { line };
         }
         let expected = self.header.names.len();
-        if raw.len() != expected {
-            let error = RowReadError::FieldCount { expected, found: raw.len() };
-            return ReadItem::Bad(BadRow { line, raw: RawRow::Csv(raw), error });
+        if fields.len() != expected {
+            let error = RowReadError::FieldCount { expected, found: fields.len() };
+            return ReadItem::Bad(BadRow { line, raw: RawRow::Csv { bytes: raw, fields }, error });
         }
-        match StringRecord::from_byte_record(raw) {
-            Ok(record) => ReadItem::Record(Record { line, data: RecordData::Csv(record) }),
+        match StringRecord::from_byte_record(fields) {
+            Ok(fields) => ReadItem::Record(Record { line, data: RecordData::Csv { fields, raw } }),
             Err(e) => {
-                let raw = e.into_byte_record();
-                let error = utf8_error(&raw, &self.header);
-                ReadItem::Bad(BadRow { line, raw: RawRow::Csv(raw), error })
+                let fields = e.into_byte_record();
+                let error = utf8_error(&fields, &self.header);
+                ReadItem::Bad(BadRow { line, raw: RawRow::Csv { bytes: raw, fields }, error })
             }
         }
     }
 }
 
-/// Counts lines exactly, which the csv crate's positions do not: a record's position is where the previous
-/// one ended, before the `\n` of a CRLF and before any blank lines that are skipped. This wrapper notes the
-/// offset of every `\r` and `\n` it passes to the parser (only within the parser's read-ahead window), so the
-/// true first line of a record can be found from that position.
+/// Sees every byte the parser reads, to give each record its exact bytes and its true first line.
+///
+/// The csv crate's positions are not enough on their own: a record's position is where the previous one
+/// ended, before the `\n` of a CRLF and before any blank lines the parser skips. This wrapper keeps a window
+/// of the bytes passed to the parser, from the end of the last record handed out to the end of the
+/// read-ahead; when the parser finishes a record at byte `end`, the record is the window up to `end` without
+/// the line endings in front of it (the rest of the previous line's ending and blank lines) nor its own.
+/// Lines are counted once per byte, and what was handed out is dropped from the window only when it is at
+/// least half of it, so keeping the window costs amortised O(1) per byte, never a move of the buffer per row.
 struct LineTracker<R> {
     inner: R,
-    offset: u64,
-    terminators: VecDeque<(u64, u8)>,
-    newlines_before: u64,
+    window: Vec<u8>,
+    /// The offset of `window[0]` in the stream.
+    window_start: u64,
+    /// The end of the last record handed out, and the number of `\n` before it.
+    cursor: u64,
+    newlines: u64,
 }
 
 impl<R: Read> LineTracker<R> {
     fn new(inner: R) -> Self {
-        LineTracker { inner, offset: 0, terminators: VecDeque::new(), newlines_before: 0 }
+        LineTracker { inner, window: Vec::with_capacity(128 * 1024), window_start: 0, cursor: 0, newlines: 0 }
     }
 
-    /// The 1-based line of the first byte of a record whose parse started at byte `start`.
-    fn start_line(&mut self, start: u64) -> u64 {
-        while let Some(&(off, b)) = self.terminators.front() {
-            if off >= start {
-                break;
-            }
-            self.newlines_before += u64::from(b == b'\n');
-            self.terminators.pop_front();
+    /// The record the parser finished at byte `end`: its 1-based first line and its exact bytes (without
+    /// its line ending).
+    fn take_record(&mut self, end: u64) -> (u64, &[u8]) {
+        let from = usize::try_from(self.cursor - self.window_start).unwrap_or(usize::MAX).min(self.window.len());
+        let to = usize::try_from(end - self.window_start).unwrap_or(usize::MAX).clamp(from, self.window.len());
+        let bytes = &self.window[from..to];
+        let lead = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(bytes.len());
+        let lead_newlines = count_newlines(&bytes[..lead]);
+        let line = 1 + self.newlines + lead_newlines;
+        self.newlines += lead_newlines + count_newlines(&bytes[lead..]);
+        self.cursor = end;
+        let mut record = &bytes[lead..];
+        if let Some(rest) = record.strip_suffix(b"\n") {
+            record = rest;
         }
-        let mut skipped = 0;
-        for (pos, &(off, b)) in (start..).zip(self.terminators.iter()) {
-            if off != pos {
-                break;
-            }
-            skipped += u64::from(b == b'\n');
+        if let Some(rest) = record.strip_suffix(b"\r") {
+            record = rest;
         }
-        1 + self.newlines_before + skipped
+        (line, record)
     }
+}
+
+fn count_newlines(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 impl<R: Read> Read for LineTracker<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        for i in memchr::memchr2_iter(b'\r', b'\n', &buf[..n]) {
-            self.terminators.push_back((self.offset + i as u64, buf[i]));
+        let done = usize::try_from(self.cursor - self.window_start).unwrap_or(usize::MAX).min(self.window.len());
+        if done > 0 && done >= self.window.len() / 2 {
+            self.window.drain(..done);
+            self.window_start += done as u64;
         }
-        self.offset += n as u64;
+        self.window.extend_from_slice(&buf[..n]);
         Ok(n)
+    }
+}
+
+/// Whether every field of a CSV line is enclosed in double quotes.
+pub(super) fn all_fields_quoted(line: &[u8], delimiter: u8) -> bool {
+    let mut i = 0;
+    loop {
+        if line.get(i) != Some(&b'"') {
+            return false;
+        }
+        i += 1;
+        loop {
+            let Some(k) = memchr::memchr(b'"', &line[i..]) else { return false };
+            i += k + 1;
+            if line.get(i) == Some(&b'"') {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        match line.get(i) {
+            None => return true,
+            Some(&d) if d == delimiter => i += 1,
+            Some(_) => return false,
+        }
     }
 }
 
@@ -133,7 +181,7 @@ fn utf8_error(raw: &ByteRecord, header: &Header) -> RowReadError {
     RowReadError::InvalidUtf8 { column: String::new(), byte: 0, offset: 0 }
 }
 
-fn parse_header(raw: &ByteRecord, path: &InputPath) -> Result<Header, ReadError> {
+fn parse_header(raw: &ByteRecord, line: Vec<u8>, path: &InputPath) -> Result<Header, ReadError> {
     let mut names: Vec<String> = Vec::with_capacity(raw.len());
     for (i, field) in raw.iter().enumerate() {
         let name = std::str::from_utf8(field).map_err(|_| ReadError::HeaderNotUtf8 { path: path.clone() })?;
@@ -151,7 +199,7 @@ fn parse_header(raw: &ByteRecord, path: &InputPath) -> Result<Header, ReadError>
         }
         names.push(name.to_string());
     }
-    Ok(Header { names, raw: raw.clone() })
+    Ok(Header { names, raw: raw.clone(), line })
 }
 
 fn to_read_error(e: csv::Error, path: &InputPath) -> ReadError {
@@ -167,6 +215,7 @@ fn to_read_error(e: csv::Error, path: &InputPath) -> ReadError {
 mod tests {
     use super::super::tests::open_bytes;
     use super::super::*;
+    use super::all_fields_quoted;
 
     fn records(bytes: &[u8]) -> Vec<ReadItem> {
         let mut s = open_bytes(bytes, Some(Format::Csv)).unwrap();
@@ -175,8 +224,8 @@ mod tests {
 
     fn fields(item: &ReadItem) -> (u64, Vec<String>) {
         match item {
-            ReadItem::Record(Record { line, data: RecordData::Csv(r) }) => {
-                (*line, r.iter().map(str::to_string).collect())
+            ReadItem::Record(Record { line, data: RecordData::Csv { fields, .. } }) => {
+                (*line, fields.iter().map(str::to_string).collect())
             }
             other => panic!("expected a record, got {other:?}"),
         }
@@ -205,7 +254,13 @@ mod tests {
                 raw,
             }) => {
                 assert_eq!(column, "City");
-                assert_eq!(raw, &RawRow::Csv(csv::ByteRecord::from(vec![&b"A"[..], &b"Z\xfcrich"[..]])));
+                assert_eq!(
+                    raw,
+                    &RawRow::Csv {
+                        bytes: b"A,Z\xfcrich".to_vec(),
+                        fields: csv::ByteRecord::from(vec![&b"A"[..], &b"Z\xfcrich"[..]])
+                    }
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -238,6 +293,74 @@ mod tests {
             let lines: Vec<u64> = records(text.as_bytes()).iter().map(|i| fields(i).0).collect();
             assert_eq!(lines, vec![2, 5, 8, 9, 11], "eol {eol:?}");
         }
+    }
+
+    fn raw_bytes(item: &ReadItem) -> (u64, Vec<u8>) {
+        match item {
+            ReadItem::Record(r) => match r.raw() {
+                RawRow::Csv { bytes, .. } => (r.line, bytes),
+                other => panic!("{other:?}"),
+            },
+            ReadItem::Bad(BadRow { line, raw: RawRow::Csv { bytes, .. }, .. }) => (*line, bytes.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn records_keep_their_exact_bytes_quotes_and_inner_line_breaks() {
+        let text = "\"Name\",\"Notes\"\r\n\"Ada\",\"multi\r\nline \"\"q\"\"\"\r\n\r\n\r\nBob , x \r\n\"Cy\",\"\"\r\n\"Di\",\"z\"";
+        let items = records(text.as_bytes());
+        let got: Vec<(u64, Vec<u8>)> = items.iter().map(raw_bytes).collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, b"\"Ada\",\"multi\r\nline \"\"q\"\"\"".to_vec()),
+                (6, b"Bob , x ".to_vec()),
+                (7, b"\"Cy\",\"\"".to_vec()),
+                (8, b"\"Di\",\"z\"".to_vec()),
+            ]
+        );
+        let s = open_bytes(text.as_bytes(), Some(Format::Csv)).unwrap();
+        let header = s.info().header.clone().unwrap();
+        assert_eq!(header.line, b"\"Name\",\"Notes\"");
+        assert!(header.all_quoted(b','));
+    }
+
+    #[test]
+    fn exact_bytes_survive_the_window_across_many_reads() {
+        // Enough rows, and one long multi-line record, to cross the parser's 64 KiB reads many times.
+        let mut text = String::from("id;note\n");
+        let mut expected = Vec::new();
+        let mut line = 2;
+        for i in 0..20_000u64 {
+            let rec = if i == 7_000 {
+                format!("{i};\"{}\"", "long\nvalue;".repeat(20_000))
+            } else if i % 3 == 0 {
+                format!("\"{i}\";\"a \"\"quoted\"\" ; value\"")
+            } else {
+                format!("{i};plain value {i}")
+            };
+            expected.push((line, rec.clone().into_bytes()));
+            line += 1 + rec.matches('\n').count() as u64;
+            text.push_str(&rec);
+            text.push_str(if i % 2 == 0 { "\r\n" } else { "\n" });
+        }
+        let got: Vec<(u64, Vec<u8>)> = records(text.as_bytes()).iter().map(raw_bytes).collect();
+        assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(&expected) {
+            assert_eq!(g, e, "line {}", e.0);
+        }
+    }
+
+    #[test]
+    fn quoting_of_a_header_line() {
+        assert!(all_fields_quoted(b"\"a\",\"b\"\"c\"", b','));
+        assert!(all_fields_quoted(b"\"a;b\";\"\"", b';'));
+        assert!(!all_fields_quoted(b"\"a\",b", b','));
+        assert!(!all_fields_quoted(b"a,\"b\"", b','));
+        assert!(!all_fields_quoted(b"\"a\"x,\"b\"", b','));
+        assert!(!all_fields_quoted(b"\"a", b','));
+        assert!(!all_fields_quoted(b"", b','));
     }
 
     #[test]

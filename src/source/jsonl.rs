@@ -53,28 +53,66 @@ impl JsonlSource {
     }
 }
 
+/// The key under which a failures file keeps a line that was not a JSON object (see `report::failures`).
+pub(crate) const RAW_KEY: &str = "_savio_raw";
+
 /// Parses one line into a record, a blank, or a row failure.
+///
+/// A line of a failures file that wraps an unreadable line (`{"_savio_raw": "...", ...}`) is read as the
+/// wrapped text, so it fails again with its own reason (or, fixed by hand, becomes a record); its raw bytes
+/// stay the wrapper line, so a failures file of a failures file keeps the wrapping instead of nesting it.
 pub(super) fn parse_line(line: u64, content: &[u8]) -> ReadItem {
+    match parse_text(line, content, None) {
+        ReadItem::Record(Record { data: RecordData::Json { mut object, raw }, .. })
+            if matches!(object.get(RAW_KEY), Some(serde_json::Value::String(_))) =>
+        {
+            let Some(serde_json::Value::String(inner)) = object.remove(RAW_KEY) else { unreachable!() };
+            match parse_text(line, inner.as_bytes(), Some(&raw)) {
+                ReadItem::Blank { .. } => bad(
+                    line,
+                    raw.as_bytes(),
+                    RowReadError::InvalidJson {
+                        column: 1,
+                        message: "the wrapped line is blank".into(),
+                        starts_array: false,
+                    },
+                ),
+                item => item,
+            }
+        }
+        item => item,
+    }
+}
+
+fn bad(line: u64, raw: &[u8], error: RowReadError) -> ReadItem {
+    ReadItem::Bad(BadRow { line, raw: RawRow::Json(raw.to_vec()), error })
+}
+
+/// Parses `content`; the row keeps `wrapper` as its bytes when `content` was wrapped, else `content`.
+fn parse_text(line: u64, content: &[u8], wrapper: Option<&str>) -> ReadItem {
+    let raw = wrapper.map_or(content, str::as_bytes);
     if content.iter().all(u8::is_ascii_whitespace) {
         return ReadItem::Blank { line };
     }
-    let bad = |error| ReadItem::Bad(BadRow { line, raw: RawRow::Json(content.to_vec()), error });
     let text = match std::str::from_utf8(content) {
         Ok(t) => t,
-        Err(e) => {
-            return bad(RowReadError::JsonNotUtf8 { offset: e.valid_up_to() });
-        }
+        Err(e) => return bad(line, raw, RowReadError::JsonNotUtf8 { offset: e.valid_up_to() }),
     };
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Object(object)) => {
-            ReadItem::Record(Record { line, data: RecordData::Json { object, raw: text.to_string() } })
+            let raw = wrapper.unwrap_or(text).to_string();
+            ReadItem::Record(Record { line, data: RecordData::Json { object, raw } })
         }
-        Ok(other) => bad(RowReadError::NotAnObject { found: json_kind(&other) }),
-        Err(e) => bad(RowReadError::InvalidJson {
-            column: e.column(),
-            message: strip_position(&e.to_string()),
-            starts_array: text.trim_start().starts_with('['),
-        }),
+        Ok(other) => bad(line, raw, RowReadError::NotAnObject { found: json_kind(&other) }),
+        Err(e) => bad(
+            line,
+            raw,
+            RowReadError::InvalidJson {
+                column: e.column(),
+                message: strip_position(&e.to_string()),
+                starts_array: text.trim_start().starts_with('['),
+            },
+        ),
     }
 }
 
@@ -145,6 +183,30 @@ mod tests {
             ReadItem::Bad(BadRow { line: 1, error: RowReadError::JsonNotUtf8 { offset: 6 }, .. })
         ));
         assert!(matches!(&got[1], ReadItem::Record(_)));
+    }
+
+    #[test]
+    fn a_wrapped_line_is_read_as_the_text_it_wraps_and_keeps_the_wrapper_as_its_bytes() {
+        let wrapper = r#"{"_savio_raw":"{\"text\": \"cut","_savio_line":5,"_savio_error":"old"}"#;
+        let fixed = r#"{"_savio_raw":"{\"text\": \"fixed\"}","_savio_line":6,"_savio_error":"old"}"#;
+        let array = r#"{"_savio_raw":"[1]","_savio_line":7}"#;
+        let got = items(format!("{wrapper}\n{fixed}\n{array}\n").as_bytes());
+        match &got[0] {
+            ReadItem::Bad(BadRow { line: 1, raw, error: RowReadError::InvalidJson { message, .. } }) => {
+                assert!(message.contains("EOF while parsing a string"), "{message}");
+                assert_eq!(raw, &RawRow::Json(wrapper.as_bytes().to_vec()));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &got[1] {
+            ReadItem::Record(Record { data: RecordData::Json { object, raw }, .. }) => {
+                assert_eq!(object["text"], "fixed");
+                assert!(object.get("_savio_line").is_none(), "the wrapped object alone");
+                assert_eq!(raw, fixed);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&got[2], ReadItem::Bad(BadRow { error: RowReadError::NotAnObject { found: "array" }, .. })));
     }
 
     #[test]

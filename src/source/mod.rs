@@ -139,13 +139,30 @@ pub struct InputSpec {
 pub struct Header {
     /// Trimmed names, as the mapping refers to them.
     pub names: Vec<String>,
-    /// The header row exactly as read, for the failures file.
+    /// The header's fields as parsed (quotes removed).
     pub raw: ::csv::ByteRecord,
+    /// The header line exactly as read (quotes included, without its line ending), for the failures file.
+    pub line: Vec<u8>,
 }
 
 impl Header {
+    /// A header built from names alone (tests, benchmarks): as if read from an unquoted comma-separated line.
+    pub fn from_names(names: &[&str]) -> Header {
+        Header {
+            names: names.iter().map(|s| s.trim().to_string()).collect(),
+            raw: ::csv::ByteRecord::from(names.to_vec()),
+            line: names.join(",").into_bytes(),
+        }
+    }
+
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.names.iter().position(|n| n == name)
+    }
+
+    /// Whether every field of the header line is written in double quotes (HubSpot, Salesforce), so files
+    /// written for this input quote every field too.
+    pub fn all_quoted(&self, delimiter: u8) -> bool {
+        csv::all_fields_quoted(&self.line, delimiter)
     }
 }
 
@@ -174,19 +191,28 @@ pub struct Record {
 
 #[derive(Debug, Clone)]
 pub enum RecordData {
-    Csv(::csv::StringRecord),
+    Csv {
+        /// The fields, checked to be UTF-8.
+        fields: ::csv::StringRecord,
+        /// The record exactly as read (quotes included, without its line ending), for the failures file.
+        raw: Vec<u8>,
+    },
     Json {
         object: serde_json::Map<String, serde_json::Value>,
-        /// The line exactly as read (without its line ending), for the failures file.
+        /// The line exactly as read (without its line ending), for the failures file. For a line of a
+        /// failures file that wraps an unreadable line (`{"_savio_raw": "..."}`), the wrapper line; `object`
+        /// is then what the wrapped text parses to.
         raw: String,
     },
 }
 
 impl Record {
-    /// The original fields, to write to the failures file.
+    /// The row as read, to write to the failures file.
     pub fn raw(&self) -> RawRow {
         match &self.data {
-            RecordData::Csv(r) => RawRow::Csv(r.clone().into_byte_record()),
+            RecordData::Csv { fields, raw } => {
+                RawRow::Csv { bytes: raw.clone(), fields: fields.as_byte_record().clone() }
+            }
             RecordData::Json { raw, .. } => RawRow::Json(raw.as_bytes().to_vec()),
         }
     }
@@ -195,7 +221,12 @@ impl Record {
 /// An input row as it was read, byte for byte (as decoded to UTF-8 for non-UTF-8 encodings).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawRow {
-    Csv(::csv::ByteRecord),
+    Csv {
+        /// The record's exact bytes: quotes as written, inner line breaks included, without its line ending.
+        bytes: Vec<u8>,
+        /// The same record split into fields (quotes removed), for files that rewrite fields.
+        fields: ::csv::ByteRecord,
+    },
     Json(Vec<u8>),
 }
 

@@ -132,7 +132,7 @@ impl From<std::process::Output> for Run {
 }
 
 impl Run {
-    /// stdout as one JSON document (a `--json` run without previews).
+    /// stdout as one JSON document (a `--json` run; previews, if any, are in its `preview`).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
@@ -150,8 +150,26 @@ pub struct Preview {
     pub text: String,
 }
 
-/// Splits the stdout of `validate --preview N` into the previews and what follows them (the summary).
+/// Splits the stdout of `validate --preview N` into the previews and what follows them (the summary). With
+/// `--json`, stdout is one JSON document whose `preview` array holds them: they are returned with the
+/// document (without `preview`) as what follows.
 pub fn previews(stdout: &str) -> (Vec<Preview>, String) {
+    if stdout.starts_with('{') {
+        let mut doc: Value = serde_json::from_str(stdout).expect("stdout is one JSON document");
+        let items = doc.as_object_mut().expect("an object").remove("preview").expect("a preview array");
+        let out = items
+            .as_array()
+            .expect("preview is an array")
+            .iter()
+            .map(|p| Preview {
+                line: p["line"].as_u64().expect("line"),
+                entity: p["entity"].as_str().expect("entity").to_string(),
+                payload: p["payload"].clone(),
+                text: serde_json::to_string_pretty(&p["payload"]).unwrap(),
+            })
+            .collect();
+        return (out, serde_json::to_string_pretty(&doc).unwrap());
+    }
     let mut out = Vec::new();
     let mut rest = stdout;
     while let Some(after) = rest.strip_prefix("# line ") {
@@ -181,6 +199,7 @@ pub struct Counts {
     pub contacts: u64,
     pub feedback: u64,
     pub duplicate_company_rows: u64,
+    pub duplicate_rows: u64,
     pub skipped_rows: u64,
     pub failed_rows: u64,
 }
@@ -196,6 +215,7 @@ impl Counts {
             contacts: n(&summary["payloads"]["contact"]),
             feedback: n(&summary["payloads"]["feedback"]),
             duplicate_company_rows: n(&summary["duplicate_company_rows"]),
+            duplicate_rows: n(&summary["duplicate_rows"]),
             skipped_rows: n(&summary["skipped_rows"]),
             failed_rows: n(&summary["failed_rows"]),
         }
@@ -327,19 +347,36 @@ impl RawExport {
         &self.records.iter().find(|(l, _)| *l == line).unwrap_or_else(|| panic!("no record starts on line {line}")).1
     }
 
+    /// Whether every field of the export's header is in double quotes (HubSpot, Salesforce).
+    pub fn header_all_quoted(&self, delimiter: char) -> bool {
+        all_quoted(&self.header, delimiter)
+    }
+
     /// The failures file `validate --failures` should write for these failed rows: the header and each
     /// row byte for byte as in the export, plus `_savio_line` and `_savio_error`, in the export's
-    /// delimiter, line ending, encoding and byte-order mark.
+    /// delimiter, line ending, encoding and byte-order mark. The two added names and values are quoted
+    /// like the header: always when its every field is quoted, else only when needed.
     pub fn expected_failures(&self, delimiter: char, failed: &[(u64, String)]) -> Vec<u8> {
         let d = delimiter;
-        let mut text = format!("{}{d}_savio_line{d}_savio_error{}", self.header, self.eol);
+        let field = |s: &str| {
+            if self.header_all_quoted(d) { format!("\"{}\"", s.replace('"', "\"\"")) } else { csv_field(s, d) }
+        };
+        let mut text = format!("{}{d}{}{d}{}{}", self.header, field("_savio_line"), field("_savio_error"), self.eol);
         for (line, reason) in failed {
-            text.push_str(&format!("{}{d}{line}{d}{}{}", self.record(*line), csv_field(reason, d), self.eol));
+            let record = self.record(*line);
+            text.push_str(&format!("{record}{d}{}{d}{}{}", field(&line.to_string()), field(reason), self.eol));
         }
         let mut out = self.bom.clone();
         out.extend(self.enc.encode(&text));
         out
     }
+}
+
+/// Whether every field of a CSV line is in double quotes (a quote inside a field is doubled).
+pub fn all_quoted(line: &str, delimiter: char) -> bool {
+    let fields = parse_csv(&format!("{line}\n"), delimiter as u8).header;
+    let rebuilt: Vec<String> = fields.iter().map(|f| format!("\"{}\"", f.replace('"', "\"\""))).collect();
+    rebuilt.join(&delimiter.to_string()) == line
 }
 
 /// A field as a CSV writer that quotes only when needed writes it.

@@ -1,0 +1,220 @@
+//! What was already emitted this run, so a repeated row does not send the same thing twice.
+//!
+//! - A company derived from contact (or feedback) rows is sent once per `internal_id`; a different name for
+//!   the same id is a conflict (the first is kept).
+//! - A contact identical to the last one sent with the same `internal_id` is not sent again; with the same
+//!   id but other content it is sent (the later row wins, as an upsert would) and counted as a conflict.
+//! - Feedback identical to feedback already sent is not sent again: create-feedback is not idempotent, so a
+//!   line repeated in an export would otherwise create the feedback twice in Savio.
+//!
+//! Memory matters on million-row runs, so nothing here keeps a string: each table maps a 64-bit hash of the
+//! key to one 64-bit word (a 32-bit hash of the content and the 32-bit line that sent it), 16 bytes an
+//! entry. Keys are told apart by a 64-bit hash: two different ids colliding is about a one in ten million
+//! chance over a million ids, and would only merge a warning; feedback is told apart by a 64-bit content
+//! hash, where a collision (as unlikely) would drop a piece of feedback, which the summary lists.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+
+use crate::model::{Attributes, Contact, Feedback};
+
+/// The hasher of keys and contents: fixed seed (the same every run), good distribution on short strings.
+const STATE: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x5a71_0e5c_2024_0001);
+
+/// A 64-bit hash of a text key (an id).
+pub(crate) fn key_hash(s: &str) -> u64 {
+    let mut h = STATE.build_hasher();
+    write_str(&mut h, s);
+    h.finish()
+}
+
+/// A hash of a contact exactly as it would be sent.
+pub(crate) fn contact_hash(c: &Contact) -> u64 {
+    let mut h = STATE.build_hasher();
+    write_str(&mut h, &c.name);
+    write_str(&mut h, &c.internal_id);
+    write_opt(&mut h, c.email.as_deref());
+    match c.company {
+        Some(id) => {
+            h.write_u8(1);
+            h.write_i64(id);
+        }
+        None => h.write_u8(0),
+    }
+    write_opt(&mut h, c.company_internal_id.as_deref());
+    write_attrs(&mut h, &c.filterable_attributes);
+    h.finish()
+}
+
+/// A hash of a piece of feedback exactly as it would be sent.
+pub(crate) fn feedback_hash(f: &Feedback) -> u64 {
+    let mut h = STATE.build_hasher();
+    write_str(&mut h, &f.problem);
+    for field in [
+        &f.feedback_type,
+        &f.state,
+        &f.source_url,
+        &f.source_username,
+        &f.person_email,
+        &f.person_name,
+        &f.company_name,
+        &f.feature_request_title,
+    ] {
+        write_opt(&mut h, field.as_deref());
+    }
+    h.write_usize(f.tags.len());
+    for t in &f.tags {
+        write_str(&mut h, t);
+    }
+    h.finish()
+}
+
+fn write_str(h: &mut impl Hasher, s: &str) {
+    h.write_usize(s.len());
+    h.write(s.as_bytes());
+}
+
+fn write_opt(h: &mut impl Hasher, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            h.write_u8(1);
+            write_str(h, s);
+        }
+        None => h.write_u8(0),
+    }
+}
+
+/// Attributes in their order, which is the order they are serialised in (the same mapping inserts the same
+/// keys in the same order).
+fn write_attrs(h: &mut impl Hasher, attrs: &Attributes) {
+    h.write_usize(attrs.len());
+    for (k, v) in attrs {
+        write_str(h, k);
+        write_value(h, v);
+    }
+}
+
+fn write_value(h: &mut impl Hasher, v: &Value) {
+    match v {
+        Value::Null => h.write_u8(0),
+        Value::Bool(b) => {
+            h.write_u8(1);
+            h.write_u8(u8::from(*b));
+        }
+        Value::Number(n) => {
+            h.write_u8(2);
+            n.hash(h);
+        }
+        Value::String(s) => {
+            h.write_u8(3);
+            write_str(h, s);
+        }
+        Value::Array(items) => {
+            h.write_u8(4);
+            h.write_usize(items.len());
+            for i in items {
+                write_value(h, i);
+            }
+        }
+        Value::Object(o) => {
+            h.write_u8(5);
+            write_attrs(h, o);
+        }
+    }
+}
+
+/// Lines are kept in 32 bits (a line beyond 4,294,967,295 is remembered as that).
+fn line32(line: u64) -> u64 {
+    line.min(u64::from(u32::MAX))
+}
+
+/// What a table says about an entity seen again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sighting {
+    /// Not seen before this run: it is sent.
+    New,
+    /// Seen with the same content on `first_line`.
+    Same { first_line: u64 },
+    /// Seen on `first_line` with other content.
+    Other { first_line: u64 },
+}
+
+/// key hash → (32-bit content hash << 32 | line).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Seen {
+    map: FxHashMap<u64, u64>,
+}
+
+impl Seen {
+    /// Looks `key` up; a new key is recorded with `content` and `line`. With `replace`, other content
+    /// replaces the recorded one (the later row wins).
+    pub(crate) fn sight(&mut self, key: u64, content: u64, line: u64, replace: bool) -> Sighting {
+        let word = (content >> 32) << 32 | line32(line);
+        match self.map.entry(key) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(word);
+                Sighting::New
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let old = *e.get();
+                let first_line = old & u64::from(u32::MAX);
+                if old >> 32 == word >> 32 {
+                    Sighting::Same { first_line }
+                } else {
+                    if replace {
+                        e.insert(word);
+                    }
+                    Sighting::Other { first_line }
+                }
+            }
+        }
+    }
+
+    /// Whether `key` was recorded.
+    pub(crate) fn contains(&self, key: u64) -> bool {
+        self.map.contains_key(&key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sightings() {
+        let mut s = Seen::default();
+        assert_eq!(s.sight(1, 10 << 32, 2, true), Sighting::New);
+        assert_eq!(s.sight(1, 10 << 32, 5, true), Sighting::Same { first_line: 2 });
+        assert_eq!(s.sight(1, 11 << 32, 7, true), Sighting::Other { first_line: 2 });
+        assert_eq!(s.sight(1, 11 << 32, 9, true), Sighting::Same { first_line: 7 }, "the later row won");
+        assert_eq!(s.sight(1, 12 << 32, 10, false), Sighting::Other { first_line: 7 });
+        assert_eq!(s.sight(1, 12 << 32, 11, false), Sighting::Other { first_line: 7 }, "the first is kept");
+        assert!(s.contains(1) && !s.contains(2));
+    }
+
+    #[test]
+    fn hashes_see_every_field() {
+        let c = Contact {
+            name: "Ada".into(),
+            internal_id: "1".into(),
+            email: None,
+            company: None,
+            company_internal_id: None,
+            filterable_attributes: Default::default(),
+        };
+        let mut d = c.clone();
+        d.email = Some(String::new());
+        assert_ne!(contact_hash(&c), contact_hash(&d), "no email is not an empty email");
+        let mut e = c.clone();
+        e.filterable_attributes.insert("n".into(), 1.into());
+        let mut f = c.clone();
+        f.filterable_attributes.insert("n".into(), "1".into());
+        assert_ne!(contact_hash(&e), contact_hash(&f), "a number is not a string");
+        assert_eq!(contact_hash(&c), contact_hash(&c.clone()));
+        let a = Feedback { problem: "ab".into(), tags: vec!["c".into()], ..Default::default() };
+        let b = Feedback { problem: "a".into(), tags: vec!["bc".into()], ..Default::default() };
+        assert_ne!(feedback_hash(&a), feedback_hash(&b), "lengths separate the fields");
+    }
+}
