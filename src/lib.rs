@@ -25,5 +25,6 @@ pub mod sandbox;
 pub mod settings;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod sync;
 pub mod validate;
