@@ -9,6 +9,13 @@
 //! - [`mapping`]: the TOML column map, compiled against the input's header, turning records into typed
 //!   [`model`] payloads (companies, contacts, feedback) or row failures.
 //! - [`model`]: the payloads Savio accepts and the objects it answers with.
+//! - [`pipeline`]: reader + mapping joined, one [`pipeline::Row`] per input row.
+//! - [`client`]: the Savio HTTP client (redacted token, one attempt per call, the retry table as data).
+//! - [`sink`]: the writer stage: one shared rate limiter, bounded concurrency, retries, companies before
+//!   the contacts that link to them.
+//! - [`report`]: `results.csv`, the failures file (the failed rows as read), `summary.json`.
+//! - [`state`]: the SQLite state file: run journal, resume, incremental sync, one run at a time.
+//! - [`sync`] and [`validate`]: the commands, stage by stage.
 //! - [`sandbox`]: a local emulator of the documented Savio API, for rehearsals and tests.
 //!
 //! The binary (`src/main.rs`) is a thin layer over these: it parses flags, sets up logging and maps errors to
