@@ -215,7 +215,12 @@ async fn sigkill_at_twenty_points_then_resume_delivers_every_row_and_never_dupli
             other => panic!("line {line}: feedback {other}: {reason}"),
         }
     }
-    assert!(unknown <= kills * CONCURRENCY, "at most the requests in flight at each kill are unknown ({unknown})");
+    eprintln!("{kills} kills: {unknown} of {ROWS} feedback unknown (in flight at a kill), the rest delivered once");
+    // The writer marks at most twice --concurrency feedback ahead of their answers.
+    assert!(
+        unknown <= kills * 2 * CONCURRENCY,
+        "at most the feedback marked at each kill is unknown ({unknown}, {kills} kills)"
+    );
     assert_eq!(summary["unknown"], unknown, "{summary}");
     let store = StateStore::open_existing(&dir.path().join("state.sqlite")).unwrap();
     assert_eq!(store.integrity_check().unwrap(), "ok");
