@@ -73,7 +73,8 @@ pub enum Command {
     /// Streams page after page into a temporary file renamed over FILE only when complete, so a failed
     /// export never leaves a file that looks whole. The format comes from FILE's extension (.csv, .jsonl,
     /// .ndjson, each optionally .gz). Exit code 0: written; 2: unusable flags or output (nothing requested);
-    /// 3: aborted (token rejected, a page kept failing, interrupted), nothing written.
+    /// 3: aborted (token rejected, a page kept failing, the file could not be written, interrupted), nothing
+    /// written.
     ///
     /// The API token comes from SAVIO_API_TOKEN or --token-file; it is never printed.
     Export(ExportArgs),

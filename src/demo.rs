@@ -251,7 +251,7 @@ impl DemoReport {
                 s.rows_with(Status::Skipped),
                 if landed.is_empty() { "nothing".to_owned() } else { landed.join(", ") }
             )?;
-            for (reason, g) in s.failures.by_count().into_iter().take(4) {
+            for (reason, g) in s.failures.by_count().into_iter().take(6) {
                 writeln!(
                     out,
                     "  {:<width$}      {reason} ({}): {}",
@@ -374,7 +374,8 @@ async fn sync_one(
     Ok(FileRun { fixture: b.fixture, preset: b.preset, report_dir: outcome.report_dir, summary: outcome.summary })
 }
 
-/// The first contacts (by name) that are linked to a company, the first companies, the first feedback.
+/// The first contacts (by name) that are linked to a company, the first companies (by name), the first
+/// pieces of feedback (by text).
 async fn samples(client: &SavioClient) -> Result<Samples, ClientError> {
     let by_name = ListQuery { ordering: Some("name".into()), ..ListQuery::default() };
     let contacts: Vec<SavioContact> = client
@@ -384,8 +385,13 @@ async fn samples(client: &SavioClient) -> Result<Samples, ClientError> {
         .try_collect()
         .await?;
     let companies: Vec<SavioCompany> = client.list_companies(&by_name).take(SHOWN).try_collect().await?;
-    let page: Page<Value> = client.list_page(&format!("_sandbox/feedback/?page_size={SHOWN}")).await?;
-    Ok(Samples { contacts, companies, feedback: page.results })
+    // Feedback ids follow the order requests completed in, which concurrency varies: sort by text so the
+    // demo shows the same pieces every run.
+    let page: Page<Value> = client.list_page("_sandbox/feedback/?page_size=1000").await?;
+    let mut feedback = page.results;
+    feedback.sort_by(|a, b| a["problem"].as_str().cmp(&b["problem"].as_str()));
+    feedback.truncate(SHOWN);
+    Ok(Samples { contacts, companies, feedback })
 }
 
 fn create_dir(dir: &Path) -> Result<(), DemoError> {

@@ -216,8 +216,14 @@ pub enum ExportError {
     Client(ClientError),
     #[error("'{}' already exists; pass --force to replace it", path.display())]
     Exists { path: PathBuf },
-    #[error("cannot write the export to '{}'", path.display())]
-    Output {
+    #[error("cannot create the export next to '{}'", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the export to '{}'; nothing was written", path.display())]
+    Write {
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -246,14 +252,14 @@ pub enum ExportError {
 }
 
 impl ExportError {
-    /// The exit code (see the README's "Exit codes"): 2 when the export could not start (nothing was
-    /// requested, or the output is unwritable), 3 when it was aborted part way.
+    /// The exit code (see the README's `export` section): 2 when the export could not start (nothing was
+    /// requested), 3 when it was aborted part way.
     pub fn exit_code(&self) -> Exit {
         match self {
-            ExportError::Client(_) | ExportError::Exists { .. } | ExportError::Output { .. } | ExportError::Task(_) => {
-                Exit::Unusable
-            }
-            ExportError::AuthRejected(_)
+            ExportError::Client(_) | ExportError::Exists { .. } | ExportError::Create { .. } => Exit::Unusable,
+            ExportError::Write { .. }
+            | ExportError::Task(_)
+            | ExportError::AuthRejected(_)
             | ExportError::GaveUp { .. }
             | ExportError::Refused(_)
             | ExportError::Listing { .. }
@@ -297,11 +303,11 @@ pub async fn run(settings: ExportSettings, mut interrupt: watch::Receiver<bool>)
     let announced = read?;
     let temp = match written {
         Ok(result) => result?,
-        Err(_) => return Err(ExportError::Output { path: output, source: io::Error::other("the writer panicked") }),
+        Err(_) => return Err(ExportError::Write { path: output, source: io::Error::other("the writer panicked") }),
     };
     // Without --force, a file that appeared while the export ran is not replaced either.
     let persisted = if settings.overwrite { temp.persist(&output) } else { temp.persist_noclobber(&output) };
-    persisted.map_err(|e| ExportError::Output { path: output.clone(), source: e.error })?;
+    persisted.map_err(|e| ExportError::Write { path: output.clone(), source: e.error })?;
     let records = counters.done.load(Ordering::Relaxed);
     if let Some(n) = announced
         && n != records
@@ -334,7 +340,7 @@ fn temp_file(output: &Path) -> Result<tempfile::NamedTempFile, ExportError> {
         .prefix(&format!(".{name}."))
         .suffix(".partial")
         .tempfile_in(dir)
-        .map_err(|source| ExportError::Output { path: output.to_path_buf(), source })
+        .map_err(|source| ExportError::Create { path: output.to_path_buf(), source })
 }
 
 /// Reads pages one after the other: paced, retried, following `next`.
@@ -487,7 +493,7 @@ fn write_all(
     gzip: bool,
     output: &Path,
 ) -> Result<tempfile::NamedTempFile, ExportError> {
-    let err = |source| ExportError::Output { path: output.to_path_buf(), source };
+    let err = |source| ExportError::Write { path: output.to_path_buf(), source };
     let file = temp.reopen().map_err(err)?;
     let sink = if gzip {
         Sink::Gzip(flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::default()))
