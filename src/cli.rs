@@ -78,6 +78,10 @@ pub enum Command {
     ///
     /// The API token comes from SAVIO_API_TOKEN or --token-file; it is never printed.
     Export(ExportArgs),
+    /// List past sync runs from a state file: start, input, mapping, mode, counts by status, how each ended.
+    ///
+    /// Without --state, lists every *.state.sqlite in savio-reports/ (where sync keeps them by default).
+    Runs(RunsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +132,19 @@ pub struct ExportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// The state file to read [default: every savio-reports/*.state.sqlite]
+    #[arg(long, value_name = "FILE")]
+    pub state: Vec<PathBuf>,
+    /// Show at most N runs per state file, newest first.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+    /// Print the runs as JSON (one array) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct SyncArgs {
     /// The export to send: a CSV or JSONL file (optionally .gz), or - for stdin.
     pub input: String,
@@ -147,8 +164,43 @@ pub struct SyncArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Send to an in-process sandbox instead of Savio (no token, no network), then print what landed.
+    /// Runs without a state file unless --state is given.
     #[arg(long, conflicts_with_all = ["base_url", "token_file"])]
     pub sandbox: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// The state file: resume, incremental sync, one run at a time, shards.
+#[derive(Debug, Args, Clone)]
+pub struct StateArgs {
+    /// The state file (SQLite) that makes runs resumable and incremental and lets only one run use it at a
+    /// time [default: <report folders' parent>/<mapping name>.state.sqlite, e.g.
+    /// savio-reports/hubspot-contacts.state.sqlite]
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Run without a state file: no resume, no incremental sync, no lock against a second run.
+    #[arg(long, conflicts_with_all = ["state", "resume", "incremental"])]
+    pub no_state: bool,
+    /// Continue the last run on this input and mapping that did not finish, skipping what it sent; refuse
+    /// when there is none, or when the input or the mapping changed since. (Without this flag such a run is
+    /// continued automatically when nothing changed, and said so.)
+    #[arg(long, conflicts_with = "no_resume")]
+    pub resume: bool,
+    /// Start a new run even when the last one on this input did not finish.
+    #[arg(long)]
+    pub no_resume: bool,
+    /// Send only what changed: skip every payload identical to the last one Savio accepted for its key
+    /// (company internal_id, contact internal_id or email, feedback content). The nightly mode.
+    #[arg(long, conflicts_with = "full")]
+    pub incremental: bool,
+    /// Send every payload, changed or not (the default; the twin of --incremental).
+    #[arg(long)]
+    pub full: bool,
+    /// Process only shard K of N: the rows whose key hashes to K (rows of one company stay together).
+    /// Run K = 1..N on N machines or cron entries; each uses 1/N of --rate, so --rate stays the total.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<savio_sync::sync::Shard>,
 }
 
 /// How to reach Savio.

@@ -367,6 +367,9 @@ async fn sync_one(
         report_dir,
         grace: settings.grace,
         progress: settings.progress,
+        // The sandbox lives only as long as the demo: nothing to resume, nothing to compare with.
+        state: None,
+        shard: None,
     };
     let outcome = crate::sync::run(sync, interrupt)
         .await

@@ -12,6 +12,9 @@ pub enum Exit {
     Unusable = 2,
     /// Aborted: the token was rejected, or the run was interrupted; reports were written.
     Aborted = 3,
+    /// Another run holds the state file (`sync` from cron while last night's run is still going); nothing was
+    /// done. Not a failure of this run: the other one is doing the work.
+    Busy = 4,
 }
 
 impl From<Exit> for std::process::ExitCode {

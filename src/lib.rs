@@ -9,6 +9,13 @@
 //! - [`mapping`]: the TOML column map, compiled against the input's header, turning records into typed
 //!   [`model`] payloads (companies, contacts, feedback) or row failures.
 //! - [`model`]: the payloads Savio accepts and the objects it answers with.
+//! - [`pipeline`]: reader + mapping joined, one [`pipeline::Row`] per input row.
+//! - [`client`]: the Savio HTTP client (redacted token, one attempt per call, the retry table as data).
+//! - [`sink`]: the writer stage: one shared rate limiter, bounded concurrency, retries, companies before
+//!   the contacts that link to them.
+//! - [`report`]: `results.csv`, the failures file (the failed rows as read), `summary.json`.
+//! - [`state`]: the SQLite state file: run journal, resume, incremental sync, one run at a time.
+//! - [`sync`] and [`validate`]: the commands, stage by stage.
 //! - [`sandbox`]: a local emulator of the documented Savio API, for rehearsals and tests.
 //! - [`export`]: every contact or company Savio lists, streamed into a CSV or JSONL file (a backup before a
 //!   migration, the check after it).
@@ -30,5 +37,6 @@ pub mod sandbox;
 pub mod settings;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod sync;
 pub mod validate;

@@ -15,7 +15,8 @@ use savio_sync::pipeline::Pipeline;
 use savio_sync::progress::ProgressMode;
 use savio_sync::sandbox::{Sandbox, SandboxConfig};
 use savio_sync::sink::SinkConfig;
-use savio_sync::sync::SyncSettings;
+use savio_sync::state::{Mode, RunListing, StateStore};
+use savio_sync::sync::{ResumeChoice, StateSettings, SyncSettings};
 use savio_sync::{settings, validate};
 use tracing_subscriber::EnvFilter;
 
@@ -30,7 +31,13 @@ fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             report_error(&err);
-            Exit::Unusable.into()
+            use savio_sync::state::LockError;
+            use savio_sync::sync::SyncError;
+            let busy = err.chain().any(|e| {
+                matches!(e.downcast_ref::<LockError>(), Some(LockError::Held { .. }))
+                    || matches!(e.downcast_ref::<SyncError>(), Some(SyncError::Lock(LockError::Held { .. })))
+            });
+            if busy { Exit::Busy.into() } else { Exit::Unusable.into() }
         }
     }
 }
@@ -43,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Sync(args) => cmd_sync(*args, quiet),
         Command::Demo(args) => cmd_demo(args),
         Command::Export(args) => cmd_export(args, quiet),
+        Command::Runs(args) => cmd_runs(&args),
     }
 }
 
@@ -123,6 +131,7 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
     let sink = SinkConfig {
         concurrency: args.writer.concurrency,
         rate: args.writer.rate,
+        rate_shares: args.state.shard.and_then(|s| std::num::NonZeroU32::new(s.n)).unwrap_or(std::num::NonZeroU32::MIN),
         max_retries: args.writer.max_retries,
         max_retry_after: args.writer.max_retry_after,
         retry_unknown: args.writer.retry_unknown,
@@ -132,6 +141,15 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
         Some(d) => d.clone(),
         None => unique_dir(savio_sync::sync::default_report_dir(&input.path)),
     };
+    let state = state_settings(&args, &report_dir);
+    if let Some(shard) = args.state.shard {
+        tracing::info!(
+            "shard {shard}: this process paces at {:.2} requests/s, its 1/{} share of --rate {}",
+            f64::from(args.writer.rate.get()) / f64::from(shard.n),
+            shard.n,
+            args.writer.rate
+        );
+    }
     let rt = runtime()?;
     rt.block_on(async move {
         let sandbox = if args.sandbox { Some(Sandbox::start(SandboxConfig::default()).await?) } else { None };
@@ -154,6 +172,8 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
             report_dir,
             grace: args.writer.grace,
             progress: ProgressMode::detect(quiet),
+            state,
+            shard: args.state.shard,
         };
         let interrupt = interrupt_flag();
         let outcome = savio_sync::sync::run(settings, interrupt).await?;
@@ -167,6 +187,61 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
         let code = outcome.summary.exit_reason.map_or(Exit::Unusable, |r| r.exit_code());
         Ok(code)
     })
+}
+
+/// How this run uses its state file: none with `--no-state` (or `--sandbox` without `--state`, whose data
+/// lives only as long as the run), else `--state` or the default file next to the report folders.
+fn state_settings(args: &cli::SyncArgs, report_dir: &std::path::Path) -> Option<StateSettings> {
+    let a = &args.state;
+    if a.no_state || (args.sandbox && a.state.is_none()) {
+        return None;
+    }
+    let path = a.state.clone().unwrap_or_else(|| {
+        savio_sync::state::default_state_path(report_dir, &args.mapping, a.shard.map(|s| (s.k, s.n)))
+    });
+    let mode = if a.incremental { Mode::Incremental } else { Mode::Full };
+    let resume = match (a.resume, a.no_resume) {
+        (true, _) => ResumeChoice::Required,
+        (_, true) => ResumeChoice::Never,
+        _ => ResumeChoice::Auto,
+    };
+    Some(StateSettings { path, mode, resume })
+}
+
+/// `savio-sync runs`: past runs from one or more state files.
+fn cmd_runs(args: &cli::RunsArgs) -> anyhow::Result<Exit> {
+    let files = if args.state.is_empty() {
+        let dir = std::path::Path::new("savio-reports");
+        let mut found: Vec<_> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.to_string_lossy().ends_with(".state.sqlite"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        if found.is_empty() {
+            anyhow::bail!(
+                "no state file in savio-reports/ (sync keeps one there by default); pass --state FILE to read another"
+            );
+        }
+        found
+    } else {
+        args.state.clone()
+    };
+    let mut all = Vec::new();
+    for f in &files {
+        all.extend(RunListing::read(&StateStore::open_existing(f)?, args.limit)?);
+    }
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &all).context("cannot write the runs")?;
+        writeln!(out).context("cannot write the runs")?;
+    } else {
+        savio_sync::state::render_runs(&mut out, &all).context("cannot write the runs")?;
+    }
+    Ok(Exit::Ok)
 }
 
 /// `--dry-run`: the pipeline with no network; every request that would be sent, one JSON object per line.

@@ -114,6 +114,15 @@ impl Payload {
         }
     }
 
+    /// The key shown in reports and kept in the state: [`Payload::key`], or a contact's email when it has no
+    /// `internal_id`.
+    pub fn report_key(&self) -> String {
+        match self {
+            Payload::Contact(c) if c.internal_id.is_empty() => c.email.clone().unwrap_or_default(),
+            _ => self.key(),
+        }
+    }
+
     /// A stable hash of the serialised payload (hex, BLAKE3): equal payloads hash equal, whatever the row.
     pub fn content_hash(&self) -> String {
         let bytes = serde_json::to_vec(self).expect("payloads always serialise");

@@ -8,6 +8,10 @@
 //! async runtime; everything between stages is a bounded channel, so memory stays flat whatever the input's
 //! size. Reports are written as rows complete and flushed every second: a crash keeps everything done so far.
 //! `summary.json` is written at the end of every run, aborted or not.
+//!
+//! With a state file ([`crate::state`]) the run also takes the state's lock, decides whether it continues
+//! an unfinished run (resume), passes every mapped payload through the [`Gate`] on the reader thread
+//! (resume, unsure feedback, incremental) and journals every outcome.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,13 +22,18 @@ use tokio::sync::{mpsc, watch};
 
 use crate::client::{ClientConfig, ClientError, SavioClient};
 use crate::mapping::Mapping;
+use crate::model::Entity;
+use crate::pipeline::RowKind;
 use crate::pipeline::{Pipeline, PrepareError, Row};
 use crate::progress::{Counters, Progress, ProgressMode};
 use crate::report::failures::{FailuresError, FailuresWriter};
+use crate::report::results::ResultLine;
 use crate::report::results::{ResultsError, ResultsWriter, Status};
+use crate::report::summary::StateInfo;
 use crate::report::summary::{ExitReason, SyncSummary};
-use crate::sink::{RowDone, Sink, SinkConfig, StopReason};
+use crate::sink::{Job, RowDone, Sink, SinkConfig, StopReason, journal_entry};
 use crate::source::{Format, InputPath, InputSpec, ReadError};
+use crate::state::{Gate, Journal, LockError, Mode, NewRun, RunLock, Settled, StateError, StateStore};
 
 /// Everything a run needs, validated by the binary before anything starts.
 pub struct SyncSettings {
@@ -36,6 +45,90 @@ pub struct SyncSettings {
     /// How long requests in flight may take to finish after Ctrl-C.
     pub grace: Duration,
     pub progress: ProgressMode,
+    /// The state file and how to use it; `None` runs without state (no resume, no incremental, no lock).
+    pub state: Option<StateSettings>,
+    /// Process only this shard's rows.
+    pub shard: Option<Shard>,
+}
+
+/// How a run uses its state file.
+#[derive(Debug, Clone)]
+pub struct StateSettings {
+    pub path: PathBuf,
+    pub mode: Mode,
+    pub resume: ResumeChoice,
+}
+
+/// Whether to continue the last run on the same input and mapping when it did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeChoice {
+    /// Continue it when its input and mapping are unchanged (said clearly); else start afresh.
+    Auto,
+    /// `--resume`: continue it, or refuse.
+    Required,
+    /// `--no-resume`: always start a new run.
+    Never,
+}
+
+/// Shard `k` of `n` (1-based): the rows whose key hashes to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub k: u32,
+    pub n: u32,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("'{s}' is not a shard: write K/N with 1 <= K <= N, e.g. 2/4");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (k, n): (u32, u32) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Shard { k, n })
+    }
+}
+
+impl Shard {
+    /// Whether a row belongs to this shard. Rows that share a company share a shard (so a company derived
+    /// from contact rows is sent by the shard that sends its contacts); otherwise the contact's key, the
+    /// feedback's hash, or, for a row that mapped to nothing, its line number decides. BLAKE3, so every
+    /// machine and version agrees.
+    pub fn owns(&self, row: &Row) -> bool {
+        let key = shard_key(row);
+        let h = blake3::hash(key.as_bytes());
+        let n = u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or([0; 8]));
+        n % u64::from(self.n) == u64::from(self.k - 1)
+    }
+}
+
+fn shard_key(row: &Row) -> String {
+    if let RowKind::Mapped { payloads, dropped } = &row.kind {
+        let company = payloads.iter().find_map(|p| match p {
+            crate::model::Payload::Company(c) => Some(c.internal_id.clone()),
+            _ => None,
+        });
+        let company = company.or_else(|| dropped.iter().find(|d| d.entity == Entity::Company).map(|d| d.key.clone()));
+        if let Some(c) = company.filter(|c| !c.is_empty()) {
+            return format!("company:{c}");
+        }
+        for entity in [Entity::Contact, Entity::Feedback] {
+            if let Some(p) = payloads.iter().find(|p| p.entity() == entity) {
+                return format!("{entity}:{}", p.report_key());
+            }
+            if let Some(d) = dropped.iter().find(|d| d.entity == entity && !d.key.is_empty()) {
+                return format!("{entity}:{}", d.key);
+            }
+        }
+    }
+    format!("line:{}", row.line)
 }
 
 /// Failures of a run as a whole. Those marked "before sending" happen before any request.
@@ -61,6 +154,12 @@ pub enum SyncError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{0}")]
+    Resume(String),
     #[error("a pipeline task failed")]
     Task(#[source] tokio::task::JoinError),
 }
@@ -89,6 +188,18 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
     }
     let info = pipeline.info().clone();
     let dir = settings.report_dir.clone();
+    let mut durable = match &settings.state {
+        Some(st) => {
+            let (st, input, mapping_path, dir) =
+                (st.clone(), settings.input.clone(), mapping.path().to_path_buf(), dir.clone());
+            let (shard, retry_unknown) = (settings.shard, settings.sink.retry_unknown);
+            let prepared = tokio::task::spawn_blocking(move || {
+                prepare_state(&st, &input, &mapping_path, &dir, shard, retry_unknown)
+            });
+            Some(prepared.await.map_err(SyncError::Task)??)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&dir).map_err(|source| SyncError::ReportDir { dir: dir.clone(), source })?;
     let results_path = dir.join("results.csv");
     let failures_path = dir.join(match info.format {
@@ -101,10 +212,12 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
 
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(settings.progress, Arc::clone(&counters), progress_total(&settings.input));
-    let (rows_tx, rows_rx) = mpsc::channel::<Row>(1024);
+    let (rows_tx, rows_rx) = mpsc::channel::<Job>(1024);
     let (done_tx, done_rx) = mpsc::channel::<RowDone>(1024);
     let last_line = Arc::new(AtomicU64::new(0));
-    let reader = spawn_reader(pipeline, rows_tx, Arc::clone(&counters), Arc::clone(&last_line));
+    let gate = durable.as_mut().and_then(|d| d.gate.take());
+    let reader = spawn_reader(pipeline, gate, settings.shard, rows_tx, Arc::clone(&counters), Arc::clone(&last_line));
+    let journal = durable.as_ref().and_then(|d| d.journal.clone());
 
     let mut summary = SyncSummary {
         input: info.path.to_string(),
@@ -115,11 +228,13 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         failures_file: Some(failures_path.display().to_string()),
         ..Default::default()
     };
-    let reporter = tokio::spawn(report(done_rx, results, failures, summary.clone(), Arc::clone(&counters)));
+    let reporter =
+        tokio::spawn(report(done_rx, results, failures, summary.clone(), Arc::clone(&counters), journal.clone()));
 
-    let sink = Sink::new(client, settings.sink);
+    let sink = Sink::new(client, settings.sink, journal);
     let stats = sink.stats();
     let stop = sink.run(rows_rx, done_tx, interrupt, settings.grace).await;
+    drop(sink);
     let read = tokio::task::spawn_blocking(move || reader.join()).await.map_err(SyncError::Task)?;
     let counted = reporter.await.map_err(SyncError::Task)??;
     progress.finish();
@@ -129,7 +244,20 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
     summary.payloads = counted.payloads;
     summary.unknown = counted.unknown;
     summary.failures = counted.failures;
+    summary.unchanged = counted.unchanged;
+    summary.done_before_resume = counted.done_before_resume;
     summary.blank_rows = read.as_ref().map_or(0, |r| r.as_ref().map_or(0, |end| end.blank));
+    // Every outcome is queued to the journal by now (the writer and the reporter are done): wait for the
+    // last commit before the run is marked as ended.
+    let mut journal_error = None;
+    if let Some(d) = durable.as_mut() {
+        d.info.other_shard_rows = read.as_ref().map_or(0, |r| r.as_ref().map_or(0, |end| end.other_shard));
+        if let Some(task) = d.task.take() {
+            drop(d.journal.take());
+            journal_error = tokio::task::spawn_blocking(move || task.finish()).await.map_err(SyncError::Task)?.err();
+        }
+        summary.state = Some(d.info.clone());
+    }
     summary.requests = stats.requests.load(Ordering::Relaxed);
     summary.retries = stats.retries.load(Ordering::Relaxed);
     summary.throttled = stats.throttled.load(Ordering::Relaxed);
@@ -174,6 +302,15 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
     summary.exit_code = reason.exit_code() as u8;
     let summary_path = dir.join("summary.json");
     summary.write_atomic(&summary_path).map_err(|source| SyncError::Summary { path: summary_path, source })?;
+    if let Some(mut d) = durable {
+        let finished = matches!(reason, ExitReason::Completed | ExitReason::RowsFailed | ExitReason::UnknownOutcomes);
+        let json = serde_json::to_string(&summary).unwrap_or_default();
+        let reason_name = serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(String::from));
+        d.store.end_run(d.run_id, finished, reason_name.as_deref().unwrap_or("unknown"), &json)?;
+        if let Some(e) = journal_error {
+            return Err(e.into());
+        }
+    }
     Ok(SyncOutcome { summary, report_dir: dir })
 }
 
@@ -208,32 +345,211 @@ fn is_gzip(path: &Path) -> bool {
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == [0x1f, 0x8b]
 }
 
-struct ReaderEnd {
-    blank: u64,
+/// A run's hold on its state file.
+struct Durable {
+    store: StateStore,
+    run_id: i64,
+    info: StateInfo,
+    gate: Option<Gate>,
+    journal: Option<Journal>,
+    task: Option<crate::state::journal::JournalTask>,
+    _lock: RunLock,
 }
 
-/// Reads and maps on a plain thread, feeding the writer; stops when the writer stops listening.
+/// Locks the state, decides between a new run and a resume, and opens the journal and the gate. Nothing has
+/// been sent yet, so every error here leaves Savio untouched.
+fn prepare_state(
+    st: &StateSettings,
+    input: &InputSpec,
+    mapping_path: &Path,
+    report_dir: &Path,
+    shard: Option<Shard>,
+    retry_unknown: bool,
+) -> Result<Durable, SyncError> {
+    let input_key = match &input.path {
+        InputPath::Stdin => "-".to_string(),
+        InputPath::File(p) => std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string(),
+    };
+    let mapping_key =
+        std::fs::canonicalize(mapping_path).unwrap_or_else(|_| mapping_path.to_path_buf()).display().to_string();
+    if let Some(dir) = st.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Folder { path: st.path.clone(), source })?;
+    }
+    let lock = RunLock::acquire(&st.path, &format!("input {input_key}"))?;
+    let mut store = StateStore::open(&st.path)?;
+    let input_fp = match &input.path {
+        InputPath::Stdin => None,
+        InputPath::File(p) => Some(crate::state::fingerprint(p)?),
+    };
+    let mapping_fp = crate::state::fingerprint(mapping_path)?;
+    let shard_s = shard.map(|s| s.to_string());
+    let unfinished = store.last_run_for(&input_key, &mapping_key, shard_s.as_deref())?.filter(|r| !r.is_finished());
+    let state_name = st.path.display();
+    let resume_from = match (st.resume, unfinished) {
+        (ResumeChoice::Required, _) if input_fp.is_none() => {
+            return Err(SyncError::Resume(
+                "--resume needs the input as a file: standard input cannot be checked for changes".into(),
+            ));
+        }
+        (ResumeChoice::Required, None) => {
+            return Err(SyncError::Resume(format!(
+                "--resume: the state file '{state_name}' holds no unfinished run of '{input_key}' with mapping                  '{mapping_key}'; run without --resume"
+            )));
+        }
+        (ResumeChoice::Never, Some(r)) => {
+            tracing::warn!("run {} on this input did not finish; --no-resume: starting a new run", r.id);
+            None
+        }
+        (ResumeChoice::Never, None) | (ResumeChoice::Auto, None) => None,
+        (choice, Some(r)) => {
+            let mut changed = Vec::new();
+            if input_fp.is_none() || r.input_fingerprint != input_fp {
+                changed.push("input file");
+            }
+            if r.mapping_fingerprint != mapping_fp {
+                changed.push("mapping");
+            }
+            if changed.is_empty() {
+                Some(r)
+            } else if choice == ResumeChoice::Required {
+                return Err(SyncError::Resume(format!(
+                    "--resume refused: the {} changed since run {} (started {}) stopped, so its journal no longer                      describes these rows. Run without --resume to start a new run ({} skips what Savio already                      accepted)",
+                    changed.join(" and "),
+                    r.id,
+                    r.started,
+                    if st.mode == Mode::Incremental { "it" } else { "--incremental" }
+                )));
+            } else {
+                tracing::warn!(
+                    "run {} on this input did not finish, but the {} changed since: starting a new run",
+                    r.id,
+                    changed.join(" and ")
+                );
+                None
+            }
+        }
+    };
+    let report_dir_s = report_dir.display().to_string();
+    let (run_id, resumes) = match &resume_from {
+        Some(r) => {
+            store.resume_run(r.id, &report_dir_s)?;
+            tracing::warn!(
+                "resuming run {} (started {}, {}): what it already sent is skipped",
+                r.id,
+                r.started,
+                r.exit_reason
+                    .as_deref()
+                    .map_or("killed before it could finish".to_string(), |e| format!("stopped: {e}"))
+            );
+            (r.id, r.resumes + 1)
+        }
+        None => {
+            let id = store.begin_run(&NewRun {
+                input: &input_key,
+                input_fingerprint: input_fp.as_deref(),
+                mapping: &mapping_key,
+                mapping_fingerprint: &mapping_fp,
+                mode: st.mode,
+                shard: shard_s.as_deref(),
+                report_dir: &report_dir_s,
+            })?;
+            (id, 0)
+        }
+    };
+    let gate = Gate::open(&st.path, st.mode, resume_from.as_ref().map(|r| r.id), retry_unknown)?;
+    let (journal, task) = Journal::start(&st.path, run_id)?;
+    tracing::info!("state: {} (run {run_id}, {})", st.path.display(), st.mode.as_str());
+    Ok(Durable {
+        store,
+        run_id,
+        info: StateInfo {
+            file: st.path.display().to_string(),
+            run_id,
+            mode: st.mode.as_str().into(),
+            resumed: resume_from.is_some(),
+            resumes,
+            shard: shard_s,
+            other_shard_rows: 0,
+        },
+        gate: Some(gate),
+        journal: Some(journal),
+        task: Some(task),
+        _lock: lock,
+    })
+}
+
+struct ReaderEnd {
+    blank: u64,
+    other_shard: u64,
+}
+
+/// Why the reader stopped early.
+#[derive(Debug, thiserror::Error)]
+enum ReaderError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Reads and maps on a plain thread, feeding the writer; stops when the writer stops listening. The shard
+/// filter and the state's gate run here too, off the async runtime.
 fn spawn_reader(
     mut pipeline: Pipeline,
-    rows: mpsc::Sender<Row>,
+    gate: Option<Gate>,
+    shard: Option<Shard>,
+    rows: mpsc::Sender<Job>,
     counters: Arc<Counters>,
     last_line: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<Result<ReaderEnd, ReadError>> {
+) -> std::thread::JoinHandle<Result<ReaderEnd, ReaderError>> {
     std::thread::spawn(move || {
-        let mut end = ReaderEnd { blank: 0 };
-        while let Some(row) = pipeline.next_row()? {
+        let mut end = ReaderEnd { blank: 0, other_shard: 0 };
+        while let Some(mut row) = pipeline.next_row()? {
             counters.bytes.store(pipeline.bytes_read(), Ordering::Relaxed);
             last_line.store(row.line, Ordering::Relaxed);
-            if matches!(row.kind, crate::pipeline::RowKind::Blank) {
+            if matches!(row.kind, RowKind::Blank) {
                 end.blank += 1;
                 continue;
             }
-            if rows.blocking_send(row).is_err() {
+            if let Some(shard) = shard
+                && !shard.owns(&row)
+            {
+                end.other_shard += 1;
+                continue;
+            }
+            let mut settled = Vec::new();
+            if let (Some(gate), RowKind::Mapped { payloads, .. }) = (&gate, &mut row.kind) {
+                let mut send = Vec::with_capacity(payloads.len());
+                for p in payloads.drain(..) {
+                    match gate.check(row.line, &p)? {
+                        Some(s) => settled.push(settled_line(row.line, &p, s)),
+                        None => send.push(p),
+                    }
+                }
+                *payloads = send;
+            }
+            if rows.blocking_send(Job { row, settled }).is_err() {
                 break;
             }
         }
         Ok(end)
     })
+}
+
+fn settled_line(line: u64, p: &crate::model::Payload, s: Settled) -> ResultLine {
+    ResultLine {
+        line,
+        entity: Some(p.entity()),
+        key: p.report_key(),
+        status: s.status,
+        http_status: None,
+        savio_id: s.savio_id,
+        attempts: 0,
+        latency: Duration::ZERO,
+        reason: s.reason,
+        group: s.group,
+        hash: String::new(),
+    }
 }
 
 /// What the reporter counted.
@@ -243,6 +559,8 @@ struct Counted {
     payloads: crate::report::summary::EntityCounts,
     unknown: u64,
     failures: crate::report::groups::Groups,
+    unchanged: u64,
+    done_before_resume: u64,
 }
 
 /// Writes `results.csv` and the failures file as rows complete; flushes at least every second.
@@ -252,7 +570,9 @@ async fn report(
     mut failures: FailuresWriter,
     mut tally: SyncSummary,
     counters: Arc<Counters>,
+    journal: Option<Journal>,
 ) -> Result<Counted, SyncError> {
+    let (mut unchanged, mut done_before_resume) = (0, 0);
     let mut flush = tokio::time::interval(Duration::from_secs(1));
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -270,6 +590,19 @@ async fn report(
         let status = row.status();
         for r in &row.results {
             results.write(r)?;
+            if r.status == Status::Skipped {
+                if r.group == Settled::UNCHANGED {
+                    unchanged += 1;
+                } else if r.group == Settled::DONE_BEFORE {
+                    done_before_resume += 1;
+                }
+            }
+            if let Some(j) = &journal
+                && !r.hash.is_empty()
+                && r.entity.is_some()
+            {
+                j.record(journal_entry(r)).await;
+            }
             if let Some(e) = r.entity {
                 tally.add_payload(e, r.status);
             }
@@ -298,6 +631,8 @@ async fn report(
         payloads: tally.payloads,
         unknown: tally.unknown,
         failures: tally.failures,
+        unchanged,
+        done_before_resume,
     })
 }
 

@@ -79,6 +79,9 @@ pub struct ResultLine {
     pub reason: String,
     /// The reason without row-specific values, to group failures in the summary (not written to the file).
     pub group: String,
+    /// The payload's content hash when it went to the writer and a state journal records it (not written to
+    /// the file); empty otherwise.
+    pub hash: String,
 }
 
 pub const HEADER: [&str; 9] =
@@ -180,6 +183,7 @@ mod tests {
             latency: Duration::from_millis(12),
             reason: "contact.email: \"x\" invalid".into(),
             group: String::new(),
+            hash: String::new(),
         })
         .unwrap();
         w.finish().unwrap();

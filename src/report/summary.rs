@@ -77,9 +77,35 @@ pub struct SyncSummary {
     pub stopped_after_line: Option<u64>,
     pub results_file: Option<String>,
     pub failures_file: Option<String>,
-    /// Extra facts (e.g. resume and incremental counts).
+    /// Payloads not sent because Savio already has them (`--incremental`), and payloads a resumed run
+    /// skipped because the run it continues had sent them.
+    #[serde(default)]
+    pub unchanged: u64,
+    #[serde(default)]
+    pub done_before_resume: u64,
+    /// The state file and this run's place in it; absent with `--no-state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateInfo>,
+    /// Extra facts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// A run's place in its state file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StateInfo {
+    pub file: String,
+    pub run_id: i64,
+    /// `incremental` or `full`.
+    pub mode: String,
+    /// This run continues an earlier one that did not finish (`resumes` times so far).
+    pub resumed: bool,
+    pub resumes: i64,
+    /// `K/N` with `--shard`, and how many input rows belonged to other shards (not processed here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    #[serde(default)]
+    pub other_shard_rows: u64,
 }
 
 impl SyncSummary {
@@ -146,6 +172,24 @@ impl SyncSummary {
                  check in Savio before re-sending them, or re-run the failures file with --retry-unknown",
                 self.unknown
             )?;
+        }
+        if self.unchanged + self.done_before_resume > 0 {
+            let mut parts = Vec::new();
+            if self.unchanged > 0 {
+                parts.push(format!("{} unchanged since Savio accepted them", self.unchanged));
+            }
+            if self.done_before_resume > 0 {
+                parts.push(format!("{} already sent before the resume", self.done_before_resume));
+            }
+            writeln!(out, "Not sent:  {}", parts.join(", "))?;
+        }
+        if let Some(st) = &self.state {
+            let resumed = if st.resumed { format!(", resumed ({}x)", st.resumes) } else { String::new() };
+            let shard = match &st.shard {
+                Some(k) => format!(", shard {k} ({} rows left to other shards)", st.other_shard_rows),
+                None => String::new(),
+            };
+            writeln!(out, "State:     {} (run {}, {}{resumed}{shard})", st.file, st.run_id, st.mode)?;
         }
         if let Some(m) = &self.abort_message {
             writeln!(out, "Stopped:   {m}")?;

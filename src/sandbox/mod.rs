@@ -350,6 +350,11 @@ impl Sandbox {
         self.addr
     }
 
+    /// The request counters alone (cheaper than a [`Sandbox::snapshot`] for a test that polls them).
+    pub fn requests(&self) -> RequestCounters {
+        lock(&self.shared.counters).clone()
+    }
+
     /// A copy of all data and request counters, as they are now.
     pub fn snapshot(&self) -> SandboxSnapshot {
         let data = lock(&self.shared.store).data().clone();

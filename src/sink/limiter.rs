@@ -33,9 +33,16 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
+    #[cfg(test)]
     pub(crate) fn new(rate: NonZeroU32) -> Limiter {
+        Limiter::shared(rate, NonZeroU32::MIN)
+    }
+
+    /// This process's share of a rate that `shares` processes split evenly (`--shard K/N`): slots `N`
+    /// periods apart, so the N processes together stay within `rate`.
+    pub(crate) fn shared(rate: NonZeroU32, shares: NonZeroU32) -> Limiter {
         Limiter {
-            period: Duration::from_secs(1).mul_f64(1.0 + MARGIN) / rate.get(),
+            period: Duration::from_secs(1).mul_f64(1.0 + MARGIN) * shares.get() / rate.get(),
             next_slot: Mutex::new(None),
             pause_until: Mutex::new(None),
         }
@@ -128,6 +135,17 @@ mod tests {
         for (i, t) in times.iter().enumerate().skip(200) {
             assert!(*t - times[i - 200] >= Duration::from_secs(1), "at most 200 in any 1 s window");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_share_of_the_rate_paces_at_rate_over_shares() {
+        let l = Limiter::shared(NonZeroU32::new(10).unwrap(), NonZeroU32::new(4).unwrap());
+        let start = Instant::now();
+        for _ in 0..11 {
+            l.ready().await;
+        }
+        // 10/s split four ways: 2.5/s here, so 11 requests span 10 periods of 400 ms.
+        assert_eq!(Instant::now() - start, Duration::from_secs(4).mul_f64(1.0 + MARGIN));
     }
 
     #[tokio::test]

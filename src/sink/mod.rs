@@ -30,6 +30,7 @@ use crate::model::{Entity, Payload};
 use crate::pipeline::{Row, RowKind, reason_text};
 use crate::report::results::{ResultLine, Status};
 use crate::source::RawRow;
+use crate::state::{Journal, JournalEntry};
 use limiter::Limiter;
 use order::{Done, Registry, Waits};
 
@@ -44,6 +45,8 @@ pub struct SinkConfig {
     pub concurrency: NonZeroUsize,
     /// Requests per second, for the whole run (all endpoints).
     pub rate: NonZeroU32,
+    /// How many processes share `rate` (`--shard K/N` gives N): this one paces at `rate / rate_shares`.
+    pub rate_shares: NonZeroU32,
     /// Retries after the first attempt.
     pub max_retries: u32,
     /// The longest a 429's `Retry-After` (or any backoff) may pause the run.
@@ -58,6 +61,7 @@ impl Default for SinkConfig {
         SinkConfig {
             concurrency: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
             rate: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+            rate_shares: NonZeroU32::MIN,
             max_retries: 6,
             max_retry_after: Duration::from_secs(60),
             backoff: Backoff::default(),
@@ -92,6 +96,20 @@ impl RowDone {
             })
             .collect();
         reasons.join("; ")
+    }
+}
+
+/// One row for the writer: the mapped row, and the outcomes the state already settled without a request
+/// (unchanged since the last accepted run, done before a resume, unknown from an earlier run).
+#[derive(Debug)]
+pub struct Job {
+    pub row: Row,
+    pub settled: Vec<ResultLine>,
+}
+
+impl From<Row> for Job {
+    fn from(row: Row) -> Job {
+        Job { row, settled: Vec::new() }
     }
 }
 
@@ -136,6 +154,8 @@ struct Shared {
     registry: Registry,
     stats: Arc<SinkStats>,
     stop: watch::Sender<StopState>,
+    /// The state journal: feedback is marked there before it is sent.
+    journal: Option<Journal>,
 }
 
 impl Shared {
@@ -165,16 +185,17 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn new(client: SavioClient, cfg: SinkConfig) -> Sink {
+    pub fn new(client: SavioClient, cfg: SinkConfig, journal: Option<Journal>) -> Sink {
         let (stop, _) = watch::channel(StopState::default());
         let shared = Shared {
-            limiter: Limiter::new(cfg.rate),
+            limiter: Limiter::shared(cfg.rate, cfg.rate_shares),
             slots: Semaphore::new(cfg.concurrency.get()),
             registry: Registry::default(),
             stats: Arc::new(SinkStats::default()),
             stop,
             client,
             cfg,
+            journal,
         };
         Sink { shared: Arc::new(shared) }
     }
@@ -189,7 +210,7 @@ impl Sink {
     /// `grace` to finish before they are abandoned (and reported as such).
     pub async fn run(
         &self,
-        mut rows: mpsc::Receiver<Row>,
+        mut rows: mpsc::Receiver<Job>,
         out: mpsc::Sender<RowDone>,
         mut interrupt: watch::Receiver<bool>,
         grace: Duration,
@@ -239,10 +260,11 @@ impl Sink {
 
     /// Hands one row on: straight to the reports when it has no payload, else a job per payload. Returns
     /// false when the reports are gone (nothing more can be recorded).
-    async fn dispatch(&self, row: Row, window: &Arc<Semaphore>, out: &mpsc::Sender<RowDone>) -> bool {
+    async fn dispatch(&self, job: Job, window: &Arc<Semaphore>, out: &mpsc::Sender<RowDone>) -> bool {
+        let Job { row, settled } = job;
         let line = row.line;
         let raw = row.raw();
-        let (payloads, mut results) = match row.kind {
+        let (payloads, mut results): (_, Vec<ResultLine>) = match row.kind {
             RowKind::Blank => return true,
             RowKind::Skipped(reason) => (Vec::new(), vec![row_line(line, Status::Skipped, reason, String::new())]),
             RowKind::Failed(problems) => {
@@ -267,6 +289,7 @@ impl Sink {
                 (payloads, pre)
             }
         };
+        results.extend(settled);
         if payloads.is_empty() {
             if results.is_empty() {
                 results.push(row_line(line, Status::Skipped, "nothing to send".into(), String::new()));
@@ -307,6 +330,7 @@ fn row_line(line: u64, status: Status, reason: String, group: String) -> ResultL
         latency: Duration::ZERO,
         reason,
         group,
+        hash: String::new(),
     }
 }
 
@@ -340,10 +364,7 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
     let mut r = ResultLine {
         line,
         entity: Some(entity),
-        key: match payload {
-            Payload::Contact(c) if c.internal_id.is_empty() => c.email.clone().unwrap_or_default(),
-            _ => payload.key(),
-        },
+        key: payload.report_key(),
         status: Status::Failed,
         http_status: None,
         savio_id: None,
@@ -351,6 +372,7 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
         latency: Duration::ZERO,
         reason: String::new(),
         group: String::new(),
+        hash: if shared.journal.is_some() { payload.content_hash() } else { String::new() },
     };
     if let Some((company, reason)) = waits.blocked_by {
         return blocked(r, &company, &reason);
@@ -382,6 +404,17 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
         if let Some(stop) = shared.stop_reason() {
             r.reason = not_sent(&stop, last_error.as_deref());
             r.group = format!("{entity}: not sent (run stopped)");
+            return r;
+        }
+        // Feedback is marked in the journal right before its first attempt leaves (holding its slot, so only
+        // requests really about to be sent are marked): a crash from here on leaves it `unknown`, not lost.
+        if !idempotent
+            && r.attempts == 0
+            && let Some(journal) = &shared.journal
+            && let Err(e) = journal.before_send(journal_entry(&r)).await
+        {
+            r.reason = format!("not sent: {e}");
+            r.group = format!("{entity}: not sent (state journal failed)");
             return r;
         }
         r.attempts += 1;
@@ -461,6 +494,19 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
                 return r;
             }
         }
+    }
+}
+
+/// The journal's record of a payload's outcome.
+pub(crate) fn journal_entry(r: &ResultLine) -> JournalEntry {
+    JournalEntry {
+        line: r.line,
+        entity: r.entity.unwrap_or(Entity::Feedback),
+        key: r.key.clone(),
+        hash: r.hash.clone(),
+        status: r.status,
+        savio_id: r.savio_id.as_ref().map(ToString::to_string),
+        reason: r.reason.clone(),
     }
 }
 

@@ -1,0 +1,124 @@
+//! The gate between mapping and writer: decides, per payload, whether the state says it needs no request.
+//!
+//! Runs on the reader thread with its own read connection (WAL lets it read while the journal writes), so
+//! its lookups never block the async writer. In order:
+//! 1. **Resume**: the journal of the run being continued records the payload (same line, same entity) as
+//!    ok → skipped; as in flight or unknown (feedback) → unknown, not re-sent unless `--retry-unknown`.
+//! 2. **Unsure feedback**: an identical feedback's creation is unknown from an earlier run → unknown, not
+//!    re-sent unless `--retry-unknown` (a failures file re-run must not create it twice).
+//! 3. **Incremental**: the payload's hash equals the last one Savio accepted for its key → skipped
+//!    (`unchanged`).
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::{Mode, StateError, connect};
+use crate::model::{Entity, Payload, SavioId};
+use crate::report::results::Status;
+
+/// A payload the state settled without a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    pub status: Status,
+    pub savio_id: Option<SavioId>,
+    pub reason: String,
+    /// For the summary's counts: [`Settled::UNCHANGED`], [`Settled::DONE_BEFORE`] or an unknown group.
+    pub group: String,
+}
+
+impl Settled {
+    pub const UNCHANGED: &'static str = "unchanged";
+    pub const DONE_BEFORE: &'static str = "done before resume";
+}
+
+pub struct Gate {
+    conn: Connection,
+    path: PathBuf,
+    mode: Mode,
+    resume: Option<i64>,
+    retry_unknown: bool,
+}
+
+impl Gate {
+    pub fn open(path: &Path, mode: Mode, resume: Option<i64>, retry_unknown: bool) -> Result<Gate, StateError> {
+        let conn = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        Ok(Gate { conn, path: path.into(), mode, resume, retry_unknown })
+    }
+
+    /// What the state says about `payload` from input line `line`: `None` means send it.
+    pub fn check(&self, line: u64, payload: &Payload) -> Result<Option<Settled>, StateError> {
+        let sqlite = |source| StateError::Sqlite { path: self.path.clone(), source };
+        let entity = payload.entity();
+        let line_i = i64::try_from(line).unwrap_or(i64::MAX);
+        if let Some(run) = self.resume {
+            let prior: Option<(String, Option<String>)> = self
+                .conn
+                .prepare_cached("SELECT status, savio_id FROM journal WHERE run_id = ?1 AND line = ?2 AND entity = ?3")
+                .and_then(|mut s| {
+                    s.query_row(params![run, line_i, entity.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                })
+                .map_err(sqlite)?;
+            match prior.as_ref().map(|(s, id)| (s.as_str(), id)) {
+                Some(("ok", id)) => {
+                    return Ok(Some(Settled {
+                        status: Status::Skipped,
+                        savio_id: id.clone().map(parse_id),
+                        reason: format!("already sent by run {run} before it stopped"),
+                        group: Settled::DONE_BEFORE.into(),
+                    }));
+                }
+                Some(("pending" | "unknown", _)) if entity == Entity::Feedback && !self.retry_unknown => {
+                    return Ok(Some(unknown(format!(
+                        "was in flight when run {run} stopped: it may or may not have been created, so it is not \
+                         re-sent (--retry-unknown re-sends it, at the risk of a duplicate)"
+                    ))));
+                }
+                _ => {}
+            }
+        }
+        if entity == Entity::Feedback && !self.retry_unknown {
+            let key = payload.report_key();
+            let unsure: Option<(i64, i64)> = self
+                .conn
+                .prepare_cached("SELECT run_id, line FROM unsure_feedback WHERE key = ?1")
+                .and_then(|mut s| s.query_row([&key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                .map_err(sqlite)?;
+            if let Some((run, at_line)) = unsure {
+                return Ok(Some(unknown(format!(
+                    "an identical feedback (run {run}, line {at_line}) may or may not have been created, so it is \
+                     not re-sent (--retry-unknown re-sends it, at the risk of a duplicate)"
+                ))));
+            }
+        }
+        if self.mode == Mode::Incremental {
+            let key = payload.report_key();
+            let last: Option<(String, Option<String>, String)> = self
+                .conn
+                .prepare_cached("SELECT hash, savio_id, at FROM accepted WHERE entity = ?1 AND key = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![entity.as_str(), key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
+                })
+                .map_err(sqlite)?;
+            if let Some((hash, id, at)) = last
+                && hash == payload.content_hash()
+            {
+                return Ok(Some(Settled {
+                    status: Status::Skipped,
+                    savio_id: id.map(parse_id),
+                    reason: format!("unchanged since Savio accepted it at {at}"),
+                    group: Settled::UNCHANGED.into(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn unknown(reason: String) -> Settled {
+    Settled { status: Status::Unknown, savio_id: None, reason, group: "feedback: outcome unknown (earlier run)".into() }
+}
+
+fn parse_id(s: String) -> SavioId {
+    s.parse().map(SavioId::Int).unwrap_or(SavioId::Str(s))
+}

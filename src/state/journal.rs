@@ -1,0 +1,215 @@
+//! The run journal's writer: one thread that owns the write connection and commits in batches.
+//!
+//! Outcomes are queued and committed together (a batch is whatever arrived while the previous commit ran,
+//! up to [`BATCH`]), so a busy run costs one commit per batch, not one per row. Feedback's write-ahead mark
+//! ([`Journal::before_send`]) is the one message that waits: its request is sent only once the mark is
+//! committed, so a crash can never leave a created feedback without a trace. A WAL checkpoint at most
+//! every [`COMMIT_EVERY`] bounds what an OS crash could lose.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{StateError, connect, now};
+use crate::model::Entity;
+use crate::report::results::Status;
+
+/// Most messages in one transaction.
+pub const BATCH: usize = 2048;
+/// The longest between two checkpoints of the write-ahead log while the run is busy.
+pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+/// One payload's outcome (or its write-ahead mark).
+#[derive(Debug, Clone)]
+pub struct JournalEntry {
+    pub line: u64,
+    pub entity: Entity,
+    /// As in the results file: internal_id, email, or `sha:...` for feedback.
+    pub key: String,
+    /// The payload's content hash.
+    pub hash: String,
+    pub status: Status,
+    pub savio_id: Option<String>,
+    pub reason: String,
+}
+
+enum Msg {
+    Pending(JournalEntry, oneshot::Sender<()>),
+    Outcome(JournalEntry),
+}
+
+/// The handle every stage uses. Cheap to clone; the writer ends when every handle is dropped.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::Sender<Msg>,
+    written: Arc<AtomicU64>,
+}
+
+/// The writer thread; [`JournalTask::finish`] waits for its last commit.
+pub struct JournalTask {
+    thread: std::thread::JoinHandle<Result<(), StateError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the state journal stopped (see the error above); not sending feedback that could not be recorded first")]
+pub struct JournalClosed;
+
+impl Journal {
+    /// Opens a second connection to `path` and starts the writer for run `run_id`.
+    pub fn start(path: &Path, run_id: i64) -> Result<(Journal, JournalTask), StateError> {
+        let conn = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let (tx, rx) = mpsc::channel(BATCH * 2);
+        let written = Arc::new(AtomicU64::new(0));
+        let path = path.to_path_buf();
+        let counter = Arc::clone(&written);
+        let thread = std::thread::Builder::new()
+            .name("savio-journal".into())
+            .spawn(move || write_loop(conn, &path, run_id, rx, &counter))
+            .map_err(StateError::JournalThread)?;
+        Ok((Journal { tx, written }, JournalTask { thread }))
+    }
+
+    /// Records a feedback as about to be sent and waits until that is committed.
+    pub async fn before_send(&self, mut entry: JournalEntry) -> Result<(), JournalClosed> {
+        entry.status = Status::Unknown;
+        let (ack, done) = oneshot::channel();
+        self.tx.send(Msg::Pending(entry, ack)).await.map_err(|_| JournalClosed)?;
+        done.await.map_err(|_| JournalClosed)
+    }
+
+    /// Queues an outcome; it is committed with the next batch.
+    pub async fn record(&self, entry: JournalEntry) {
+        // A closed journal has already reported its error; the reports still hold the outcome.
+        let _ = self.tx.send(Msg::Outcome(entry)).await;
+    }
+
+    /// Entries committed so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+impl JournalTask {
+    /// Waits for the writer to commit everything queued. Call after dropping every [`Journal`] handle.
+    pub fn finish(self) -> Result<(), StateError> {
+        self.thread.join().unwrap_or(Err(StateError::JournalPanicked))
+    }
+}
+
+fn write_loop(
+    mut conn: Connection,
+    path: &Path,
+    run_id: i64,
+    mut rx: mpsc::Receiver<Msg>,
+    written: &AtomicU64,
+) -> Result<(), StateError> {
+    let sqlite = |source| StateError::Sqlite { path: path.into(), source };
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut last_checkpoint = Instant::now();
+    let mut dirty = false;
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut acks = Vec::new();
+        let result = write_batch(&mut conn, run_id, batch.drain(..), &mut acks);
+        if let Err(e) = result {
+            // Dropping the acks tells the waiting feedback that its mark was not recorded.
+            rx.close();
+            let err = sqlite(e);
+            tracing::error!("the state journal cannot be written: {err}");
+            return Err(err);
+        }
+        written.fetch_add(acks.len() as u64, Ordering::Relaxed);
+        for ack in acks {
+            let _ = ack.send(());
+        }
+        dirty = true;
+        if last_checkpoint.elapsed() >= COMMIT_EVERY {
+            checkpoint(&conn);
+            last_checkpoint = Instant::now();
+            dirty = false;
+        }
+    }
+    if dirty {
+        checkpoint(&conn);
+    }
+    Ok(())
+}
+
+/// Moves the write-ahead log into the database (and syncs both), without waiting for readers.
+fn checkpoint(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::debug!("state checkpoint: {e}");
+    }
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    run_id: i64,
+    batch: impl Iterator<Item = Msg>,
+    acks: &mut Vec<oneshot::Sender<()>>,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut journal = tx.prepare_cached(
+            "INSERT OR REPLACE INTO journal (run_id, line, entity, key, hash, status, savio_id, reason, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut accepted = tx.prepare_cached(
+            "INSERT OR REPLACE INTO accepted (entity, key, hash, savio_id, at, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut unsure = tx
+            .prepare_cached("INSERT OR REPLACE INTO unsure_feedback (key, run_id, line, at) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut sure = tx.prepare_cached("DELETE FROM unsure_feedback WHERE key = ?1")?;
+        let at = now();
+        for msg in batch {
+            let (e, status) = match msg {
+                Msg::Pending(e, ack) => {
+                    acks.push(ack);
+                    (e, "pending")
+                }
+                Msg::Outcome(e) => {
+                    let s = e.status.as_str();
+                    (e, s)
+                }
+            };
+            let line = i64::try_from(e.line).unwrap_or(i64::MAX);
+            journal.execute(params![
+                run_id,
+                line,
+                e.entity.as_str(),
+                e.key,
+                e.hash,
+                status,
+                e.savio_id,
+                e.reason,
+                at
+            ])?;
+            match (status, e.entity) {
+                ("ok", _) => {
+                    accepted.execute(params![e.entity.as_str(), e.key, e.hash, e.savio_id, at, run_id])?;
+                    if e.entity == Entity::Feedback {
+                        sure.execute([&e.key])?;
+                    }
+                }
+                ("pending" | "unknown", Entity::Feedback) => {
+                    unsure.execute(params![e.key, run_id, line, at])?;
+                }
+                (_, Entity::Feedback) => {
+                    sure.execute([&e.key])?;
+                }
+                _ => {}
+            }
+        }
+    }
+    tx.commit()
+}

@@ -1,0 +1,465 @@
+//! Durable runs, end to end: the real binary against the in-process sandbox, with its SQLite state file.
+//!
+//! Crash-safe resume (SIGKILL at random points), nightly incremental sync (only what changed is sent, failed
+//! rows heal themselves), one run at a time (a second run names the first one's PID), shards that split a
+//! job exactly, and `savio-sync runs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use savio_sync::sandbox::{Sandbox, SandboxConfig};
+use savio_sync::state::StateStore;
+use serde_json::Value;
+
+const TOKEN: &str = "tok-state-Kx93-secret";
+
+fn sandbox_config() -> SandboxConfig {
+    SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }
+}
+
+/// `savio-sync sync <args> --base-url <url>`, hermetic (empty environment but PATH and the token), in `dir`.
+fn command(dir: &Path, base_url: &str, args: &[&str]) -> StdCommand {
+    let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("savio-sync"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SAVIO_API_TOKEN", TOKEN)
+        .current_dir(dir)
+        .arg("-q")
+        .arg("sync")
+        .args(args)
+        .args(["--base-url", base_url]);
+    cmd
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    reports: PathBuf,
+}
+
+impl Run {
+    fn summary(&self) -> Value {
+        let bytes = std::fs::read(self.reports.join("summary.json")).expect("summary.json");
+        serde_json::from_slice(&bytes).expect("summary is JSON")
+    }
+
+    /// results.csv as (line, entity) -> (status, reason).
+    fn results(&self) -> BTreeMap<(u64, String), (String, String)> {
+        let mut r = csv::Reader::from_path(self.reports.join("results.csv")).expect("results.csv");
+        let mut out = BTreeMap::new();
+        for rec in r.records() {
+            let rec = rec.expect("a results line");
+            let key = (rec[0].parse().expect("a line number"), rec[1].to_string());
+            let prev = out.insert(key.clone(), (rec[3].to_string(), rec[8].to_string()));
+            assert!(prev.is_none(), "one result per payload: {key:?} twice");
+        }
+        out
+    }
+}
+
+/// Runs a sync to its end, reports in `dir/<reports>`.
+async fn sync(dir: &Path, base_url: &str, reports: &str, args: &[&str]) -> Run {
+    let mut cmd = command(dir, base_url, args);
+    cmd.args(["--report-dir", reports]);
+    let reports = dir.join(reports);
+    tokio::task::spawn_blocking(move || {
+        let out = cmd.output().expect("runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            reports,
+        }
+    })
+    .await
+    .expect("join")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+/// A small deterministic generator (xorshift), so a failing run can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+const PEOPLE_AND_FEEDBACK: &str = r#"
+[contact]
+internal_id = "ID"
+name = "Name"
+email = "Email"
+
+[feedback]
+problem = "Text"
+person_email = "Email"
+person_name = "Name"
+"#;
+
+const CONTACTS_AND_COMPANIES: &str = r#"
+[company]
+internal_id = "Company ID"
+name = "Company"
+
+[contact]
+internal_id = "ID"
+name = "Name"
+email = "Email"
+"#;
+
+fn people_and_feedback(n: usize) -> String {
+    let mut s = String::from("ID,Name,Email,Text\n");
+    for i in 0..n {
+        s.push_str(&format!("p{i},Person {i},p{i}@example.com,idea number {i}: make exports faster\n"));
+    }
+    s
+}
+
+fn contacts_and_companies(n: usize, renamed: &BTreeSet<usize>) -> String {
+    let mut s = String::from("ID,Name,Email,Company ID,Company\n");
+    for i in 0..n {
+        let name = if renamed.contains(&i) { format!("Renamed Person {i}") } else { format!("Person {i}") };
+        s.push_str(&format!("u{i},{name},u{i}@example.com,c{},Company {}\n", i % 100, i % 100));
+    }
+    s
+}
+
+/// Kills `child` with SIGKILL once the sandbox has answered `after` more requests (or it exits first).
+/// Returns whether it was killed mid-run.
+async fn kill_after(sb: &Sandbox, mut child: Child, after: u64) -> bool {
+    let start = sb.requests().total;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return false;
+        }
+        if sb.requests().total >= start + after {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+            return true;
+        }
+        assert!(Instant::now() < deadline, "the run made no progress");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_twenty_points_then_resume_delivers_every_row_and_never_duplicates_feedback() {
+    const ROWS: usize = 800;
+    const CONCURRENCY: u64 = 8;
+    let sb = Sandbox::start(SandboxConfig { latency: Duration::from_millis(2), ..sandbox_config() }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(ROWS));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    let args = ["in.csv", "-m", "m.toml", "--state", "state.sqlite", "--rate", "2000", "--concurrency", "8"];
+    let mut rng = Rng(0x5eed_1234_abcd);
+    let mut kills = 0;
+    for attempt in 0..20 {
+        let mut cmd = command(dir.path(), &sb.base_url(), &args);
+        cmd.args(["--report-dir", &format!("r{attempt}")]).stdout(Stdio::null()).stderr(Stdio::null());
+        let child = cmd.spawn().expect("spawn");
+        // Kill after 5..=70 more requests: some kills land right after start-up, most mid-flight.
+        if kill_after(&sb, child, 5 + rng.below(66)).await {
+            kills += 1;
+        } else {
+            break;
+        }
+    }
+    assert!(kills >= 15, "the kills landed mid-run ({kills})");
+    // The last run goes to the end; it resumes the killed one automatically.
+    let last = sync(dir.path(), &sb.base_url(), "final", &args).await;
+    assert!(last.code == 0 || last.code == 1, "{}\n{}", last.stdout, last.stderr);
+    let summary = last.summary();
+    assert_eq!(summary["state"]["resumed"], true, "{summary}");
+    assert_eq!(summary["rows"], ROWS as u64, "every row is in the final reports");
+
+    let results = last.results();
+    let snapshot = sb.snapshot();
+    let mut created: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &snapshot.feedback {
+        *created.entry(f.problem.clone()).or_default() += 1;
+    }
+    let twice: Vec<_> = created.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "feedback created twice: {twice:?}");
+    assert_eq!(snapshot.contacts.len(), ROWS, "every contact landed once (upserts are retried)");
+    let mut unknown = 0;
+    for i in 0..ROWS {
+        let line = i as u64 + 2;
+        let (contact, _) = &results[&(line, "contact".to_string())];
+        assert!(contact == "ok" || contact == "skipped", "line {line}: contact {contact}");
+        let (status, reason) = &results[&(line, "feedback".to_string())];
+        let text = format!("idea number {i}: make exports faster");
+        match status.as_str() {
+            "ok" => assert_eq!(created.get(&text), Some(&1), "line {line} is ok, so it landed once"),
+            "skipped" => {
+                assert!(reason.contains("already sent"), "{reason}");
+                assert_eq!(created.get(&text), Some(&1), "line {line} was sent before a kill, once");
+            }
+            "unknown" => {
+                // In flight at a kill: it may or may not exist, and it was never sent again.
+                assert!(reason.contains("in flight"), "{reason}");
+                unknown += 1;
+            }
+            other => panic!("line {line}: feedback {other}: {reason}"),
+        }
+    }
+    assert!(unknown <= kills * CONCURRENCY, "at most the requests in flight at each kill are unknown ({unknown})");
+    assert_eq!(summary["unknown"], unknown, "{summary}");
+    let store = StateStore::open_existing(&dir.path().join("state.sqlite")).unwrap();
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_sends_exactly_the_changed_rows_and_their_changed_companies() {
+    const ROWS: usize = 10_000;
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &contacts_and_companies(ROWS, &BTreeSet::new()));
+    write(dir.path(), "m.toml", CONTACTS_AND_COMPANIES);
+    let fast = ["--rate", "20000", "--concurrency", "16"];
+    let args = |extra: &'static [&'static str]| -> Vec<&str> {
+        let mut v = vec!["in.csv", "-m", "m.toml", "--state", "state.sqlite"];
+        v.extend(fast);
+        v.extend(extra);
+        v
+    };
+    let first = sync(dir.path(), &sb.base_url(), "night1", &args(&["--incremental"])).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(sb.requests().count("POST", "/app/api/users/"), ROWS as u64);
+    assert_eq!(sb.requests().count("POST", "/app/api/companies/"), 100);
+
+    // 100 people change their name; company 7 is renamed in every row.
+    let renamed: BTreeSet<usize> = (0..ROWS).step_by(ROWS / 100).collect();
+    let mut changed = contacts_and_companies(ROWS, &renamed);
+    changed = changed.replace(",c7,Company 7\n", ",c7,Company Seven\n");
+    write(dir.path(), "in.csv", &changed);
+    let before = sb.requests();
+    let second = sync(dir.path(), &sb.base_url(), "night2", &args(&["--incremental"])).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let after = sb.requests();
+    let sent = |path: &str| after.count("POST", path) - before.count("POST", path);
+    assert_eq!(sent("/app/api/users/"), 100, "exactly the changed contacts");
+    assert_eq!(sent("/app/api/companies/"), 1, "exactly the renamed company");
+    let s = second.summary();
+    assert_eq!(s["unchanged"], (ROWS - 100 + 99) as u64, "{s}");
+    assert!(second.stdout.contains("unchanged since Savio accepted them"), "{}", second.stdout);
+    let contact = sb.snapshot().contacts.into_iter().find(|c| c.internal_id.as_deref() == Some("u0")).unwrap();
+    assert_eq!(contact.name, "Renamed Person 0");
+
+    // --full sends everything again.
+    let before = sb.requests();
+    let full = sync(dir.path(), &sb.base_url(), "full", &args(&["--full"])).await;
+    assert_eq!(full.code, 0, "{}", full.stderr);
+    assert_eq!(sb.requests().count("POST", "/app/api/users/") - before.count("POST", "/app/api/users/"), ROWS as u64);
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_that_failed_last_night_are_retried_tonight_by_the_incremental_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sandbox.json");
+    let flaky =
+        Sandbox::start(SandboxConfig { fail_rate: 0.3, seed: 11, state: Some(data.clone()), ..sandbox_config() })
+            .await
+            .unwrap();
+    write(dir.path(), "in.csv", &contacts_and_companies(200, &BTreeSet::new()));
+    write(dir.path(), "m.toml", CONTACTS_AND_COMPANIES);
+    let args = ["in.csv", "-m", "m.toml", "--incremental", "--max-retries", "0", "--rate", "5000"];
+    let first = sync(dir.path(), &flaky.base_url(), "night1", &args).await;
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    let not_ok = first.results().values().filter(|(status, _)| status != "ok").count();
+    assert!(not_ok > 10, "some payloads failed or were blocked: {not_ok}");
+    flaky.shutdown().await.unwrap();
+
+    // Tonight Savio behaves (same data as last night); the same cron line runs again, no failures file.
+    let fixed = Sandbox::start(SandboxConfig { state: Some(data), ..sandbox_config() }).await.unwrap();
+    let second = sync(dir.path(), &fixed.base_url(), "night2", &args).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let sent =
+        fixed.requests().count("POST", "/app/api/users/") + fixed.requests().count("POST", "/app/api/companies/");
+    assert_eq!(sent as usize, not_ok, "tonight sends exactly what did not land last night");
+    assert_eq!(fixed.snapshot().contacts.len(), 200);
+    assert_eq!(second.summary()["unchanged"].as_u64().unwrap() as usize, 300 - not_ok);
+    fixed.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_state_refuses_and_names_the_first_runs_pid() {
+    let sb = Sandbox::start(SandboxConfig { latency: Duration::from_millis(100), ..sandbox_config() }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(100));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    let args = ["in.csv", "-m", "m.toml", "--state", "state.sqlite", "--concurrency", "1"];
+    let mut cmd = command(dir.path(), &sb.base_url(), &args);
+    let mut first = cmd.args(["--report-dir", "r1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sb.requests().total == 0 {
+        assert!(Instant::now() < deadline, "the first run never started sending");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = sb.requests().total;
+    let second = sync(dir.path(), &sb.base_url(), "r2", &args).await;
+    assert_eq!(second.code, 4, "busy: {}", second.stderr);
+    assert!(second.stderr.contains(&format!("PID {}", first.id())), "{}", second.stderr);
+    assert!(second.stderr.contains("started 20"), "the first run's start time: {}", second.stderr);
+    assert!(!second.reports.exists(), "the refused run wrote nothing");
+    // The refused run sent nothing: only the first one's requests (one at a time) reached the sandbox.
+    assert!(sb.requests().total <= before + 2);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // A killed run's lock is released by the OS: the next run starts (and resumes it).
+    let third = sync(
+        dir.path(),
+        &sb.base_url(),
+        "r3",
+        &["in.csv", "-m", "m.toml", "--state", "state.sqlite", "--rate", "1000"],
+    )
+    .await;
+    assert!(third.code == 0 || third.code == 1, "{}", third.stderr);
+    assert_eq!(third.summary()["state"]["resumed"], true);
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_refuses_when_the_input_changed_and_a_plain_run_starts_afresh() {
+    let sb = Sandbox::start(SandboxConfig { latency: Duration::from_millis(20), ..sandbox_config() }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(200));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    let args = ["in.csv", "-m", "m.toml", "--state", "state.sqlite", "--rate", "1000"];
+    let mut cmd = command(dir.path(), &sb.base_url(), &args);
+    let child = cmd.args(["--report-dir", "r1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    assert!(kill_after(&sb, child, 20).await, "killed mid-run");
+
+    // Without changes, --resume is accepted; but first change the input.
+    let mut text = people_and_feedback(200);
+    text.push_str("p999,Late Person,late@example.com,a late idea\n");
+    write(dir.path(), "in.csv", &text);
+    let before = sb.requests().total;
+    let mut with_resume = args.to_vec();
+    with_resume.push("--resume");
+    let refused = sync(dir.path(), &sb.base_url(), "r2", &with_resume).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("input file changed"), "{}", refused.stderr);
+    assert_eq!(sb.requests().total, before, "nothing was sent");
+
+    let fresh = sync(dir.path(), &sb.base_url(), "r3", &args).await;
+    assert!(fresh.code == 0 || fresh.code == 1, "{}", fresh.stderr);
+    assert_eq!(fresh.summary()["state"]["resumed"], false);
+    assert_eq!(fresh.summary()["rows"], 201);
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shards_split_the_rows_exactly_and_keep_companies_with_their_contacts() {
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &contacts_and_companies(600, &BTreeSet::new()));
+    write(dir.path(), "m.toml", CONTACTS_AND_COMPANIES);
+    let mut seen: BTreeMap<(u64, String), u32> = BTreeMap::new();
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let run = sync(
+            dir.path(),
+            &sb.base_url(),
+            &format!("s{k}"),
+            &["in.csv", "-m", "m.toml", "--shard", &shard, "--rate", "3000"],
+        )
+        .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.summary()["state"]["shard"], shard.as_str());
+        assert!(dir.path().join(format!("m.shard-{k}-of-3.state.sqlite")).exists(), "a state file per shard");
+        for (key, (status, _)) in run.results() {
+            assert_eq!(status, "ok");
+            *seen.entry(key).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.values().filter(|n| **n == 1).count(), seen.len(), "no row in two shards");
+    assert_eq!(seen.keys().filter(|(_, e)| e == "contact").count(), 600, "every row in a shard");
+    assert_eq!(seen.keys().filter(|(_, e)| e == "company").count(), 100, "each company once");
+    let snap = sb.snapshot();
+    assert_eq!(snap.contacts.len(), 600);
+    assert!(snap.contacts.iter().all(|c| c.company.is_some()), "every contact linked: its company came first");
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_lists_past_runs_with_their_counts_and_how_they_ended() {
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &contacts_and_companies(30, &BTreeSet::new()));
+    write(dir.path(), "m.toml", CONTACTS_AND_COMPANIES);
+    // The default state file: next to the report folders, named after the mapping.
+    let a = sync(dir.path(), &sb.base_url(), "savio-reports/a", &["in.csv", "-m", "m.toml", "--rate", "1000"]).await;
+    assert_eq!(a.code, 0, "{}", a.stderr);
+    let b = sync(dir.path(), &sb.base_url(), "savio-reports/b", &["in.csv", "-m", "m.toml", "--incremental"]).await;
+    assert_eq!(b.code, 0, "{}", b.stderr);
+    assert!(dir.path().join("savio-reports/m.state.sqlite").exists());
+    let out = assert_cmd::Command::cargo_bin("savio-sync")
+        .unwrap()
+        .env_clear()
+        .current_dir(dir.path())
+        .arg("runs")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("savio-reports/m.state.sqlite"), "{text}");
+    assert!(text.contains("run 2 started"), "{text}");
+    assert!(text.contains("(incremental)") && text.contains("(full)"), "{text}");
+    assert!(text.contains("60 ok"), "{text}");
+    assert!(text.contains("60 unchanged"), "{text}");
+    assert!(text.contains("completed at"), "{text}");
+    let json = assert_cmd::Command::cargo_bin("savio-sync")
+        .unwrap()
+        .env_clear()
+        .current_dir(dir.path())
+        .args(["runs", "--json", "--state", "savio-reports/m.state.sqlite"])
+        .output()
+        .unwrap();
+    let runs: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs[0]["mode"], "incremental");
+    assert_eq!(runs[1]["journal"]["ok"], 60);
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_file_from_a_newer_version_or_another_program_is_refused_untouched() {
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &contacts_and_companies(3, &BTreeSet::new()));
+    write(dir.path(), "m.toml", CONTACTS_AND_COMPANIES);
+    let ok = sync(dir.path(), &sb.base_url(), "r1", &["in.csv", "-m", "m.toml", "--state", "s.sqlite"]).await;
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    {
+        let c = rusqlite::Connection::open(dir.path().join("s.sqlite")).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let before = std::fs::read(dir.path().join("s.sqlite")).unwrap();
+    let requests = sb.requests().total;
+    let newer = sync(dir.path(), &sb.base_url(), "r2", &["in.csv", "-m", "m.toml", "--state", "s.sqlite"]).await;
+    assert_eq!(newer.code, 2, "{}", newer.stderr);
+    assert!(newer.stderr.contains("newer savio-sync"), "{}", newer.stderr);
+    assert_eq!(std::fs::read(dir.path().join("s.sqlite")).unwrap(), before, "untouched");
+    let notes = write(dir.path(), "notes.csv", "a,b\n1,2\n");
+    let foreign = sync(dir.path(), &sb.base_url(), "r3", &["in.csv", "-m", "m.toml", "--state", "notes.csv"]).await;
+    assert_eq!(foreign.code, 2, "{}", foreign.stderr);
+    assert!(foreign.stderr.contains("notes.csv"), "{}", foreign.stderr);
+    assert_eq!(std::fs::read(notes).unwrap(), b"a,b\n1,2\n");
+    assert_eq!(sb.requests().total, requests, "nothing was sent");
+    sb.shutdown().await.unwrap();
+}
