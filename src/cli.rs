@@ -60,10 +60,75 @@ pub enum Command {
     /// memory unless --state is given. Faults (--rate-limit, --fail-rate, --latency-ms) are seeded, so a
     /// rehearsal can be repeated exactly.
     Sandbox(SandboxArgs),
+    /// Sync the bundled example exports into an in-process sandbox and show what landed: no account, no
+    /// token, no network.
+    ///
+    /// HubSpot, Salesforce and Pipedrive exports and an Intercom-style feedback file, each with its preset
+    /// mapping, companies before contacts. Some rows are invalid on purpose and are shown failing. Exit code
+    /// 0 when everything valid landed; 1 when the sandbox refused something valid; 3 when interrupted.
+    Demo(DemoArgs),
+    /// Write every contact or company in Savio to a CSV or JSONL file: the backup before a migration and the
+    /// check after it.
+    ///
+    /// Streams page after page into a temporary file renamed over FILE only when complete, so a failed
+    /// export never leaves a file that looks whole. The format comes from FILE's extension (.csv, .jsonl,
+    /// .ndjson, each optionally .gz). Exit code 0: written; 2: unusable flags or output (nothing requested);
+    /// 3: aborted (token rejected, a page kept failing, the file could not be written, interrupted), nothing
+    /// written.
+    ///
+    /// The API token comes from SAVIO_API_TOKEN or --token-file; it is never printed.
+    Export(ExportArgs),
     /// List past sync runs from a state file: start, input, mapping, mode, counts by status, how each ended.
     ///
     /// Without --state, lists every *.state.sqlite in savio-reports/ (where sync keeps them by default).
     Runs(RunsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to write the reports and the bundled inputs [default: savio-reports/demo-<time>/]
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+}
+
+/// What `export` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportWhat {
+    Contacts,
+    Companies,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to export.
+    #[arg(value_enum)]
+    pub what: ExportWhat,
+    /// The file to write: .csv, .jsonl or .ndjson, optionally .gz (see --format).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Only records matching this (contacts: email or name; companies: name), passed to Savio's `search`.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// Order by this field, `-` first for descending (e.g. -updated), passed to Savio's `ordering` as given.
+    #[arg(long, value_name = "FIELD", allow_hyphen_values = true)]
+    pub ordering: Option<String>,
+    /// Output format when the extension does not tell (or to override it).
+    #[arg(long, value_parser = parse_export_format, value_name = "csv|jsonl")]
+    pub format: Option<savio_sync::export::ExportFormat>,
+    /// Replace FILE if it exists (it is only replaced once the new export is complete).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Requests per second at most.
+    #[arg(long, value_name = "N", default_value = "10")]
+    pub rate: std::num::NonZeroU32,
+    /// Retries of a failed page request (connection errors, timeouts, 429, 5xx) before the export gives up.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub max_retries: u32,
+    /// The longest a Retry-After (or a backoff) may pause the export; a larger value is capped to this.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub max_retry_after: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +331,10 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("'{s}' is not a duration"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn parse_export_format(s: &str) -> Result<savio_sync::export::ExportFormat, String> {
+    savio_sync::export::ExportFormat::parse(s).ok_or_else(|| format!("'{s}' is not an export format; use csv or jsonl"))
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {

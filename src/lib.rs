@@ -17,12 +17,17 @@
 //! - [`state`]: the SQLite state file: run journal, resume, incremental sync, one run at a time.
 //! - [`sync`] and [`validate`]: the commands, stage by stage.
 //! - [`sandbox`]: a local emulator of the documented Savio API, for rehearsals and tests.
+//! - [`export`]: every contact or company Savio lists, streamed into a CSV or JSONL file (a backup before a
+//!   migration, the check after it).
+//! - [`demo`]: the bundled exports synced into an in-process sandbox and read back, for a first look.
 //!
 //! The binary (`src/main.rs`) is a thin layer over these: it parses flags, sets up logging and maps errors to
 //! exit codes.
 
 pub mod client;
+pub mod demo;
 pub mod exit;
+pub mod export;
 pub mod mapping;
 pub mod model;
 pub mod pipeline;

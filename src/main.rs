@@ -48,6 +48,8 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Validate(args) => cmd_validate(args),
         Command::Sandbox(args) => runtime()?.block_on(cmd_sandbox(args)),
         Command::Sync(args) => cmd_sync(*args, quiet),
+        Command::Demo(args) => cmd_demo(args),
+        Command::Export(args) => cmd_export(args, quiet),
         Command::Runs(args) => cmd_runs(&args),
     }
 }
@@ -257,24 +259,77 @@ fn dry_run(args: &cli::SyncArgs, mapping: &Mapping, input: &savio_sync::source::
 
 /// What landed in the in-process sandbox, read back through the list endpoints.
 async fn print_landed(sb: &Sandbox) -> anyhow::Result<()> {
-    use futures::TryStreamExt;
     let client = SavioClient::new(ClientConfig {
         base_url: sb.base_url(),
         ..ClientConfig::new(ApiToken::new(SandboxConfig::default().token)?)
     })?;
-    let q = savio_sync::client::ListQuery { ordering: Some("-updated".into()), ..Default::default() };
-    let companies: Vec<_> = client.list_companies(&q).try_collect().await?;
-    let contacts: Vec<_> = client.list_contacts(&q).try_collect().await?;
-    let feedback = sb.snapshot().feedback.len();
+    let landed = savio_sync::demo::landed(&client).await?;
     let mut out = io::stdout().lock();
-    writeln!(
-        out,
-        "Landed in the sandbox (read back through the list endpoints): {} companies, {} contacts, {} feedback",
-        companies.len(),
-        contacts.len(),
-        feedback
-    )?;
+    writeln!(out, "Landed in the sandbox (read back through the list endpoints): {}", landed.describe())?;
     Ok(())
+}
+
+/// `savio-sync demo`: the bundled exports into an in-process sandbox, then what landed.
+fn cmd_demo(args: cli::DemoArgs) -> anyhow::Result<Exit> {
+    let dir = args.report_dir.unwrap_or_else(|| unique_dir(savio_sync::demo::default_dir()));
+    let settings = savio_sync::demo::DemoSettings::new(dir);
+    runtime()?.block_on(async move {
+        let report = savio_sync::demo::run(settings, interrupt_flag()).await?;
+        report.render(&mut io::stdout().lock()).context("cannot write the demo report")?;
+        Ok(report.exit_code())
+    })
+}
+
+/// `savio-sync export`: one list into a file. An export that started and was aborted exits 3, as `sync` does.
+fn cmd_export(args: cli::ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
+    use savio_sync::export::{self, ExportFormat, ExportKind, ExportSettings, RetrySettings};
+    let (from_extension, gzip) = ExportFormat::from_path(&args.output);
+    let Some(format) = args.format.or(from_extension) else {
+        anyhow::bail!(
+            "cannot tell the format of '{}' from its name: end it in .csv, .jsonl or .ndjson (optionally .gz), or \
+             pass --format csv|jsonl",
+            args.output.display()
+        );
+    };
+    let client = ClientConfig {
+        base_url: args.conn.base_url.clone(),
+        connect_timeout: args.conn.connect_timeout,
+        request_timeout: args.conn.request_timeout,
+        allow_insecure_http: args.conn.allow_insecure_http,
+        ..ClientConfig::new(load_token(args.conn.token_file.as_deref())?)
+    };
+    let settings = ExportSettings {
+        client,
+        kind: match args.what {
+            cli::ExportWhat::Contacts => ExportKind::Contacts,
+            cli::ExportWhat::Companies => ExportKind::Companies,
+        },
+        output: args.output,
+        format,
+        gzip,
+        query: savio_sync::client::ListQuery { search: args.search, ordering: args.ordering, page_size: None },
+        retry: RetrySettings {
+            rate: args.rate,
+            max_retries: args.max_retries,
+            max_retry_after: args.max_retry_after,
+            ..RetrySettings::default()
+        },
+        overwrite: args.force,
+        progress: ProgressMode::detect(quiet),
+    };
+    runtime()?.block_on(async move {
+        match export::run(settings, interrupt_flag()).await {
+            Ok(outcome) => {
+                outcome.render(&mut io::stdout().lock()).context("cannot write the summary")?;
+                Ok(Exit::Ok)
+            }
+            Err(err) => {
+                let code = err.exit_code();
+                report_error(&err.into());
+                Ok(code)
+            }
+        }
+    })
 }
 
 /// The API token: from --token-file, else SAVIO_API_TOKEN. Never printed.

@@ -132,6 +132,80 @@ impl Drop for Progress {
     }
 }
 
+/// Counters of a listing (`export`): records written so far, and the total the server announced (0 until
+/// the first page tells it).
+#[derive(Debug, Default)]
+pub struct ListCounters {
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+}
+
+impl Progress {
+    /// Starts displaying a listing: `what` names the records (`contacts`, `companies`). The bar gets its
+    /// length once `counters.total` is known.
+    pub fn listing(mode: ProgressMode, what: &'static str, counters: Arc<ListCounters>) -> Progress {
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        match mode {
+            ProgressMode::Quiet => Progress { bar: None, stop: None },
+            ProgressMode::Bar => {
+                let bar = ProgressBar::new_spinner();
+                bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+                let with_total = "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ETA {eta}";
+                let without = "{spinner} [{elapsed_precise}] {pos} {msg}";
+                if let Ok(style) = ProgressStyle::with_template(without) {
+                    bar.set_style(style);
+                }
+                let _ = ACTIVE_BAR.set(bar.clone());
+                let b = bar.clone();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let mut sized = false;
+                    loop {
+                        let total = counters.total.load(Ordering::Relaxed);
+                        if total > 0 && !sized {
+                            sized = true;
+                            b.set_length(total);
+                            if let Ok(style) = ProgressStyle::with_template(with_total) {
+                                b.set_style(style);
+                            }
+                        }
+                        let done = counters.done.load(Ordering::Relaxed);
+                        b.set_position(done);
+                        b.set_message(format!("{what} · {}", per_second(done, started.elapsed())));
+                        tokio::select! {
+                            _ = &mut rx => break,
+                            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                        }
+                    }
+                });
+                Progress { bar: Some(bar), stop: Some(tx) }
+            }
+            ProgressMode::Log => {
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    loop {
+                        tokio::select! {
+                            _ = &mut rx => break,
+                            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+                        }
+                        let done = counters.done.load(Ordering::Relaxed);
+                        let of = match counters.total.load(Ordering::Relaxed) {
+                            0 => String::new(),
+                            total => format!(" of {total}"),
+                        };
+                        tracing::info!("progress: {done}{of} {what}, {}", per_second(done, started.elapsed()));
+                    }
+                });
+                Progress { bar: None, stop: Some(tx) }
+            }
+        }
+    }
+}
+
+fn per_second(n: u64, elapsed: Duration) -> String {
+    format!("{:.1}/s", n as f64 / elapsed.as_secs_f64().max(0.001))
+}
+
 fn status_line(c: &Counters, elapsed: Duration) -> String {
     let rows = c.rows.load(Ordering::Relaxed);
     let rate = rows as f64 / elapsed.as_secs_f64().max(0.001);

@@ -702,6 +702,25 @@ async fn ordering_sorts_ascending_descending_and_by_several_fields() {
     assert_eq!(field(companies.body["results"].as_array().unwrap(), "name"), [json!("Zeta"), json!("Alpha")]);
 }
 
+#[tokio::test]
+async fn search_and_ordering_hold_across_pages() {
+    let api = Api::start().await;
+    for i in 0..23 {
+        let domain = if i % 3 == 0 { "other.org" } else { "acme.io" };
+        let name = format!("{} {i:02}", ["Cy", "Ada", "Bob"][i % 3]);
+        api.contact(json!({"name": name, "internal_id": format!("u{i}"), "email": format!("p{i}@{domain}")})).await;
+    }
+    let walked = api.all("users/?search=acme.io&ordering=-name&page_size=4").await;
+    let names: Vec<String> = walked.iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    let mut expected: Vec<String> =
+        (0..23).filter(|i| i % 3 != 0).map(|i| format!("{} {i:02}", ["Cy", "Ada", "Bob"][i % 3])).collect();
+    expected.sort_by(|a, b| b.cmp(a));
+    assert_eq!(names, expected, "every match once, sorted across page boundaries");
+    let first = api.get("users/?search=acme.io&ordering=-name&page_size=4").await;
+    assert_eq!(first.body["count"], 15, "count is the filtered total, not the page");
+    assert_eq!(first.body["results"].as_array().unwrap().len(), 4);
+}
+
 // ---- faults --------------------------------------------------------------------------------------
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //!   progress (dispatched, waiting or sending); at most `concurrency` requests are in flight; one rate limiter
 //!   paces every request of the run ([`limiter`]).
 //! - **Order where it matters** ([`order`]): a contact waits for its company, and for an earlier upsert of
-//!   the same contact; a company that failed blocks its contacts.
+//!   the same contact; a company that failed blocks its contacts; feedback waits for the company and person
+//!   it names.
 //! - **Retries as policy** ([`crate::client::classify`]): transient failures are retried with full-jitter
 //!   backoff, a 429 pauses the whole run for its `Retry-After` (capped), a 400 fails the row with Savio's
 //!   message, a 401/403 stops the run. Feedback, which is not idempotent, is never re-sent after an
@@ -378,6 +379,9 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
     }
     if let Some(previous) = waits.previous {
         order::wait(previous).await;
+    }
+    for signal in waits.after {
+        order::wait(signal).await;
     }
     if let Some((company, signal)) = waits.company
         && let Done::Failed(reason) = order::wait(signal).await

@@ -1,5 +1,12 @@
 //! Ordering without loading the file: a contact waits for the company it links to (and for an earlier
-//! upsert of the same contact), nothing else waits for anything.
+//! upsert of the same contact); feedback waits for the company and the person it names; nothing else waits
+//! for anything.
+//!
+//! Feedback has to wait because Savio resolves `company_name` and `person_email` when the feedback arrives,
+//! creating a company (without `internal_id`) or a person when none matches: feedback sent while its row's
+//! company upsert is still in flight would leave two companies of that name. It waits for the upserts in
+//! flight whose company name (case-insensitively, as Savio matches) or contact email it names, but is sent
+//! whatever their outcome: Savio creates what is missing, as it would without this tool.
 //!
 //! Each payload in flight registers a completion signal under its key. A contact whose
 //! `company_internal_id` names a company still in flight waits for that signal; a company that failed this
@@ -28,13 +35,15 @@ pub(crate) struct Waits {
     pub company: Option<(String, Signal)>,
     /// The previous upsert of the same contact, when it is still in flight (keeps file order per key).
     pub previous: Option<Signal>,
+    /// Upserts to let finish first, whatever their outcome (feedback: the company and person it names).
+    pub after: Vec<Signal>,
     /// The company already failed this run: the contact is blocked without waiting.
     pub blocked_by: Option<(String, String)>,
 }
 
 /// Handed to the payload's job; completing it wakes whoever waits.
 pub(crate) struct Completion {
-    key: Option<(Kind, String)>,
+    keys: Vec<(Kind, String)>,
     tx: watch::Sender<Option<Done>>,
 }
 
@@ -42,6 +51,10 @@ pub(crate) struct Completion {
 enum Kind {
     Company,
     Contact,
+    /// A company by its lowercased name, for feedback's `company_name`.
+    CompanyName,
+    /// A contact by its lowercased email, for feedback's `person_email`.
+    ContactEmail,
 }
 
 #[derive(Default)]
@@ -60,9 +73,11 @@ impl Registry {
     pub(crate) fn register(&self, payload: &Payload) -> (Waits, Completion) {
         let (tx, rx) = watch::channel(None);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut waits = Waits { company: None, previous: None, blocked_by: None };
-        let key = match payload {
-            Payload::Company(c) => Some((Kind::Company, c.internal_id.clone())),
+        let mut waits = Waits { company: None, previous: None, after: Vec::new(), blocked_by: None };
+        let keys = match payload {
+            Payload::Company(c) => {
+                vec![(Kind::Company, c.internal_id.clone()), (Kind::CompanyName, c.name.to_lowercase())]
+            }
             Payload::Contact(c) => {
                 if let Some(company) = &c.company_internal_id {
                     if let Some(reason) = inner.failed_companies.get(company) {
@@ -72,20 +87,32 @@ impl Registry {
                     }
                 }
                 waits.previous = inner.in_flight.get(&(Kind::Contact, c.internal_id.clone())).cloned();
-                Some((Kind::Contact, c.internal_id.clone()))
+                let mut keys = vec![(Kind::Contact, c.internal_id.clone())];
+                if let Some(email) = &c.email {
+                    keys.push((Kind::ContactEmail, email.to_lowercase()));
+                }
+                keys
             }
-            Payload::Feedback(_) => None,
+            Payload::Feedback(f) => {
+                let named = [
+                    f.company_name.as_ref().map(|n| (Kind::CompanyName, n.to_lowercase())),
+                    f.person_email.as_ref().map(|e| (Kind::ContactEmail, e.to_lowercase())),
+                ];
+                waits.after = named.iter().flatten().filter_map(|k| inner.in_flight.get(k).cloned()).collect();
+                Vec::new()
+            }
         };
-        if let Some(k) = &key {
-            inner.in_flight.insert(k.clone(), rx);
+        for k in &keys {
+            inner.in_flight.insert(k.clone(), rx.clone());
         }
-        (waits, Completion { key, tx })
+        (waits, Completion { keys, tx })
     }
 
     /// Marks a payload done: wakes its waiters, forgets it, and remembers a failed company.
     pub(crate) fn complete(&self, completion: Completion, done: Done) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(key) = &completion.key {
+        for key in &completion.keys {
+            // A later payload with the same key may have taken the entry over: leave it then.
             if let Some(sig) = inner.in_flight.get(key)
                 && sig.same_channel(&completion.tx.subscribe())
             {
@@ -163,6 +190,43 @@ mod tests {
         assert_eq!(wait(w.company.unwrap().1).await, Done::Failed("HTTP 400".into()));
         let (w, _) = r.register(&contact("p2", "c1"));
         assert_eq!(w.blocked_by, Some(("c1".into(), "HTTP 400".into())));
+    }
+
+    fn feedback(company_name: Option<&str>, person_email: Option<&str>) -> Payload {
+        Payload::Feedback(crate::model::Feedback {
+            problem: "p".into(),
+            company_name: company_name.map(String::from),
+            person_email: person_email.map(String::from),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn feedback_waits_for_the_company_and_person_it_names_whatever_their_outcome() {
+        let r = Registry::default();
+        let (_, c1) = r.register(&Payload::Company(Company {
+            name: "Acme Corp".into(),
+            internal_id: "c1".into(),
+            filterable_attributes: Default::default(),
+        }));
+        let (_, p1) = r.register(&Payload::Contact(Contact {
+            name: "Ada".into(),
+            internal_id: "p1".into(),
+            email: Some("Ada@X.io".into()),
+            company: None,
+            company_internal_id: Some("c1".into()),
+            filterable_attributes: Default::default(),
+        }));
+        let (w, _) = r.register(&feedback(Some("ACME corp"), Some("ada@x.io")));
+        assert_eq!(w.after.len(), 2, "the company by name and the person by email, case-insensitively");
+        assert!(w.company.is_none() && w.blocked_by.is_none(), "never blocked by them");
+        let (w, _) = r.register(&feedback(Some("Other"), Some("bob@x.io")));
+        assert!(w.after.is_empty(), "nothing in flight by those names");
+        r.complete(c1, Done::Failed("HTTP 400".into()));
+        r.complete(p1, Done::Ok);
+        assert_eq!(r.in_flight(), 0, "name and email entries are freed with the payload");
+        let (w, _) = r.register(&feedback(Some("Acme Corp"), Some("ada@x.io")));
+        assert!(w.after.is_empty() && w.blocked_by.is_none(), "done: no wait, and a failed company does not block");
     }
 
     #[tokio::test]
