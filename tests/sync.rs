@@ -160,7 +160,12 @@ async fn a_401_stops_the_run_sends_nothing_more_and_still_writes_the_reports() {
     assert_eq!(s["requests"], 1);
     let results = run.results();
     assert!(results.iter().all(|r| r[3] == "failed"), "every row read is reported failed");
-    assert!(results.iter().skip(1).all(|r| r[6].contains("not sent")), "{results:?}");
+    // Exactly one row reached the server (whichever task won the single slot); every other was held back.
+    let rejected: Vec<_> = results.iter().filter(|r| r[4] == "401").collect();
+    assert_eq!(rejected.len(), 1, "{results:?}");
+    assert_eq!((rejected[0][5].as_str(), rejected[0][6].starts_with("token rejected")), ("1", true));
+    let held_back = results.iter().filter(|r| r[5] == "0" && r[6].starts_with("not sent")).count();
+    assert_eq!(held_back, results.len() - 1, "{results:?}");
     let failures = run.failures("failures.csv");
     assert_eq!(failures.lines().count(), results.len() + 1, "every reported row is in the failures file");
     assert!(run.stdout.contains("Stopped:"), "{}", run.stdout);
