@@ -4,6 +4,8 @@
 #   (a) a server answering at once: savio-sync's requests/s next to wrk's against the same server;
 #   (b) a server adding 50 ms per request, --concurrency 16: requests/s next to the 320 req/s ideal;
 #   (c) --rate 200: the most requests seen in any one-second window, and the achieved rate.
+# Every run uses the default state file (the journal of a durable run: what users run); (a) is also run with
+# --no-state to show what the journal costs.
 # Needs wrk (apt-get install wrk) and python3. Prints a table for BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,8 +56,9 @@ echo "== (a) instant server: wrk vs savio-sync, 16 connections" >&2
 start_server a
 WRK=$(wrk -t2 -c16 -d10s -s "$WORK/post.lua" "${URL}create-feedback/" | awk '/Requests\/sec/ {printf "%.0f", $2}')
 SS=$(run_sync a --concurrency 16 --rate 1000000)
+SSN=$(run_sync a-nostate --concurrency 16 --rate 1000000 --no-state)
 stop_server
-echo "wrk: $WRK req/s, savio-sync: $SS req/s" >&2
+echo "wrk: $WRK req/s, savio-sync: $SS req/s (without state: $SSN req/s)" >&2
 
 echo "== (b) 50 ms server, --concurrency 16" >&2
 start_server b --delay-ms 50
@@ -78,12 +81,13 @@ PY
 )
 echo "max in any 1 s window: $MAXWIN, achieved: $ACHIEVED req/s" >&2
 
-python3 - "$WRK" "$SS" "$SSB" "$MAXWIN" "$ACHIEVED" "$ROWS" <<'PY'
+python3 - "$WRK" "$SS" "$SSB" "$MAXWIN" "$ACHIEVED" "$ROWS" "$SSN" <<'PY'
 import sys
-wrk, ss, ssb, maxwin, achieved, rows = map(float, sys.argv[1:])
+wrk, ss, ssb, maxwin, achieved, rows, ssn = map(float, sys.argv[1:])
 print(f"| scenario | measured | reference | ratio | goal |")
 print(f"|---|---|---|---|---|")
 print(f"| (a) instant server, {int(rows)} rows, 16 in flight | {ss:.0f} req/s | wrk {wrk:.0f} req/s | {ss/wrk:.0%} | >= 70% |")
+print(f"| (a) the same with --no-state | {ssn:.0f} req/s | wrk {wrk:.0f} req/s | {ssn/wrk:.0%} | |")
 print(f"| (b) 50 ms server, --concurrency 16 | {ssb:.0f} req/s | ideal 320 req/s | {ssb/320:.0%} | >= 90% |")
 print(f"| (c) --rate 200: achieved rate | {achieved:.1f} req/s | 200 req/s | {achieved/200:.1%} | >= 97% |")
 print(f"| (c) --rate 200: most requests in any 1 s window | {maxwin:.0f} | 200 | | <= 200 |")
