@@ -83,7 +83,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
                 "internal_id = \"Company ID\"",
                 !optional,
             ),
-            attrs: Attrs { fields: cx.attributes("company", &c.filterable_attributes), unmapped: None },
+            attrs: Attrs::new(cx.attributes("company", &c.filterable_attributes)),
             skips: cx.skips("company.skip", &c.skip),
             optional,
         }
@@ -107,7 +107,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         email: cx.optional("contact.email", c.email.as_ref(), Target::Email),
         company: cx.optional("contact.company", c.company.as_ref(), Target::Text),
         company_internal_id: cx.optional("contact.company_internal_id", c.company_internal_id.as_ref(), Target::Text),
-        attrs: Attrs { fields: cx.attributes("contact", &c.filterable_attributes), unmapped: None },
+        attrs: Attrs::new(cx.attributes("contact", &c.filterable_attributes)),
         skips: cx.skips("contact.skip", &c.skip),
         optional: contact_optional == Some(true),
     });

@@ -23,30 +23,48 @@ pub(crate) fn collapse_whitespace(s: &str) -> String {
     out
 }
 
-/// Whether collapsing would change anything: a whitespace other than a single space between words.
+/// Whether collapsing would change anything: whitespace at either end, or any whitespace other than a single
+/// space between words. Exact for non-ASCII text too, so a name such as "Zoë Müller" is not copied.
 pub(crate) fn needs_collapse(s: &str) -> bool {
     let b = s.as_bytes();
     if b.first().is_some_and(u8::is_ascii_whitespace) || b.last().is_some_and(u8::is_ascii_whitespace) {
         return true;
     }
-    !s.is_ascii()
-        || b.windows(2).any(|w| w[0] == b' ' && w[1] == b' ')
-        || b.iter().any(|c| c.is_ascii_whitespace() && *c != b' ')
+    if s.is_ascii() {
+        return b.windows(2).any(|w| w[0] == b' ' && w[1] == b' ')
+            || b.iter().any(|c| c.is_ascii_whitespace() && *c != b' ');
+    }
+    // `split_whitespace` splits on Unicode whitespace: a run of it is kept only as one ' ' between words.
+    let mut prev_space = true;
+    for c in s.chars() {
+        if c.is_whitespace() {
+            if c != ' ' || prev_space {
+                return true;
+            }
+            prev_space = true;
+        } else {
+            prev_space = false;
+        }
+    }
+    prev_space && !s.is_empty()
 }
 
 /// Applies a case transform, copying only when it changes the text.
 pub(crate) fn apply_case(s: Cow<'_, str>, case: Case) -> Cow<'_, str> {
     match case {
         Case::Keep => s,
-        Case::Lower if s.is_ascii() => {
-            if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Case::Lower => {
+            // One scan finds both whether there is anything to change and whether ASCII rules suffice.
+            let Some(first) = s.bytes().position(|b| b.is_ascii_uppercase() || !b.is_ascii()) else {
                 return s;
+            };
+            if !s.as_bytes()[first..].is_ascii() {
+                return Cow::Owned(s.to_lowercase());
             }
             let mut o = s.into_owned();
-            o.make_ascii_lowercase();
+            o[first..].make_ascii_lowercase();
             Cow::Owned(o)
         }
-        Case::Lower => Cow::Owned(s.to_lowercase()),
         Case::Upper if s.is_ascii() => {
             if !s.bytes().any(|b| b.is_ascii_lowercase()) {
                 return s;
@@ -306,8 +324,10 @@ fn fast_numeric_date(s: &str, order: DateOrder) -> Option<String> {
 
 /// Appends `n` zero-padded to `width` digits (`n` has at most `width` digits here).
 fn push_digits(out: &mut String, n: u32, width: u32) {
-    for i in (0..width).rev() {
-        out.push(char::from(b'0' + (n / 10u32.pow(i) % 10) as u8));
+    let mut div = 10u32.pow(width.saturating_sub(1));
+    while div > 0 {
+        out.push(char::from(b'0' + (n / div % 10) as u8));
+        div /= 10;
     }
 }
 
@@ -518,5 +538,32 @@ mod tests {
         assert_eq!(apply_case("ÉCOLE".into(), Case::Lower), "école");
         assert!(matches!(apply_case("already lower".into(), Case::Lower), Cow::Borrowed(_)), "no copy");
         assert_eq!(apply_case("MiXed".into(), Case::Upper), "MIXED");
+    }
+
+    #[test]
+    fn needs_collapse_is_exact() {
+        for s in [
+            "",
+            " ",
+            "a",
+            "a b",
+            "a  b",
+            " a",
+            "a ",
+            "a\tb",
+            "Zoë Müller",
+            "Zoë  Müller",
+            "Zoë\u{a0}Müller",
+            "é ",
+            " é",
+            "é\u{2003}",
+            "\u{2003}é",
+            "a \u{85}b",
+            "ü ü ü",
+            "ü\nü",
+        ] {
+            let changes = collapse_whitespace(s) != s;
+            assert_eq!(needs_collapse(s), changes, "{s:?}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use super::convert::{self, TypeOptions};
 use super::error::{FieldError, FieldProblem};
 use super::spec::{AttrType, Case};
 use super::value::{Accessor, Raw, TemplatePart, render, trim};
-use crate::source::Record;
+use crate::source::{Record, RecordData};
 
 /// Where a field's value comes from.
 #[derive(Debug, Clone)]
@@ -157,9 +157,28 @@ impl Field {
         }
     }
 
+    /// The text of a field that reads one CSV column, straight from the record: the common case, which
+    /// skips building a [`Raw`] and the `Cow` plumbing of the general path (same result).
+    #[inline]
+    fn single_column<'a>(&self, record: &'a Record) -> Option<&'a str> {
+        match (&self.origin, &record.data) {
+            (Origin::Columns(accs), RecordData::Csv { fields, .. }) => match accs.as_slice() {
+                [Accessor::Column(i)] => Some(fields.get(*i).unwrap_or("")),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The field's text, borrowed from the record when no transform changes it (empty when there is none).
     pub fn value<'a>(&'a self, record: &'a Record) -> Cow<'a, str> {
-        let v = self.clean(self.origin.raw(record).into_text());
+        let v = match self.single_column(record) {
+            Some(s) if self.trim && !self.collapse && self.case == Case::Keep && self.map.is_none() => {
+                Cow::Borrowed(trim(s))
+            }
+            Some(s) => self.clean(Cow::Borrowed(s)),
+            None => self.clean(self.origin.raw(record).into_text()),
+        };
         if v.is_empty() { self.default_value(record) } else { v }
     }
 
@@ -214,6 +233,14 @@ impl Field {
             && !v.is_string()
         {
             return Ok(Some(v.clone()));
+        }
+        if self.split.is_none() && self.single_column(record).is_some() {
+            // A CSV column is never a list: the text path of below, without building a `Raw`.
+            let text = self.value(record);
+            if text.is_empty() {
+                return Ok(None);
+            }
+            return self.typed(text).map(Some);
         }
         let raw = self.origin.raw(record);
         if self.split.is_some() || matches!(raw, Raw::List(_)) {

@@ -192,22 +192,65 @@ pub fn normalise_key(name: &str) -> String {
 pub(crate) struct Attrs {
     pub fields: Vec<(String, Field)>,
     pub unmapped: Option<Unmapped>,
+    /// Every key of `fields`, in order, with a placeholder value. A row's attributes start as a clone of it:
+    /// cloning copies the map's index with the keys' stored hashes, where inserting key by key would hash
+    /// every key again on every row (SipHash: `serde_json::Map` keeps std's hasher).
+    template: Attributes,
 }
 
+/// Beyond this many attribute fields, which attributes a row has no longer fits the bit set of
+/// [`Attrs::build`]; such mappings insert key by key.
+const TEMPLATE_FIELDS: usize = 64;
+
 impl Attrs {
-    fn build(&self, record: &Record, errors: &mut Vec<FieldError>) -> Attributes {
-        let unmapped = match &self.unmapped {
-            Some(Unmapped::Csv(cols)) => cols.len(),
-            _ => 0,
+    pub fn new(fields: Vec<(String, Field)>) -> Attrs {
+        let template = if fields.len() <= TEMPLATE_FIELDS {
+            fields.iter().map(|(k, _)| (k.clone(), Value::Null)).collect()
+        } else {
+            Attributes::new()
         };
-        let mut attrs = Attributes::with_capacity(self.fields.len() + unmapped);
-        for (key, field) in &self.fields {
-            match field.attribute(record) {
-                Ok(Some(v)) => {
-                    attrs.insert(key.clone(), v);
+        Attrs { fields, unmapped: None, template }
+    }
+
+    fn build(&self, record: &Record, errors: &mut Vec<FieldError>) -> Attributes {
+        let mut attrs;
+        if self.fields.len() <= TEMPLATE_FIELDS && self.template.len() == self.fields.len() {
+            attrs = self.template.clone();
+            // Bit i: field i has a value. Fields without one are removed after, keeping the order.
+            let mut present = 0u64;
+            for (i, (slot, (_, field))) in attrs.values_mut().zip(&self.fields).enumerate() {
+                match field.attribute(record) {
+                    Ok(Some(v)) => {
+                        *slot = v;
+                        present |= 1 << i;
+                    }
+                    Ok(None) => {}
+                    Err(e) => errors.push(e),
                 }
-                Ok(None) => {}
-                Err(e) => errors.push(e),
+            }
+            let all = if self.fields.len() == 64 { u64::MAX } else { (1u64 << self.fields.len()) - 1 };
+            if present != all {
+                let mut i = 0;
+                attrs.retain(|_, _| {
+                    let keep = present & (1 << i) != 0;
+                    i += 1;
+                    keep
+                });
+            }
+        } else {
+            let unmapped = match &self.unmapped {
+                Some(Unmapped::Csv(cols)) => cols.len(),
+                _ => 0,
+            };
+            attrs = Attributes::with_capacity(self.fields.len() + unmapped);
+            for (key, field) in &self.fields {
+                match field.attribute(record) {
+                    Ok(Some(v)) => {
+                        attrs.insert(key.clone(), v);
+                    }
+                    Ok(None) => {}
+                    Err(e) => errors.push(e),
+                }
             }
         }
         if let Some(u) = &self.unmapped {
@@ -303,6 +346,13 @@ impl Mapper {
         if let Some(s) = first_skip(&self.row_skips, record) {
             return MapOutcome::Skipped(format!("filter: {}", s.describe));
         }
+        // On a large run the contact's slot in `seen_contacts` is a cache miss: start loading it now, while
+        // the row's payloads are built, and keep the key's hash for the sighting at the end.
+        let contact_key = self.contact.as_ref().map(|m| {
+            let h = dedup::key_hash(&m.internal_id.value(record));
+            self.seen_contacts.prefetch(h);
+            h
+        });
         let mut errors = Vec::new();
         let mut dropped = Vec::new();
         let filtered = |entity: Entity, what: &str, skip: &Skip, key: String| Dropped {
@@ -328,11 +378,12 @@ impl Mapper {
                     }
                     seen_company = Some(SeenCompany { id: id.into_owned(), id_hash, name });
                 } else {
-                    company = build_company(m, id.into_owned(), record, &mut errors);
+                    company = build_company(m, id.into_owned(), record, &mut errors).map(|c| (c, id_hash));
                 }
             }
         }
-        let link = company.as_ref().map(|c| c.internal_id.as_str()).or(seen_company.as_ref().map(|s| s.id.as_str()));
+        let link =
+            company.as_ref().map(|(c, _)| c.internal_id.as_str()).or(seen_company.as_ref().map(|s| s.id.as_str()));
         let mut contact = None;
         if let Some(m) = &self.contact {
             if let Some(s) = first_skip(&m.skips, record) {
@@ -355,8 +406,7 @@ impl Mapper {
         }
         let line = record.line;
         let mut payloads = Vec::with_capacity(3);
-        if let Some(c) = company {
-            let id_hash = dedup::key_hash(&c.internal_id);
+        if let Some((c, id_hash)) = company {
             sight_company(&mut self.seen_companies, &mut self.stats, id_hash, &c.internal_id, &c.name, line);
             payloads.push(Payload::Company(c));
         } else if let Some(seen) = seen_company
@@ -368,7 +418,8 @@ impl Mapper {
             dropped.insert(0, repeat);
         }
         if let Some(c) = contact {
-            match self.seen_contacts.sight(dedup::key_hash(&c.internal_id), dedup::contact_hash(&c), line, true) {
+            let key = contact_key.unwrap_or_else(|| dedup::key_hash(&c.internal_id));
+            match self.seen_contacts.sight(key, dedup::contact_hash(&c), line, true) {
                 Sighting::Same { first_line } => dropped.push(Dropped {
                     entity: Entity::Contact,
                     key: c.internal_id,

@@ -126,7 +126,13 @@ impl<R: Read> LineTracker<R> {
 }
 
 fn count_newlines(bytes: &[u8]) -> u64 {
-    memchr::memchr_iter(b'\n', bytes).count() as u64
+    // Nearly every record is one line, its only `\n` the last byte: one search settles it, where a count
+    // would set up memchr's counter for every record.
+    match memchr::memchr(b'\n', bytes) {
+        None => 0,
+        Some(i) if i + 1 == bytes.len() => 1,
+        Some(i) => 1 + memchr::memchr_iter(b'\n', &bytes[i + 1..]).count() as u64,
+    }
 }
 
 impl<R: Read> Read for LineTracker<R> {
