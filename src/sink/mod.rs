@@ -400,16 +400,11 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
             r.reason = "not sent: the writer shut down".into();
             return r;
         };
-        shared.limiter.ready().await;
-        if let Some(stop) = shared.stop_reason() {
-            r.reason = not_sent(&stop, last_error.as_deref());
-            r.group = format!("{entity}: not sent (run stopped)");
-            return r;
-        }
-        // Feedback is marked in the journal right before its first attempt leaves, holding its slot: a crash
-        // from here on leaves it `unknown`, never lost, and at most `--concurrency` of them. (Marking ahead of
-        // the slot would overlap the commit with other requests, ~10% faster against an instant server, but
-        // doubles what a crash leaves unknown: each of those needs a person to check.)
+        // Feedback is marked in the journal before its first attempt, holding its slot: a crash from here on
+        // leaves it `unknown`, never lost, and at most `--concurrency` of them. (Marking ahead of the slot
+        // would overlap the commit with other requests, ~10% faster against an instant server, but doubles
+        // what a crash leaves unknown: each of those needs a person to check.) Before the rate limiter, not
+        // after: a commit held up by a checkpoint must not delay granted requests into a burst.
         if !idempotent
             && r.attempts == 0
             && let Some(journal) = &shared.journal
@@ -417,6 +412,12 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
         {
             r.reason = format!("not sent: {e}");
             r.group = format!("{entity}: not sent (state journal failed)");
+            return r;
+        }
+        shared.limiter.ready().await;
+        if let Some(stop) = shared.stop_reason() {
+            r.reason = not_sent(&stop, last_error.as_deref());
+            r.group = format!("{entity}: not sent (run stopped)");
             return r;
         }
         r.attempts += 1;
