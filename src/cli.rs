@@ -50,7 +50,8 @@ pub enum Command {
     /// Rows stream through the mapping to a rate-limited concurrent writer. Every run writes results.csv,
     /// failures.csv (or .jsonl: the failed rows, ready to be fed back in) and summary.json to its report
     /// folder. Exit code 0: every row landed; 1: some rows failed or have an unknown outcome; 2: unusable
-    /// input, mapping or flags (nothing sent); 3: aborted (token rejected, interrupted).
+    /// input, mapping or flags (nothing sent); 3: aborted (token rejected, interrupted); 4: another run holds
+    /// the state file (nothing done).
     ///
     /// The API token comes from SAVIO_API_TOKEN or --token-file; it is never printed.
     Sync(Box<SyncArgs>),
