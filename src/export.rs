@@ -29,8 +29,7 @@
 //! - Either may end in `.gz` to be gzip-compressed.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +45,7 @@ use crate::client::{Backoff, ClientConfig, ClientError, ListQuery, RetryAction, 
 use crate::exit::Exit;
 use crate::model::Page;
 use crate::progress::{ListCounters, Progress, ProgressMode};
+use crate::report::output::OutputFile;
 use crate::report::results::escape_formula;
 
 /// What to export.
@@ -495,11 +495,7 @@ fn write_all(
 ) -> Result<tempfile::NamedTempFile, ExportError> {
     let err = |source| ExportError::Write { path: output.to_path_buf(), source };
     let file = temp.reopen().map_err(err)?;
-    let sink = if gzip {
-        Sink::Gzip(flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::default()))
-    } else {
-        Sink::Plain(BufWriter::new(file))
-    };
+    let sink = OutputFile::new(file, gzip);
     let mut records = Records::new(sink, kind, format).map_err(err)?;
     while let Some(page) = pages.blocking_recv() {
         for item in &page {
@@ -510,45 +506,13 @@ fn write_all(
     Ok(temp)
 }
 
-/// The output byte stream, gzipped or not.
-enum Sink {
-    Plain(BufWriter<File>),
-    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Sink::Plain(w) => w.write(buf),
-            Sink::Gzip(w) => w.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Sink::Plain(w) => w.flush(),
-            Sink::Gzip(w) => w.flush(),
-        }
-    }
-}
-
-impl Sink {
-    fn finish(self) -> io::Result<()> {
-        let buffered = match self {
-            Sink::Plain(w) => w,
-            Sink::Gzip(w) => w.finish()?,
-        };
-        buffered.into_inner().map_err(|e| e.into_error())?.sync_all()
-    }
-}
-
 /// Records in the chosen format, onto any byte stream.
 enum Records<W: Write> {
     Csv { writer: Box<csv::Writer<W>>, columns: &'static [&'static str] },
     Jsonl(W),
 }
 
-impl Records<Sink> {
+impl Records<OutputFile> {
     fn finish(self) -> io::Result<()> {
         match self {
             Records::Csv { writer, .. } => writer.into_inner().map_err(|e| e.into_error())?.finish(),

@@ -8,12 +8,12 @@
 //! A failures file fed back in already has the two columns: its rows are rewritten field by field in the
 //! header's quote style, with the two values replaced instead of added again.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use csv::ByteRecord;
 
+use super::output::OutputFile;
 use crate::source::{Format, RawRow, SourceInfo, TextEncoding};
 
 pub const LINE_COLUMN: &str = "_savio_line";
@@ -38,26 +38,26 @@ pub struct FailuresWriter {
 enum Kind {
     /// Each row's exact bytes, then the two values.
     Csv {
-        out: EncodeWriter<Sink>,
+        out: EncodeWriter<OutputFile>,
         delimiter: u8,
         quote_all: bool,
     },
     /// The input already has `_savio_line` / `_savio_error` (a failures file fed back in): fields are
     /// rewritten in the header's quote style, with those two replaced.
     CsvRewrite {
-        writer: Box<csv::Writer<EncodeWriter<Sink>>>,
+        writer: Box<csv::Writer<EncodeWriter<OutputFile>>>,
         line_at: usize,
         error_at: usize,
         width: usize,
     },
-    Jsonl(Sink),
+    Jsonl(OutputFile),
 }
 
 impl FailuresWriter {
     /// Creates the file (gzip-compressed when the name ends in `.gz`) and writes the header (CSV).
     pub fn create(path: &Path, info: &SourceInfo) -> Result<FailuresWriter, FailuresError> {
         let err = |source| FailuresError { path: path.to_path_buf(), source };
-        let mut sink = Sink::create(path).map_err(err)?;
+        let mut sink = OutputFile::create(path).map_err(err)?;
         sink.write_all(info.encoding.bom_bytes()).map_err(err)?;
         let eol: &'static [u8] = if info.crlf { b"\r\n" } else { b"\n" };
         let kind = match (info.format, &info.header) {
@@ -176,7 +176,7 @@ impl FailuresWriter {
             Kind::CsvRewrite { writer, .. } => writer.into_inner().map_err(|e| e.into_error()).map(|w| w.inner),
             Kind::Jsonl(w) => Ok(w),
         };
-        sink.and_then(Sink::finish).map_err(|source| FailuresError { path, source })
+        sink.and_then(OutputFile::finish).map_err(|source| FailuresError { path, source })
     }
 }
 
@@ -194,48 +194,6 @@ fn push_field(out: &mut Vec<u8>, value: &[u8], delimiter: u8, quote_all: bool) {
         out.push(b'"');
     } else {
         out.extend_from_slice(value);
-    }
-}
-
-/// The file itself: plain, or gzip when its name ends in `.gz`.
-enum Sink {
-    Plain(BufWriter<File>),
-    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
-}
-
-impl Sink {
-    fn create(path: &Path) -> io::Result<Sink> {
-        let file = BufWriter::with_capacity(64 * 1024, File::create(path)?);
-        let gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
-        Ok(if gz {
-            Sink::Gzip(flate2::write::GzEncoder::new(file, flate2::Compression::default()))
-        } else {
-            Sink::Plain(file)
-        })
-    }
-
-    fn finish(self) -> io::Result<()> {
-        let file = match self {
-            Sink::Plain(w) => w,
-            Sink::Gzip(gz) => gz.finish()?,
-        };
-        file.into_inner().map_err(|e| e.into_error())?.sync_all()
-    }
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Sink::Plain(w) => w.write(buf),
-            Sink::Gzip(w) => w.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Sink::Plain(w) => w.flush(),
-            Sink::Gzip(w) => w.flush(),
-        }
     }
 }
 
