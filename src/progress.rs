@@ -53,7 +53,7 @@ pub struct Progress {
 impl Progress {
     /// Starts displaying `counters`; `total_bytes` (the input's size, when known) gives a percentage and ETA.
     pub fn start(mode: ProgressMode, counters: Arc<Counters>, total_bytes: Option<u64>) -> Progress {
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         match mode {
             ProgressMode::Quiet => Progress { bar: None, stop: None },
             ProgressMode::Bar => {
@@ -73,38 +73,24 @@ impl Progress {
                 let _ = ACTIVE_BAR.set(bar.clone());
                 let b = bar.clone();
                 let c = Arc::clone(&counters);
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    loop {
-                        b.set_position(c.bytes.load(Ordering::Relaxed));
-                        b.set_message(status_line(&c, started.elapsed()));
-                        tokio::select! {
-                            _ = &mut rx => break,
-                            () = tokio::time::sleep(Duration::from_millis(250)) => {}
-                        }
-                    }
+                every(Duration::from_millis(250), true, rx, move |elapsed| {
+                    b.set_position(c.bytes.load(Ordering::Relaxed));
+                    b.set_message(status_line(&c, elapsed));
                 });
                 Progress { bar: Some(bar), stop: Some(tx) }
             }
             ProgressMode::Log => {
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    loop {
-                        tokio::select! {
-                            _ = &mut rx => break,
-                            () = tokio::time::sleep(Duration::from_secs(10)) => {}
-                        }
-                        let pct = total_bytes
-                            .filter(|t| *t > 0)
-                            .map(|t| {
-                                format!(
-                                    ", {:.0}% of the input",
-                                    100.0 * counters.bytes.load(Ordering::Relaxed) as f64 / t as f64
-                                )
-                            })
-                            .unwrap_or_default();
-                        tracing::info!("progress: {}{pct}", status_line(&counters, started.elapsed()));
-                    }
+                every(Duration::from_secs(10), false, rx, move |elapsed| {
+                    let pct = total_bytes
+                        .filter(|t| *t > 0)
+                        .map(|t| {
+                            format!(
+                                ", {:.0}% of the input",
+                                100.0 * counters.bytes.load(Ordering::Relaxed) as f64 / t as f64
+                            )
+                        })
+                        .unwrap_or_default();
+                    tracing::info!("progress: {}{pct}", status_line(&counters, elapsed));
                 });
                 Progress { bar: None, stop: Some(tx) }
             }
@@ -144,7 +130,7 @@ impl Progress {
     /// Starts displaying a listing: `what` names the records (`contacts`, `companies`). The bar gets its
     /// length once `counters.total` is known.
     pub fn listing(mode: ProgressMode, what: &'static str, counters: Arc<ListCounters>) -> Progress {
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         match mode {
             ProgressMode::Quiet => Progress { bar: None, stop: None },
             ProgressMode::Bar => {
@@ -157,49 +143,57 @@ impl Progress {
                 }
                 let _ = ACTIVE_BAR.set(bar.clone());
                 let b = bar.clone();
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    let mut sized = false;
-                    loop {
-                        let total = counters.total.load(Ordering::Relaxed);
-                        if total > 0 && !sized {
-                            sized = true;
-                            b.set_length(total);
-                            if let Ok(style) = ProgressStyle::with_template(with_total) {
-                                b.set_style(style);
-                            }
-                        }
-                        let done = counters.done.load(Ordering::Relaxed);
-                        b.set_position(done);
-                        b.set_message(format!("{what} · {}", per_second(done, started.elapsed())));
-                        tokio::select! {
-                            _ = &mut rx => break,
-                            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                let mut sized = false;
+                every(Duration::from_millis(250), true, rx, move |elapsed| {
+                    let total = counters.total.load(Ordering::Relaxed);
+                    if total > 0 && !sized {
+                        sized = true;
+                        b.set_length(total);
+                        if let Ok(style) = ProgressStyle::with_template(with_total) {
+                            b.set_style(style);
                         }
                     }
+                    let done = counters.done.load(Ordering::Relaxed);
+                    b.set_position(done);
+                    b.set_message(format!("{what} · {}", per_second(done, elapsed)));
                 });
                 Progress { bar: Some(bar), stop: Some(tx) }
             }
             ProgressMode::Log => {
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    loop {
-                        tokio::select! {
-                            _ = &mut rx => break,
-                            () = tokio::time::sleep(Duration::from_secs(10)) => {}
-                        }
-                        let done = counters.done.load(Ordering::Relaxed);
-                        let of = match counters.total.load(Ordering::Relaxed) {
-                            0 => String::new(),
-                            total => format!(" of {total}"),
-                        };
-                        tracing::info!("progress: {done}{of} {what}, {}", per_second(done, started.elapsed()));
-                    }
+                every(Duration::from_secs(10), false, rx, move |elapsed| {
+                    let done = counters.done.load(Ordering::Relaxed);
+                    let of = match counters.total.load(Ordering::Relaxed) {
+                        0 => String::new(),
+                        total => format!(" of {total}"),
+                    };
+                    tracing::info!("progress: {done}{of} {what}, {}", per_second(done, elapsed));
                 });
                 Progress { bar: None, stop: Some(tx) }
             }
         }
     }
+}
+
+/// Calls `tick` with the time since start every `period` (at once too, when `now`), until `stop` fires or
+/// its sender is dropped: the one loop behind every bar and every periodic log line.
+fn every(
+    period: Duration,
+    now: bool,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+    mut tick: impl FnMut(Duration) + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        if now {
+            tick(started.elapsed());
+        }
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                () = tokio::time::sleep(period) => tick(started.elapsed()),
+            }
+        }
+    });
 }
 
 fn per_second(n: u64, elapsed: Duration) -> String {
