@@ -393,7 +393,8 @@ fn prepare_state(
         }
         (ResumeChoice::Required, None) => {
             return Err(SyncError::Resume(format!(
-                "--resume: the state file '{state_name}' holds no unfinished run of '{input_key}' with mapping                  '{mapping_key}'; run without --resume"
+                "--resume: the state file '{state_name}' holds no unfinished run of '{input_key}' with mapping \
+                 '{mapping_key}'; run without --resume"
             )));
         }
         (ResumeChoice::Never, Some(r)) => {
@@ -413,7 +414,9 @@ fn prepare_state(
                 Some(r)
             } else if choice == ResumeChoice::Required {
                 return Err(SyncError::Resume(format!(
-                    "--resume refused: the {} changed since run {} (started {}) stopped, so its journal no longer                      describes these rows. Run without --resume to start a new run ({} skips what Savio already                      accepted)",
+                    "--resume refused: the {} changed since run {} (started {}) stopped, so its journal no longer \
+                     describes these rows. Run without --resume to start a new run ({} skips what Savio \
+                     already accepted)",
                     changed.join(" and "),
                     r.id,
                     r.started,
