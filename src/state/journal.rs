@@ -7,8 +7,6 @@
 //! every [`COMMIT_EVERY`] bounds what an OS crash could lose.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, params};
@@ -46,7 +44,6 @@ enum Msg {
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::Sender<Msg>,
-    written: Arc<AtomicU64>,
 }
 
 /// The writer thread; [`JournalTask::finish`] waits for its last commit.
@@ -63,14 +60,12 @@ impl Journal {
     pub fn start(path: &Path, run_id: i64) -> Result<(Journal, JournalTask), StateError> {
         let conn = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         let (tx, rx) = mpsc::channel(BATCH * 2);
-        let written = Arc::new(AtomicU64::new(0));
         let path = path.to_path_buf();
-        let counter = Arc::clone(&written);
         let thread = std::thread::Builder::new()
             .name("savio-journal".into())
-            .spawn(move || write_loop(conn, &path, run_id, rx, &counter))
+            .spawn(move || write_loop(conn, &path, run_id, rx))
             .map_err(StateError::JournalThread)?;
-        Ok((Journal { tx, written }, JournalTask { thread }))
+        Ok((Journal { tx }, JournalTask { thread }))
     }
 
     /// Records a feedback as about to be sent and waits until that is committed.
@@ -86,11 +81,6 @@ impl Journal {
         // A closed journal has already reported its error; the reports still hold the outcome.
         let _ = self.tx.send(Msg::Outcome(entry)).await;
     }
-
-    /// Entries committed so far.
-    pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
-    }
 }
 
 impl JournalTask {
@@ -100,13 +90,7 @@ impl JournalTask {
     }
 }
 
-fn write_loop(
-    mut conn: Connection,
-    path: &Path,
-    run_id: i64,
-    mut rx: mpsc::Receiver<Msg>,
-    written: &AtomicU64,
-) -> Result<(), StateError> {
+fn write_loop(mut conn: Connection, path: &Path, run_id: i64, mut rx: mpsc::Receiver<Msg>) -> Result<(), StateError> {
     let sqlite = |source| StateError::Sqlite { path: path.into(), source };
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_checkpoint = Instant::now();
@@ -128,7 +112,6 @@ fn write_loop(
             tracing::error!("the state journal cannot be written: {err}");
             return Err(err);
         }
-        written.fetch_add(acks.len() as u64, Ordering::Relaxed);
         for ack in acks {
             let _ = ack.send(());
         }

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct RunLock {
     _file: File,
-    path: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +57,7 @@ impl RunLock {
         );
         file.set_len(0).and_then(|()| file.seek(SeekFrom::Start(0))).map_err(io)?;
         file.write_all(me.as_bytes()).and_then(|()| file.flush()).map_err(io)?;
-        Ok(RunLock { _file: file, path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(RunLock { _file: file })
     }
 }
 
