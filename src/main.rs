@@ -150,7 +150,7 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
             args.writer.rate
         );
     }
-    let rt = runtime()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let sandbox = if args.sandbox { Some(Sandbox::start(SandboxConfig::default()).await?) } else { None };
         let (base_url, token) = match &sandbox {

@@ -212,7 +212,7 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
 
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(settings.progress, Arc::clone(&counters), progress_total(&settings.input));
-    let (rows_tx, rows_rx) = mpsc::channel::<Job>(1024);
+    let (rows_tx, rows_rx) = mpsc::channel::<Vec<Job>>(READ_AHEAD / READ_BATCH);
     let (done_tx, done_rx) = mpsc::channel::<RowDone>(1024);
     let last_line = Arc::new(AtomicU64::new(0));
     let gate = durable.as_mut().and_then(|d| d.gate.take());
@@ -495,18 +495,27 @@ enum ReaderError {
     State(#[from] StateError),
 }
 
+/// Rows read ahead of the writer at most (memory stays flat whatever the input size).
+const READ_AHEAD: usize = 1024;
+/// Rows handed to the writer together when it is behind: one wake-up of each side per batch, not per row.
+const READ_BATCH: usize = 64;
+
 /// Reads and maps on a plain thread, feeding the writer; stops when the writer stops listening. The shard
 /// filter and the state's gate run here too, off the async runtime.
+///
+/// Rows go over in batches when the writer is behind (the channel is full), and one by one when it is
+/// waiting for them (a slow input such as a pipe): batching never holds a row back while the writer idles.
 fn spawn_reader(
     mut pipeline: Pipeline,
     gate: Option<Gate>,
     shard: Option<Shard>,
-    rows: mpsc::Sender<Job>,
+    rows: mpsc::Sender<Vec<Job>>,
     counters: Arc<Counters>,
     last_line: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<Result<ReaderEnd, ReaderError>> {
     std::thread::spawn(move || {
         let mut end = ReaderEnd { blank: 0, other_shard: 0 };
+        let mut batch = Vec::with_capacity(READ_BATCH);
         while let Some(mut row) = pipeline.next_row()? {
             counters.bytes.store(pipeline.bytes_read(), Ordering::Relaxed);
             last_line.store(row.line, Ordering::Relaxed);
@@ -531,9 +540,19 @@ fn spawn_reader(
                 }
                 *payloads = send;
             }
-            if rows.blocking_send(Job { row, settled }).is_err() {
-                break;
+            batch.push(Job { row, settled });
+            let full = batch.len() >= READ_BATCH;
+            let sent = if full || rows.capacity() > 0 {
+                rows.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH)))
+            } else {
+                Ok(())
+            };
+            if sent.is_err() {
+                return Ok(end);
             }
+        }
+        if !batch.is_empty() {
+            let _ = rows.blocking_send(batch);
         }
         Ok(end)
     })

@@ -381,6 +381,79 @@ async fn connection_closed_after_the_request_is_unknown_for_feedback() {
     assert_eq!(classify(&err, true), RetryAction::Retry { after: None });
 }
 
+/// A server that answers every request `201 {"id": n}` on kept-alive connections, counting connections
+/// and requests.
+async fn keep_alive_server()
+-> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (connections, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (c, r) = (Arc::clone(&connections), Arc::clone(&requests));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            let r = Arc::clone(&r);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request: headers, then a Content-Length body.
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + 4 + len {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + 4 + len);
+                    let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+                    let body = format!("{{\"id\": {n}}}");
+                    let answer = format!("HTTP/1.1 201 Created\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/app/api"), connections, requests)
+}
+
+#[tokio::test]
+async fn connections_are_kept_open_and_reused_between_requests() {
+    use std::sync::atomic::Ordering;
+    let (base, connections, requests) = keep_alive_server().await;
+    let client = client_for(&base);
+    for i in 1..=20 {
+        let attempt = client.send(&Payload::Feedback(feedback())).await;
+        let accepted = attempt.outcome.expect("accepted");
+        assert_eq!(accepted.id, Some(SavioId::Int(i)));
+    }
+    // Four at once need four connections; afterwards they are all reused.
+    let company = Payload::Company(company());
+    let sends: Vec<_> = (0..4).map(|_| client.send(&company)).collect();
+    for attempt in futures::future::join_all(sends).await {
+        attempt.outcome.expect("accepted");
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 24);
+    let opened = connections.load(Ordering::SeqCst);
+    assert!((1..=4).contains(&opened), "{opened} connections for 24 requests, at most 4 at once");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Redirects and origins
 

@@ -7,6 +7,7 @@
 //! server bodies are scrubbed of it before they are stored).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -17,16 +18,17 @@ use super::retry::RetryAfter;
 pub type UrlParseError = <Url as std::str::FromStr>::Err;
 
 /// A request's method and URL, as shown in messages: `POST /app/api/users/` (path and query only, the host is
-/// the configured one). The URL never holds credentials or a fragment. Boxed to keep errors small.
+/// the configured one). The URL never holds credentials or a fragment. Shared (an `Arc`) to keep errors small
+/// and clones cheap: the writer builds one per endpoint and clones it into every error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     method: &'static str,
-    url: Box<Url>,
+    url: Arc<Url>,
 }
 
 impl Endpoint {
     pub(crate) fn new(method: &'static str, url: &Url) -> Endpoint {
-        Endpoint { method, url: Box::new(scrubbed(url)) }
+        Endpoint { method, url: Arc::new(scrubbed(url)) }
     }
 
     pub fn method(&self) -> &'static str {
@@ -64,6 +66,9 @@ pub(crate) fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
+/// What the HTTP stack said about a failed exchange (reqwest's or the writer's own connections' error).
+pub type TransportError = Box<dyn std::error::Error + Send + Sync>;
+
 /// One HTTP attempt that did not end in a 2xx answer. The variants are chosen by what they imply for a retry:
 /// whether the request reached the server and whether it may have been applied.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +83,7 @@ pub enum SendError {
     Connect {
         endpoint: Endpoint,
         #[source]
-        source: reqwest::Error,
+        source: TransportError,
     },
     /// No complete answer within the request timeout. The request may have reached Savio and been applied.
     #[error("{endpoint}: no answer from Savio within {timeout:?}; the request may have been applied")]
@@ -86,7 +91,7 @@ pub enum SendError {
         endpoint: Endpoint,
         timeout: Duration,
         #[source]
-        source: reqwest::Error,
+        source: TransportError,
     },
     /// The connection broke after it was made (reset, closed before an answer). The request may have reached
     /// Savio and been applied.
@@ -94,7 +99,7 @@ pub enum SendError {
     Connection {
         endpoint: Endpoint,
         #[source]
-        source: reqwest::Error,
+        source: TransportError,
     },
     /// A redirect that was not followed: to another origin (the token must not go there), a 301/302/303 on a
     /// POST (following would silently turn it into a GET), or more than 5 hops. `location_host` is the
@@ -163,6 +168,11 @@ pub enum ClientError {
          --allow-insecure-http if the network to this host is trusted"
     )]
     InsecureHttp { host: String },
+    #[error("cannot set up TLS for the Savio connection")]
+    Tls {
+        #[source]
+        source: rustls::Error,
+    },
     #[error("cannot set up the HTTP client")]
     Build {
         #[source]

@@ -53,12 +53,12 @@ struct Cursor<T> {
 impl SavioClient {
     /// The first page of `GET users/` for a query.
     pub fn contacts_url(&self, query: &ListQuery) -> Url {
-        with_query(&self.inner.users, query)
+        with_query(&self.inner.users.url, query)
     }
 
     /// The first page of `GET companies/` for a query.
     pub fn companies_url(&self, query: &ListQuery) -> Url {
-        with_query(&self.inner.companies, query)
+        with_query(&self.inner.companies.url, query)
     }
 
     /// Every contact matching the query, page after page.
@@ -149,7 +149,7 @@ impl SavioClient {
             .await
             .map_err(|source| self.transport_error(&endpoint, source))?;
         if !response.status().is_success() {
-            return Err(self.status_error(&endpoint, response).await.into());
+            return Err(self.read_status_error(&endpoint, response).await.into());
         }
         let mut body = Vec::new();
         match read_capped(&mut response, PAGE_BODY_READ, &mut body).await {

@@ -18,16 +18,21 @@
 //! default and is safe even for feedback. Nothing else is repeated.
 
 mod error;
+mod lanes;
 mod list;
 mod retry;
 mod token;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Uri};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER, USER_AGENT};
 use reqwest::{Response, Url, redirect};
 use serde::Deserialize;
 
@@ -38,6 +43,7 @@ pub use token::{ApiToken, TOKEN_ENV_VAR, TokenError, TokenOrigin};
 
 use crate::model::{Entity, Payload, SavioId};
 use error::{origin_of, scrubbed};
+use lanes::{LaneError, Lanes, origin_form};
 
 /// Savio's public API root.
 pub const DEFAULT_BASE_URL: &str = "https://www.savio.io/app/api/";
@@ -68,7 +74,8 @@ pub struct ClientConfig {
     pub token: ApiToken,
     /// Time allowed to open a connection (TCP and TLS).
     pub connect_timeout: Duration,
-    /// Time allowed for a whole request, from connecting to the end of the answer.
+    /// Time allowed for a request once it is handed to a connection, to the end of the answer (listing,
+    /// through reqwest: from connecting).
     pub request_timeout: Duration,
     /// Allows plain `http://` to a host that is not loopback. The token then travels unencrypted.
     pub allow_insecure_http: bool,
@@ -102,14 +109,39 @@ struct Inner {
     /// For GETs: follows any same-origin redirect.
     get: reqwest::Client,
     base: Url,
-    companies: Url,
-    users: Url,
-    feedback: Url,
+    /// The three POST endpoints (built once, not per request).
+    companies: PostTarget,
+    users: PostTarget,
+    feedback: PostTarget,
+    /// The writer's connections; `None` when a proxy is configured (then `post` sends through reqwest).
+    lanes: Option<Lanes>,
+    user_agent: HeaderValue,
     /// `Token <token>`, marked sensitive so hyper and reqwest never print it.
     auth: HeaderValue,
     token: ApiToken,
     request_timeout: Duration,
     connect_timeout: Duration,
+}
+
+/// A POST endpoint: its URL, the same as shown in messages, and its request target (`/app/api/users/`).
+struct PostTarget {
+    url: Url,
+    endpoint: Endpoint,
+    uri: Uri,
+}
+
+/// TLS for the writer's connections: rustls with the platform's verifier (the system's trusted roots), as
+/// reqwest uses, offering HTTP/1.1 only.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_platform_verifier())
+        .map_err(|source| ClientError::Tls { source })?
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The result of one request, with how long it took (connect to end of answer) for the writer's statistics
@@ -137,10 +169,31 @@ impl SavioClient {
         let join = |path: &str| {
             base.join(path).map_err(|source| ClientError::InvalidBaseUrl { url: config.base_url.clone(), source })
         };
-        let (companies, users, feedback) = (join("companies/")?, join("users/")?, join("create-feedback/")?);
+        let post_endpoint = |path: &str| {
+            let url = join(path)?;
+            let endpoint = Endpoint::new("POST", &url);
+            let uri = origin_form(&url).ok_or_else(|| ClientError::UnsupportedBaseUrl {
+                url: endpoint.url().to_string(),
+                reason: "its path is not a valid request target",
+            })?;
+            Ok::<_, ClientError>(PostTarget { url, endpoint, uri })
+        };
+        let (companies, users, feedback) =
+            (post_endpoint("companies/")?, post_endpoint("users/")?, post_endpoint("create-feedback/")?);
         let mut auth = HeaderValue::from_str(&format!("Token {}", config.token.expose()))
             .expect("an ApiToken is visible ASCII, always a valid header value");
         auth.set_sensitive(true);
+        let user_agent = HeaderValue::from_str(&config.user_agent).map_err(|_| ClientError::UnsupportedBaseUrl {
+            url: base.to_string(),
+            reason: "the user agent is not a valid header value",
+        })?;
+        let lanes = if lanes::proxy_configured() {
+            tracing::debug!("a proxy is configured: sending through reqwest");
+            None
+        } else {
+            let tls = if base.scheme() == "https" { Some(tls_config()?) } else { None };
+            Lanes::new(&base, tls, config.connect_timeout, config.request_timeout)
+        };
         Ok(SavioClient {
             inner: Arc::new(Inner {
                 post: http_client(&config, RedirectRule::PostSafe)?,
@@ -149,6 +202,8 @@ impl SavioClient {
                 companies,
                 users,
                 feedback,
+                lanes,
+                user_agent,
                 auth,
                 token: config.token,
                 request_timeout: config.request_timeout,
@@ -166,9 +221,9 @@ impl SavioClient {
     /// Never retries; see [`classify`] for what to do with a failure.
     pub async fn send(&self, payload: &Payload) -> Attempt {
         let started = Instant::now();
-        let url = self.endpoint_url(payload.entity());
-        let endpoint = Endpoint::new("POST", url);
-        let outcome = self.post(url, &endpoint, payload).await;
+        let target = self.endpoint(payload.entity());
+        let endpoint = &target.endpoint;
+        let outcome = self.post(target, payload).await;
         let latency = started.elapsed();
         match &outcome {
             Ok(accepted) => tracing::debug!(
@@ -181,7 +236,7 @@ impl SavioClient {
         Attempt { outcome, latency }
     }
 
-    fn endpoint_url(&self, entity: Entity) -> &Url {
+    fn endpoint(&self, entity: Entity) -> &PostTarget {
         match entity {
             Entity::Company => &self.inner.companies,
             Entity::Contact => &self.inner.users,
@@ -189,9 +244,64 @@ impl SavioClient {
         }
     }
 
-    async fn post(&self, url: &Url, endpoint: &Endpoint, payload: &Payload) -> Result<Accepted, SendError> {
+    async fn post(&self, target: &PostTarget, payload: &Payload) -> Result<Accepted, SendError> {
+        let endpoint = &target.endpoint;
         let body =
             serde_json::to_vec(payload).map_err(|source| SendError::Body { endpoint: endpoint.clone(), source })?;
+        match &self.inner.lanes {
+            Some(lanes) => self.post_lanes(lanes, target, Bytes::from(body)).await,
+            None => self.post_reqwest(&target.url, endpoint, body).await,
+        }
+    }
+
+    /// A POST over the writer's own connections ([`lanes`]), following same-origin 307/308 itself.
+    async fn post_lanes(&self, lanes: &Lanes, target: &PostTarget, body: Bytes) -> Result<Accepted, SendError> {
+        let endpoint = &target.endpoint;
+        let mut current = Cow::Borrowed(&target.url);
+        let mut uri = target.uri.clone();
+        for hop in 0..=MAX_REDIRECTS {
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = Method::POST;
+            *request.uri_mut() = uri.clone();
+            let headers = request.headers_mut();
+            headers.insert(AUTHORIZATION, self.inner.auth.clone());
+            headers.insert(ACCEPT, APPLICATION_JSON);
+            headers.insert(CONTENT_TYPE, APPLICATION_JSON);
+            headers.insert(USER_AGENT, self.inner.user_agent.clone());
+            let answer = lanes.send_timed(request, SUCCESS_BODY_READ).await.map_err(|e| lane_error(endpoint, e))?;
+            if answer.status.is_success() {
+                let id = if answer.complete {
+                    serde_json::from_slice::<IdOnly>(&answer.body).ok().and_then(|a| a.id)
+                } else {
+                    None
+                };
+                return Ok(Accepted { status: answer.status.as_u16(), id });
+            }
+            if matches!(answer.status.as_u16(), 307 | 308)
+                && hop < MAX_REDIRECTS
+                && let Some(next) =
+                    answer.headers.get(LOCATION).and_then(|l| l.to_str().ok()).and_then(|l| current.join(l).ok())
+                && next.origin() == target.url.origin()
+                && let Some(next_uri) = origin_form(&next)
+            {
+                current = Cow::Owned(next);
+                uri = next_uri;
+                continue;
+            }
+            let reply = Reply {
+                status: answer.status.as_u16(),
+                headers: &answer.headers,
+                url: &current,
+                body: &answer.body,
+                complete: answer.complete,
+            };
+            return Err(self.status_error(endpoint, reply));
+        }
+        unreachable!("the loop returns on its last hop")
+    }
+
+    /// A POST through reqwest: used when a proxy is configured, which [`lanes`] does not implement.
+    async fn post_reqwest(&self, url: &Url, endpoint: &Endpoint, body: Vec<u8>) -> Result<Accepted, SendError> {
         let mut response = self
             .inner
             .post
@@ -205,7 +315,7 @@ impl SavioClient {
             .map_err(|source| self.transport_error(endpoint, source))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(self.status_error(endpoint, response).await);
+            return Err(self.read_status_error(endpoint, response).await);
         }
         // The request was applied: whatever happens while reading the answer, this is a success. An
         // unreadable or non-JSON body only loses the id.
@@ -226,45 +336,85 @@ impl SavioClient {
     fn transport_error(&self, endpoint: &Endpoint, source: reqwest::Error) -> SendError {
         let endpoint = endpoint.clone();
         if source.is_connect() {
-            SendError::Connect { endpoint, source }
+            SendError::Connect { endpoint, source: Box::new(source) }
         } else if source.is_timeout() {
-            SendError::Timeout { endpoint, timeout: self.inner.request_timeout, source }
+            SendError::Timeout { endpoint, timeout: self.inner.request_timeout, source: Box::new(source) }
         } else {
             // Includes failures that reqwest reports as builder or redirect errors after the request went
             // out (an unparseable Location, say): treated as "may have been applied", the safe reading.
-            SendError::Connection { endpoint, source }
+            SendError::Connection { endpoint, source: Box::new(source) }
         }
     }
 
-    /// Turns a non-2xx answer into an error, reading a bounded piece of the body for the message.
-    async fn status_error(&self, endpoint: &Endpoint, mut response: Response) -> SendError {
-        let endpoint = endpoint.clone();
-        let status = response.status().as_u16();
-        if response.status().is_redirection()
-            && let Some(location) = response.headers().get(LOCATION)
-        {
-            let location_host = location
-                .to_str()
-                .ok()
-                .and_then(|loc| response.url().join(loc).ok())
-                .map_or_else(|| "an unreadable Location".to_owned(), |u| origin_of(&u));
-            return SendError::Redirect { endpoint, status, location_host };
-        }
-        let retry_after = response.headers().get(RETRY_AFTER).and_then(RetryAfter::from_header);
+    /// Reads a bounded piece of a non-2xx reqwest answer's body, then [`SavioClient::status_error`].
+    async fn read_status_error(&self, endpoint: &Endpoint, mut response: Response) -> SendError {
         let mut raw = Vec::new();
         let complete = match read_capped(&mut response, ERROR_BODY_READ, &mut raw).await {
             Ok(complete) => complete,
             Err(err) => {
-                tracing::debug!(%endpoint, status, error = %err, "error body unreadable");
+                tracing::debug!(%endpoint, status = response.status().as_u16(), error = %err, "error body unreadable");
                 false
             }
         };
+        let reply = Reply {
+            status: response.status().as_u16(),
+            headers: response.headers(),
+            url: response.url(),
+            body: &raw,
+            complete,
+        };
+        self.status_error(endpoint, reply)
+    }
+
+    /// Turns a non-2xx answer into an error: a redirect that was not followed, or Savio's status with a
+    /// bounded, scrubbed piece of the body for the message.
+    fn status_error(&self, endpoint: &Endpoint, reply: Reply<'_>) -> SendError {
+        let endpoint = endpoint.clone();
+        let status = reply.status;
+        if (300..400).contains(&status)
+            && let Some(location) = reply.headers.get(LOCATION)
+        {
+            let location_host = location
+                .to_str()
+                .ok()
+                .and_then(|loc| reply.url.join(loc).ok())
+                .map_or_else(|| "an unreadable Location".to_owned(), |u| origin_of(&u));
+            return SendError::Redirect { endpoint, status, location_host };
+        }
+        let retry_after = reply.headers.get(RETRY_AFTER).and_then(RetryAfter::from_header);
+        let mut complete = reply.complete;
+        let mut raw = reply.body;
+        if raw.len() > ERROR_BODY_READ {
+            raw = &raw[..ERROR_BODY_READ];
+            complete = false;
+        }
         if !complete {
             // The cut may have split an echoed token, which redaction could then not recognise.
-            raw.truncate(raw.len().saturating_sub(self.inner.token.expose().len()));
+            raw = &raw[..raw.len().saturating_sub(self.inner.token.expose().len())];
         }
-        SendError::Status { endpoint, status, body: clean_body(&raw, &self.inner.token, !complete), retry_after }
+        SendError::Status { endpoint, status, body: clean_body(raw, &self.inner.token, !complete), retry_after }
     }
+}
+
+/// What a failed exchange on the writer's connections means for a retry (see [`lanes`]).
+fn lane_error(endpoint: &Endpoint, err: LaneError) -> SendError {
+    let endpoint = endpoint.clone();
+    match err {
+        LaneError::Connect { .. } | LaneError::NotSent(_) => SendError::Connect { endpoint, source: Box::new(err) },
+        LaneError::Timeout(timeout) => SendError::Timeout { endpoint, timeout, source: Box::new(err) },
+        LaneError::Broken(_) => SendError::Connection { endpoint, source: Box::new(err) },
+    }
+}
+
+/// A non-2xx answer, whichever transport brought it.
+struct Reply<'a> {
+    status: u16,
+    headers: &'a HeaderMap,
+    /// The URL that answered (after any redirects followed), to resolve a relative `Location`.
+    url: &'a Url,
+    body: &'a [u8],
+    /// The whole body was read.
+    complete: bool,
 }
 
 impl fmt::Debug for SavioClient {

@@ -72,7 +72,9 @@ impl Limiter {
         loop {
             self.wait_pause().await;
             let slot = self.reserve();
-            tokio::time::sleep_until(slot).await;
+            if slot > Instant::now() {
+                tokio::time::sleep_until(slot).await;
+            }
             // A 429 may have paused the run while this request waited for its slot.
             if self.current_pause().is_some() {
                 continue;

@@ -204,24 +204,26 @@ impl Sink {
         Arc::clone(&self.shared.stats)
     }
 
-    /// Sends every row's payloads; returns when all dispatched payloads are done, or why it stopped early.
+    /// Sends every row's payloads (rows arrive in batches, in input order); returns when all dispatched
+    /// payloads are done, or why it stopped early.
     ///
     /// `interrupt` flips to `true` on Ctrl-C: reading stops, nothing new is sent, requests in flight get
     /// `grace` to finish before they are abandoned (and reported as such).
     pub async fn run(
         &self,
-        mut rows: mpsc::Receiver<Job>,
+        mut rows: mpsc::Receiver<Vec<Job>>,
         out: mpsc::Sender<RowDone>,
         mut interrupt: watch::Receiver<bool>,
         grace: Duration,
     ) -> Option<StopReason> {
         let window = Arc::new(Semaphore::new(WINDOW));
         let mut stop_rx = self.shared.stop.subscribe();
-        loop {
+        let mut reports_gone = false;
+        'read: loop {
             if self.shared.stop_reason().is_some() {
                 break;
             }
-            let row = tokio::select! {
+            let batch = tokio::select! {
                 biased;
                 _ = interrupt.wait_for(|i| *i) => {
                     self.shared.request_stop(StopReason::Interrupted, false);
@@ -229,16 +231,28 @@ impl Sink {
                 }
                 _ = stop_rx.changed() => continue,
                 r = rows.recv() => match r {
-                    Some(r) => r,
+                    Some(batch) => batch,
                     None => break,
                 },
             };
-            if !self.dispatch(row, &window, &out).await {
-                break;
+            for job in batch {
+                if !self.dispatch(job, &window, &out).await {
+                    reports_gone = true;
+                    break 'read;
+                }
             }
         }
-        // Stop the reader: it sees the channel closed.
-        drop(rows);
+        // Stop the reader (it sees the channel closed), then give the rows it had already handed over their
+        // outcome too: after a stop, "not sent". Every row read is reported.
+        rows.close();
+        while !reports_gone && let Some(batch) = rows.recv().await {
+            for job in batch {
+                if !self.dispatch(job, &window, &out).await {
+                    reports_gone = true;
+                    break;
+                }
+            }
+        }
         let everything = u32::try_from(WINDOW).unwrap_or(u32::MAX);
         let drain = Arc::clone(&window).acquire_many_owned(everything);
         if self.shared.stop_reason() == Some(StopReason::Interrupted) {
@@ -400,15 +414,14 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
             r.reason = "not sent: the writer shut down".into();
             return r;
         };
-        // Feedback is marked in the journal before its first attempt, holding its slot: a crash from here on
-        // leaves it `unknown`, never lost, and at most `--concurrency` of them. (Marking ahead of the slot
-        // would overlap the commit with other requests, ~10% faster against an instant server, but doubles
-        // what a crash leaves unknown: each of those needs a person to check.) Before the rate limiter, not
-        // after: a commit held up by a checkpoint must not delay granted requests into a burst.
+        // Feedback is marked in flight (an append to the state's in-flight log) before its first attempt,
+        // holding its slot: a crash from here on leaves it `unknown`, never lost, and at most `--concurrency`
+        // of them. Before the rate limiter, not after: a write held up by a busy disk must not delay granted
+        // requests into a burst.
         if !idempotent
             && r.attempts == 0
             && let Some(journal) = &shared.journal
-            && let Err(e) = journal.before_send(journal_entry(&r)).await
+            && let Err(e) = journal.before_send(r.line, &r.key, &r.hash)
         {
             r.reason = format!("not sent: {e}");
             r.group = format!("{entity}: not sent (state journal failed)");

@@ -9,6 +9,7 @@
 //! 3. **Incremental**: the payload's hash equals the last one Savio accepted for its key → skipped
 //!    (`unchanged`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -38,12 +39,25 @@ pub struct Gate {
     mode: Mode,
     resume: Option<i64>,
     retry_unknown: bool,
+    /// Feedback unsure from earlier runs, by key: its run and line. Read once at the start (the table is
+    /// small: only feedback whose creation is unknown), so feedback costs no query here.
+    unsure: HashMap<String, (i64, i64)>,
 }
 
 impl Gate {
     pub fn open(path: &Path, mode: Mode, resume: Option<i64>, retry_unknown: bool) -> Result<Gate, StateError> {
         let conn = connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        Ok(Gate { conn, path: path.into(), mode, resume, retry_unknown })
+        let sqlite = |source| StateError::Sqlite { path: path.into(), source };
+        let mut unsure = HashMap::new();
+        if !retry_unknown {
+            let mut stmt = conn.prepare("SELECT key, run_id, line FROM unsure_feedback").map_err(sqlite)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?)))).map_err(sqlite)?;
+            for row in rows {
+                let (key, at) = row.map_err(sqlite)?;
+                unsure.insert(key, at);
+            }
+        }
+        Ok(Gate { conn, path: path.into(), mode, resume, retry_unknown, unsure })
     }
 
     /// What the state says about `payload` from input line `line`: `None` means send it.
@@ -77,19 +91,14 @@ impl Gate {
                 _ => {}
             }
         }
-        if entity == Entity::Feedback && !self.retry_unknown {
-            let key = payload.report_key();
-            let unsure: Option<(i64, i64)> = self
-                .conn
-                .prepare_cached("SELECT run_id, line FROM unsure_feedback WHERE key = ?1")
-                .and_then(|mut s| s.query_row([&key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-                .map_err(sqlite)?;
-            if let Some((run, at_line)) = unsure {
-                return Ok(Some(unknown(format!(
-                    "an identical feedback (run {run}, line {at_line}) may or may not have been created, so it is \
-                     not re-sent (--retry-unknown re-sends it, at the risk of a duplicate)"
-                ))));
-            }
+        if entity == Entity::Feedback
+            && !self.unsure.is_empty()
+            && let Some(&(run, at_line)) = self.unsure.get(&payload.report_key())
+        {
+            return Ok(Some(unknown(format!(
+                "an identical feedback (run {run}, line {at_line}) may or may not have been created, so it is \
+                 not re-sent (--retry-unknown re-sends it, at the risk of a duplicate)"
+            ))));
         }
         if self.mode == Mode::Incremental {
             let key = payload.report_key();

@@ -1,17 +1,20 @@
 //! The run journal's writer: one thread that owns the write connection and commits in batches.
 //!
 //! Outcomes are queued and committed together (a batch is whatever arrived while the previous commit ran,
-//! up to [`BATCH`]), so a busy run costs one commit per batch, not one per row. Feedback's write-ahead mark
-//! ([`Journal::before_send`]) is the one message that waits: its request is sent only once the mark is
-//! committed, so a crash can never leave a created feedback without a trace. A WAL checkpoint at most
-//! every [`COMMIT_EVERY`] bounds what an OS crash could lose.
+//! up to [`BATCH`]), so a busy run costs one commit per batch, not one per row; nothing waits for them.
+//! Feedback's write-ahead mark ([`Journal::before_send`]) does not go through this thread: it is appended to
+//! the [`super::inflight`] log by the caller before its request leaves, and replayed into the journal when
+//! the writer ends (or, after a crash, when the state is next opened). A WAL checkpoint at most every
+//! [`COMMIT_EVERY`] bounds what an OS crash could lose.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use super::inflight::{self, InflightLog};
 use super::{StateError, connect, now};
 use crate::model::Entity;
 use crate::report::results::Status;
@@ -35,15 +38,11 @@ pub struct JournalEntry {
     pub reason: String,
 }
 
-enum Msg {
-    Pending(JournalEntry, oneshot::Sender<()>),
-    Outcome(JournalEntry),
-}
-
 /// The handle every stage uses. Cheap to clone; the writer ends when every handle is dropped.
 #[derive(Clone)]
 pub struct Journal {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::Sender<JournalEntry>,
+    inflight: Arc<InflightLog>,
 }
 
 /// The writer thread; [`JournalTask::finish`] waits for its last commit.
@@ -51,46 +50,48 @@ pub struct JournalTask {
     thread: std::thread::JoinHandle<Result<(), StateError>>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("the state journal stopped (see the error above); not sending feedback that could not be recorded first")]
-pub struct JournalClosed;
-
 impl Journal {
-    /// Opens a second connection to `path` and starts the writer for run `run_id`.
+    /// Opens a second connection to `path` and the in-flight log, and starts the writer for run `run_id`.
     pub fn start(path: &Path, run_id: i64) -> Result<(Journal, JournalTask), StateError> {
         let conn = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let inflight = Arc::new(InflightLog::open(path, run_id)?);
         let (tx, rx) = mpsc::channel(BATCH * 2);
         let path = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("savio-journal".into())
             .spawn(move || write_loop(conn, &path, run_id, rx))
             .map_err(StateError::JournalThread)?;
-        Ok((Journal { tx }, JournalTask { thread }))
+        Ok((Journal { tx, inflight }, JournalTask { thread }))
     }
 
-    /// Records a feedback as about to be sent and waits until that is committed.
-    pub async fn before_send(&self, mut entry: JournalEntry) -> Result<(), JournalClosed> {
-        entry.status = Status::Unknown;
-        let (ack, done) = oneshot::channel();
-        self.tx.send(Msg::Pending(entry, ack)).await.map_err(|_| JournalClosed)?;
-        done.await.map_err(|_| JournalClosed)
+    /// Records a feedback (its line, report key and content hash) as about to be sent. Once this returns,
+    /// the mark survives a crash of the process; send the request only then.
+    pub fn before_send(&self, line: u64, key: &str, hash: &str) -> Result<(), StateError> {
+        self.inflight.mark(line, key, hash)
     }
 
     /// Queues an outcome; it is committed with the next batch.
     pub async fn record(&self, entry: JournalEntry) {
         // A closed journal has already reported its error; the reports still hold the outcome.
-        let _ = self.tx.send(Msg::Outcome(entry)).await;
+        let _ = self.tx.send(entry).await;
     }
 }
 
 impl JournalTask {
-    /// Waits for the writer to commit everything queued. Call after dropping every [`Journal`] handle.
+    /// Waits for the writer to commit everything queued, then for the in-flight log to be replayed (a mark
+    /// whose outcome never reached the journal becomes `pending`). Call after dropping every [`Journal`]
+    /// handle.
     pub fn finish(self) -> Result<(), StateError> {
         self.thread.join().unwrap_or(Err(StateError::JournalPanicked))
     }
 }
 
-fn write_loop(mut conn: Connection, path: &Path, run_id: i64, mut rx: mpsc::Receiver<Msg>) -> Result<(), StateError> {
+fn write_loop(
+    mut conn: Connection,
+    path: &Path,
+    run_id: i64,
+    mut rx: mpsc::Receiver<JournalEntry>,
+) -> Result<(), StateError> {
     let sqlite = |source| StateError::Sqlite { path: path.into(), source };
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_checkpoint = Instant::now();
@@ -103,17 +104,11 @@ fn write_loop(mut conn: Connection, path: &Path, run_id: i64, mut rx: mpsc::Rece
                 Err(_) => break,
             }
         }
-        let mut acks = Vec::new();
-        let result = write_batch(&mut conn, run_id, batch.drain(..), &mut acks);
-        if let Err(e) = result {
-            // Dropping the acks tells the waiting feedback that its mark was not recorded.
+        if let Err(e) = write_batch(&mut conn, run_id, batch.drain(..)) {
             rx.close();
             let err = sqlite(e);
             tracing::error!("the state journal cannot be written: {err}");
             return Err(err);
-        }
-        for ack in acks {
-            let _ = ack.send(());
         }
         dirty = true;
         if last_checkpoint.elapsed() >= COMMIT_EVERY {
@@ -122,6 +117,7 @@ fn write_loop(mut conn: Connection, path: &Path, run_id: i64, mut rx: mpsc::Rece
             dirty = false;
         }
     }
+    inflight::replay(&mut conn, path)?;
     if dirty {
         checkpoint(&conn);
     }
@@ -135,12 +131,7 @@ fn checkpoint(conn: &Connection) {
     }
 }
 
-fn write_batch(
-    conn: &mut Connection,
-    run_id: i64,
-    batch: impl Iterator<Item = Msg>,
-    acks: &mut Vec<oneshot::Sender<()>>,
-) -> rusqlite::Result<()> {
+fn write_batch(conn: &mut Connection, run_id: i64, batch: impl Iterator<Item = JournalEntry>) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut journal = tx.prepare_cached(
@@ -154,17 +145,8 @@ fn write_batch(
             .prepare_cached("INSERT OR REPLACE INTO unsure_feedback (key, run_id, line, at) VALUES (?1, ?2, ?3, ?4)")?;
         let mut sure = tx.prepare_cached("DELETE FROM unsure_feedback WHERE key = ?1")?;
         let at = now();
-        for msg in batch {
-            let (e, status) = match msg {
-                Msg::Pending(e, ack) => {
-                    acks.push(ack);
-                    (e, "pending")
-                }
-                Msg::Outcome(e) => {
-                    let s = e.status.as_str();
-                    (e, s)
-                }
-            };
+        for e in batch {
+            let status = e.status.as_str();
             let line = i64::try_from(e.line).unwrap_or(i64::MAX);
             journal.execute(params![
                 run_id,
@@ -184,7 +166,7 @@ fn write_batch(
                         sure.execute([&e.key])?;
                     }
                 }
-                ("pending" | "unknown", Entity::Feedback) => {
+                ("unknown", Entity::Feedback) => {
                     unsure.execute(params![e.key, run_id, line, at])?;
                 }
                 (_, Entity::Feedback) => {

@@ -3,17 +3,19 @@
 //! One embedded SQLite file (WAL) per job holds:
 //! - `runs`: every run, its input and mapping (with content fingerprints), mode, and how it ended;
 //! - `journal`: every payload's outcome in a run, committed in batches as payloads complete; feedback
-//!   (not idempotent) is marked `pending` *before* its request is sent, so a crash leaves a trace;
+//!   (not idempotent) is marked in the [`inflight`] log *before* its request is sent, so a crash leaves a
+//!   trace, which becomes a `pending` row;
 //! - `accepted`: per entity key, the hash of the last payload Savio accepted (for `--incremental`);
 //! - `unsure_feedback`: feedback whose creation is unknown, never re-sent blindly by a later run.
 //!
 //! Three things are built on it: **resume** (a run that did not finish continues, skipping what its journal
 //! records as done: [`Gate`]), **incremental sync** (skip what Savio already has), and **one run at a time**
 //! ([`lock::RunLock`]). Durability: a process crash (`kill -9`, OOM, panic) loses nothing committed; the
-//! journal commits at least every [`journal::COMMIT_EVERY`], and feedback's write-ahead mark is committed
+//! journal commits at least every [`journal::COMMIT_EVERY`], and feedback's write-ahead mark is written
 //! before its request leaves. An OS crash or power cut can lose the last second (`synchronous=NORMAL`).
 
 mod gate;
+pub mod inflight;
 pub mod journal;
 pub mod lock;
 mod schema;
@@ -56,6 +58,12 @@ pub enum StateError {
     JournalThread(#[source] std::io::Error),
     #[error("the state journal's thread panicked")]
     JournalPanicked,
+    #[error("cannot write the in-flight log '{}'", path.display())]
+    Inflight {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read '{}' to fingerprint it", path.display())]
     Fingerprint {
         path: PathBuf,
@@ -129,13 +137,21 @@ pub struct StateStore {
 }
 
 impl StateStore {
-    /// Opens (creating it and its folder if needed) and migrates the state file.
+    /// Opens (creating it and its folder if needed) and migrates the state file, then replays the in-flight
+    /// log a crashed run left ([`inflight`]). Call it holding the run lock.
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StateError::Folder { path: path.into(), source })?;
         }
         let mut conn = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)?;
         schema::migrate(&mut conn).map_err(|source| StateError::Open { path: path.into(), source })?;
+        let recovered = inflight::replay(&mut conn, path)?;
+        if recovered > 0 {
+            tracing::warn!(
+                "{recovered} feedback were in flight when the last run stopped: they may or may not have been \
+                 created, and are not re-sent (--retry-unknown re-sends them)"
+            );
+        }
         Ok(StateStore { conn, path: path.into() })
     }
 

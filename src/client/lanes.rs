@@ -1,0 +1,250 @@
+//! The writer's transport: plain HTTP/1.1 connections to the one Savio origin, each carrying one request at
+//! a time, kept open between requests.
+//!
+//! Why not reqwest for the POSTs: its pooled client spends about twice the CPU per request of a bare hyper
+//! connection (a general pool keyed by origin, URL re-parsing, redirect and decompression layers, a boxed
+//! future per call); measured in BENCHMARKS.md, it capped the writer at a fraction of what a load generator
+//! reaches against the same server. The writer only ever talks to one origin with at most `--concurrency`
+//! requests in flight, so the pool it needs is a stack of idle connections: take one (or connect), send,
+//! read the answer, put it back. Listing (`GET`) keeps using reqwest.
+//!
+//! What a failure means is kept exact, since feedback must never be sent twice:
+//! - [`LaneError::Connect`]: no connection could be made (DNS, refused, TLS, connect timeout); nothing sent;
+//! - [`LaneError::NotSent`]: the connection was found closed before the request was written (hyper hands the
+//!   request back); nothing sent. On a reused connection this is the keep-alive race, and the request is
+//!   sent once more on a fresh connection;
+//! - [`LaneError::Timeout`] and [`LaneError::Broken`]: the request was handed to the connection; it may
+//!   have been applied.
+//!
+//! A proxy is not implemented here: when `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` is set, the client
+//! sends its POSTs through reqwest instead, which honours them (see [`proxy_configured`]).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HOST, HeaderMap, HeaderValue};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use reqwest::Url;
+use tokio::net::TcpStream;
+
+/// Idle connections older than this are closed rather than reused (see `POOL_IDLE_TIMEOUT` in the client).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why an exchange failed, by what it implies for a retry.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LaneError {
+    #[error("cannot connect to {origin}: {source}")]
+    Connect {
+        origin: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the connection closed before the request was written: {0}")]
+    NotSent(#[source] hyper::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the connection broke: {0}")]
+    Broken(#[source] hyper::Error),
+}
+
+/// An answer, its body read up to the caller's limit.
+pub(crate) struct LaneResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// The whole body fit within the limit.
+    pub complete: bool,
+}
+
+struct Idle {
+    sender: SendRequest<Full<Bytes>>,
+    since: Instant,
+}
+
+/// Connections to one origin (scheme, host, port).
+pub(crate) struct Lanes {
+    host: String,
+    port: u16,
+    /// `Host` header: `host[:port]` as in the base URL.
+    authority: HeaderValue,
+    tls: Option<tokio_rustls::TlsConnector>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl Lanes {
+    /// For the origin of `base` (http or https, already validated by the client).
+    pub(crate) fn new(
+        base: &Url,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Option<Lanes> {
+        let host = base.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = base.port_or_known_default()?;
+        let authority = match base.port() {
+            Some(p) => format!("{}:{p}", base.host_str()?),
+            None => base.host_str()?.to_owned(),
+        };
+        let tls = (base.scheme() == "https").then(|| tls.map(tokio_rustls::TlsConnector::from)).flatten();
+        if base.scheme() == "https" && tls.is_none() {
+            return None;
+        }
+        Some(Lanes {
+            host,
+            port,
+            authority: HeaderValue::from_str(&authority).ok()?,
+            tls,
+            connect_timeout,
+            request_timeout,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Sends `request` (its URI in origin form, `/path?query`; `Host` is added) and reads the answer's body,
+    /// at most `limit` bytes.
+    pub(crate) async fn send(
+        &self,
+        mut request: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<LaneResponse, LaneError> {
+        request.headers_mut().insert(HOST, self.authority.clone());
+        let (mut sender, reused) = match self.checkout().await {
+            Some(sender) => (sender, true),
+            None => (self.connect().await?, false),
+        };
+        let response = match sender.try_send_request(request).await {
+            Ok(response) => response,
+            Err(mut err) => match err.take_message() {
+                // The keep-alive race: the server closed an idle connection as we took it. Nothing was
+                // written, so a fresh connection gets the request.
+                Some(request) if reused => {
+                    sender = self.connect().await?;
+                    sender.try_send_request(request).await.map_err(classify_send)?
+                }
+                Some(_) => return Err(LaneError::NotSent(err.into_error())),
+                None => return Err(LaneError::Broken(err.into_error())),
+            },
+        };
+        let (parts, mut body) = response.into_parts();
+        let mut buf = Vec::new();
+        let mut complete = true;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(LaneError::Broken)?;
+            if let Ok(data) = frame.into_data() {
+                let room = limit - buf.len();
+                if data.len() > room {
+                    buf.extend_from_slice(&data[..room]);
+                    complete = false;
+                    break;
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        // An answer read to its end leaves the connection ready for the next request; one cut short does not.
+        if complete {
+            self.checkin(sender);
+        }
+        Ok(LaneResponse { status: parts.status, headers: parts.headers, body: buf, complete })
+    }
+
+    /// Like [`Lanes::send`], bounded by the request timeout. A timeout drops the exchange, which closes its
+    /// connection.
+    pub(crate) async fn send_timed(
+        &self,
+        request: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<LaneResponse, LaneError> {
+        match tokio::time::timeout(self.request_timeout, self.send(request, limit)).await {
+            Ok(result) => result,
+            Err(_) => Err(LaneError::Timeout(self.request_timeout)),
+        }
+    }
+
+    /// The most recently used idle connection that is still open and fresh.
+    async fn checkout(&self) -> Option<SendRequest<Full<Bytes>>> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            if idle.since.elapsed() >= IDLE_TIMEOUT || idle.sender.is_closed() {
+                continue;
+            }
+            let mut sender = idle.sender;
+            // Ready at once unless the connection is still finishing the previous answer.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn checkin(&self, sender: SendRequest<Full<Bytes>>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|i| i.since.elapsed() < IDLE_TIMEOUT);
+        idle.push(Idle { sender, since: Instant::now() });
+    }
+
+    /// A new connection (TCP, then TLS for https, then the HTTP/1.1 handshake), within the connect timeout.
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, LaneError> {
+        let origin = || format!("{}:{}", self.host, self.port);
+        let connect = async {
+            let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
+            tcp.set_nodelay(true)?;
+            let sender = match &self.tls {
+                None => handshake(tcp).await?,
+                Some(tls) => {
+                    let name = rustls::pki_types::ServerName::try_from(self.host.clone())?;
+                    handshake(tls.connect(name, tcp).await?).await?
+                }
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(sender)
+        };
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(sender)) => Ok(sender),
+            Ok(Err(source)) => Err(LaneError::Connect { origin: origin(), source }),
+            Err(_) => Err(LaneError::Connect {
+                origin: origin(),
+                source: format!("no connection within {:?}", self.connect_timeout).into(),
+            }),
+        }
+    }
+}
+
+async fn handshake<S>(io: S) -> Result<SendRequest<Full<Bytes>>, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::trace!("connection to Savio ended: {e}");
+        }
+    });
+    Ok(sender)
+}
+
+fn classify_send(mut err: hyper::client::conn::TrySendError<Request<Full<Bytes>>>) -> LaneError {
+    match err.take_message() {
+        Some(_) => LaneError::NotSent(err.into_error()),
+        None => LaneError::Broken(err.into_error()),
+    }
+}
+
+/// The origin-form target (`/path?query`) of an absolute URL.
+pub(crate) fn origin_form(url: &Url) -> Option<Uri> {
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    target.parse().ok()
+}
+
+/// Whether the environment configures a proxy, which this transport does not implement (reqwest does).
+pub(crate) fn proxy_configured() -> bool {
+    ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
