@@ -54,6 +54,13 @@ fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
+/// `sync`'s runtime: one thread. Reading, mapping and the state journal run on their own threads; what is
+/// left is I/O, and with two workers the runtime spent more CPU handing tasks between cores than sending
+/// (BENCHMARKS.md, writer (a)).
+fn writer_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
@@ -150,7 +157,7 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
             args.writer.rate
         );
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = writer_runtime()?;
     rt.block_on(async move {
         let sandbox = if args.sandbox { Some(Sandbox::start(SandboxConfig::default()).await?) } else { None };
         let (base_url, token) = match &sandbox {

@@ -116,7 +116,9 @@ impl Lanes {
         request.headers_mut().insert(HOST, self.authority.clone());
         let (mut sender, reused) = match self.checkout().await {
             Some(sender) => (sender, true),
-            None => (self.connect().await?, false),
+            // Boxed: the connect future (TCP, TLS, handshake) is large, and inline it would be copied with every
+            // request's future although most requests reuse a connection.
+            None => (Box::pin(self.connect()).await?, false),
         };
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
@@ -124,7 +126,7 @@ impl Lanes {
                 // The keep-alive race: the server closed an idle connection as we took it. Nothing was
                 // written, so a fresh connection gets the request.
                 Some(request) if reused => {
-                    sender = self.connect().await?;
+                    sender = Box::pin(self.connect()).await?;
                     sender.try_send_request(request).await.map_err(classify_send)?
                 }
                 Some(_) => return Err(LaneError::NotSent(err.into_error())),

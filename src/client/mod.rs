@@ -250,7 +250,8 @@ impl SavioClient {
             serde_json::to_vec(payload).map_err(|source| SendError::Body { endpoint: endpoint.clone(), source })?;
         match &self.inner.lanes {
             Some(lanes) => self.post_lanes(lanes, target, Bytes::from(body)).await,
-            None => self.post_reqwest(&target.url, endpoint, body).await,
+            // Boxed: reqwest's future is large and this path is the exception (a proxy is configured).
+            None => Box::pin(self.post_reqwest(&target.url, endpoint, body)).await,
         }
     }
 

@@ -321,7 +321,9 @@ impl Sink {
             let shared = Arc::clone(&self.shared);
             let tracker = Arc::clone(&tracker);
             tokio::spawn(async move {
-                let result = send_payload(&shared, &payload, waits, line).await;
+                // Boxed: the request's future is several kilobytes, which the task would otherwise copy when
+                // it is spawned and again when it finishes.
+                let result = Box::pin(send_payload(&shared, &payload, waits, line)).await;
                 let done = if result.status == Status::Ok { Done::Ok } else { Done::Failed(result.reason.clone()) };
                 shared.registry.complete(completion, done);
                 tracker.finish(result).await;
@@ -436,7 +438,7 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
         r.attempts += 1;
         shared.stats.requests.fetch_add(1, Ordering::Relaxed);
         let attempt = tokio::select! {
-            a = shared.client.send(payload) => a,
+            a = Box::pin(shared.client.send(payload)) => a,
             () = shared.hard_stop() => {
                 r.status = if idempotent { Status::Failed } else { Status::Unknown };
                 r.reason = "interrupted while the request was in flight (it may have been applied)".into();
