@@ -440,7 +440,7 @@ fn describe_company(c: &SavioCompany) -> String {
 }
 
 /// `N attributes (a=1, b=x, …)`, the first three shown.
-fn describe_attributes(attrs: Option<&crate::model::Attributes>) -> Option<String> {
+fn describe_attributes(attrs: Option<&crate::model::JsonObject>) -> Option<String> {
     let attrs = attrs.filter(|a| !a.is_empty())?;
     let shown: Vec<String> = attrs
         .iter()

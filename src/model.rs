@@ -6,8 +6,14 @@
 
 use serde::{Deserialize, Serialize};
 
-/// User-defined attributes of a company or contact (`filterable_attributes` in the API).
-pub type Attributes = serde_json::Map<String, serde_json::Value>;
+mod attributes;
+
+pub(crate) use attributes::intern;
+pub use attributes::{AttrKey, Attributes};
+
+/// A JSON object as Savio answers it (the `filterable_attributes` of a listed company or contact), or as the
+/// sandbox receives and stores it.
+pub type JsonObject = serde_json::Map<String, serde_json::Value>;
 
 /// The three kinds of record Savio accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -157,7 +163,7 @@ pub struct SavioCompany {
     #[serde(default)]
     pub internal_id: Option<String>,
     #[serde(default)]
-    pub filterable_attributes: Option<Attributes>,
+    pub filterable_attributes: Option<JsonObject>,
     #[serde(default)]
     pub created: Option<String>,
     #[serde(default)]
@@ -179,7 +185,7 @@ pub struct SavioContact {
     #[serde(default)]
     pub company_name: Option<String>,
     #[serde(default)]
-    pub filterable_attributes: Option<Attributes>,
+    pub filterable_attributes: Option<JsonObject>,
     #[serde(default)]
     pub created: Option<String>,
     #[serde(default)]

@@ -384,7 +384,10 @@ fn text(v: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 fn attrs(v: &Map<String, Value>) -> Attributes {
-    v.get("filterable_attributes").and_then(Value::as_object).cloned().unwrap_or_default()
+    v.get("filterable_attributes")
+        .and_then(Value::as_object)
+        .map(|m| m.clone().into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// Savio's view compared with the model: every company and contact once, each field as the model says.

@@ -10,7 +10,7 @@ use super::field::{Field, Origin, ValueMap};
 use super::mapper::{Attrs, CompanyMap, Cond, ContactMap, FeedbackMap, Mapper, Skip, Unmapped, normalise_key};
 use super::spec::{self, Case, DateOrder, FieldSpec, FieldTable, MappingSpec, SkipSpec};
 use super::value::{Accessor, JsonPath, TemplatePart, looks_like_template, parse_template};
-use crate::model::{FEEDBACK_STATES, FEEDBACK_TYPES};
+use crate::model::{FEEDBACK_STATES, FEEDBACK_TYPES, intern};
 use crate::source::Header;
 
 /// What the input offers to map from.
@@ -571,7 +571,7 @@ impl Ctx<'_> {
             }
             return None;
         }
-        let taken: HashSet<String> = attrs.fields.iter().map(|(k, _)| k.clone()).collect();
+        let taken: HashSet<String> = attrs.fields.iter().map(|(k, _)| k.to_string()).collect();
         let excluded: Vec<Accessor> =
             exclude.iter().filter_map(|c| self.column(&format!("{entity}.unmapped_exclude"), c)).collect();
         match self.schema {
@@ -593,8 +593,8 @@ impl Ctx<'_> {
                         key = format!("{base}_{n}");
                         n += 1;
                     }
-                    keys.insert(key.clone());
-                    cols.push((i, key));
+                    cols.push((i, intern(&key)));
+                    keys.insert(key);
                 }
                 Some(Unmapped::Csv(cols))
             }

@@ -88,8 +88,12 @@ fn write_opt(h: &mut impl Hasher, s: Option<&str>) {
 /// Attributes in their order, which is the order they are serialised in (the same mapping inserts the same
 /// keys in the same order).
 fn write_attrs(h: &mut impl Hasher, attrs: &Attributes) {
-    h.write_usize(attrs.len());
-    for (k, v) in attrs {
+    write_entries(h, attrs.len(), attrs.iter());
+}
+
+fn write_entries<'a>(h: &mut impl Hasher, len: usize, entries: impl Iterator<Item = (&'a str, &'a Value)>) {
+    h.write_usize(len);
+    for (k, v) in entries {
         write_str(h, k);
         write_value(h, v);
     }
@@ -119,7 +123,7 @@ fn write_value(h: &mut impl Hasher, v: &Value) {
         }
         Value::Object(o) => {
             h.write_u8(5);
-            write_attrs(h, o);
+            write_entries(h, o.len(), o.iter().map(|(k, v)| (k.as_str(), v)));
         }
     }
 }

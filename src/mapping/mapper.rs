@@ -12,7 +12,7 @@ use super::dedup::{self, Seen, Sighting};
 use super::error::{FieldError, FieldProblem};
 use super::field::Field;
 use super::value::{Accessor, trim};
-use crate::model::{Attributes, Company, Contact, Entity, Feedback, Payload};
+use crate::model::{Attributes, Company, Contact, Entity, Feedback, Payload, intern};
 use crate::source::{Record, RecordData};
 
 /// What a row became.
@@ -112,8 +112,8 @@ fn first_skip<'a>(skips: &'a [Skip], record: &Record) -> Option<&'a Skip> {
 /// Columns carried as attributes because no field uses them.
 #[derive(Debug, Clone)]
 pub(crate) enum Unmapped {
-    /// (column index, attribute key), resolved against the header.
-    Csv(Vec<(usize, String)>),
+    /// (column index, attribute key), resolved against the header; keys interned.
+    Csv(Vec<(usize, &'static str)>),
     /// JSONL objects vary per line, so their leaves are found per row.
     Json { skip_paths: HashSet<String>, taken_keys: HashSet<String> },
 }
@@ -126,7 +126,7 @@ impl Unmapped {
                     if let Some(v) = fields.get(*i).map(trim).filter(|v| !v.is_empty())
                         && !attrs.contains_key(key)
                     {
-                        attrs.insert(key.clone(), Value::String(v.to_string()));
+                        attrs.insert(Cow::Borrowed(*key), Value::String(v.to_string()));
                     }
                 }
             }
@@ -138,7 +138,7 @@ impl Unmapped {
                     if key.is_empty() || taken_keys.contains(&key) || attrs.contains_key(&key) {
                         continue;
                     }
-                    attrs.insert(key, v);
+                    attrs.insert(Cow::Owned(key), v);
                 }
             }
             _ => {}
@@ -190,67 +190,27 @@ pub fn normalise_key(name: &str) -> String {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Attrs {
-    pub fields: Vec<(String, Field)>,
+    /// Keys (interned: a row's attributes copy no key) and their fields, keys distinct.
+    pub fields: Vec<(&'static str, Field)>,
     pub unmapped: Option<Unmapped>,
-    /// Every key of `fields`, in order, with a placeholder value. A row's attributes start as a clone of it:
-    /// cloning copies the map's index with the keys' stored hashes, where inserting key by key would hash
-    /// every key again on every row (SipHash: `serde_json::Map` keeps std's hasher).
-    template: Attributes,
 }
-
-/// Beyond this many attribute fields, which attributes a row has no longer fits the bit set of
-/// [`Attrs::build`]; such mappings insert key by key.
-const TEMPLATE_FIELDS: usize = 64;
 
 impl Attrs {
     pub fn new(fields: Vec<(String, Field)>) -> Attrs {
-        let template = if fields.len() <= TEMPLATE_FIELDS {
-            fields.iter().map(|(k, _)| (k.clone(), Value::Null)).collect()
-        } else {
-            Attributes::new()
-        };
-        Attrs { fields, unmapped: None, template }
+        Attrs { fields: fields.into_iter().map(|(k, f)| (intern(&k), f)).collect(), unmapped: None }
     }
 
     fn build(&self, record: &Record, errors: &mut Vec<FieldError>) -> Attributes {
-        let mut attrs;
-        if self.fields.len() <= TEMPLATE_FIELDS && self.template.len() == self.fields.len() {
-            attrs = self.template.clone();
-            // Bit i: field i has a value. Fields without one are removed after, keeping the order.
-            let mut present = 0u64;
-            for (i, (slot, (_, field))) in attrs.values_mut().zip(&self.fields).enumerate() {
-                match field.attribute(record) {
-                    Ok(Some(v)) => {
-                        *slot = v;
-                        present |= 1 << i;
-                    }
-                    Ok(None) => {}
-                    Err(e) => errors.push(e),
-                }
-            }
-            let all = if self.fields.len() == 64 { u64::MAX } else { (1u64 << self.fields.len()) - 1 };
-            if present != all {
-                let mut i = 0;
-                attrs.retain(|_, _| {
-                    let keep = present & (1 << i) != 0;
-                    i += 1;
-                    keep
-                });
-            }
-        } else {
-            let unmapped = match &self.unmapped {
-                Some(Unmapped::Csv(cols)) => cols.len(),
-                _ => 0,
-            };
-            attrs = Attributes::with_capacity(self.fields.len() + unmapped);
-            for (key, field) in &self.fields {
-                match field.attribute(record) {
-                    Ok(Some(v)) => {
-                        attrs.insert(key.clone(), v);
-                    }
-                    Ok(None) => {}
-                    Err(e) => errors.push(e),
-                }
+        let unmapped = match &self.unmapped {
+            Some(Unmapped::Csv(cols)) => cols.len(),
+            _ => 0,
+        };
+        let mut attrs = Attributes::with_capacity(self.fields.len() + unmapped);
+        for (key, field) in &self.fields {
+            match field.attribute(record) {
+                Ok(Some(v)) => attrs.push_new(key, v),
+                Ok(None) => {}
+                Err(e) => errors.push(e),
             }
         }
         if let Some(u) = &self.unmapped {

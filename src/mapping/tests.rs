@@ -112,7 +112,7 @@ fn contact_row_yields_company_then_linked_contact() {
     assert_eq!(c.email.as_deref(), Some("ada@example.com"), "emails are trimmed and lowercased by default");
     assert_eq!(c.company_internal_id.as_deref(), Some("c1"), "linked to the company of the same row");
     assert_eq!(
-        serde_json::Value::Object(c.filterable_attributes.clone()),
+        serde_json::to_value(&c.filterable_attributes).unwrap(),
         json!({"stage": "customer", "score": 1200, "created": "2024-03-05"})
     );
 }
@@ -319,7 +319,7 @@ fn unmapped_columns_become_attributes_with_normalised_keys() {
     let p = payloads(m.map(&row(2, &["1", "Acme", "Lead", "", "555", "9", "old error", "x"])));
     let Payload::Company(c) = &p[0] else { panic!() };
     assert_eq!(
-        serde_json::Value::Object(c.filterable_attributes.clone()),
+        serde_json::to_value(&c.filterable_attributes).unwrap(),
         json!({"lifecycle_stage": "x", "lifecycle_stage_2": "Lead"}),
         "explicit keys win, collisions get a suffix, empty cells, excluded and _savio_ columns are left out"
     );
@@ -401,7 +401,7 @@ fn coalescing_columns_and_typed_constants() {
     let Payload::Company(c) = &p[0] else { panic!() };
     assert_eq!(c.name, "Acme GmbH");
     assert_eq!(
-        serde_json::Value::Object(c.filterable_attributes.clone()),
+        serde_json::to_value(&c.filterable_attributes).unwrap(),
         json!({"employees": 0, "migrated": true, "source": "hubspot"})
     );
 }

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 
 use super::list::{self, InvalidPage, ListQuery, Listed, PageWindow, SortValue};
 use super::validate::{FieldErrors, Fields};
-use crate::model::{Attributes, FEEDBACK_STATES, FEEDBACK_TYPES};
+use crate::model::{FEEDBACK_STATES, FEEDBACK_TYPES, JsonObject};
 
 /// A point in time with microsecond precision (as Savio's database keeps it), written in the API as
 /// ISO-8601 UTC: `2026-12-03T19:44:00.123456Z`.
@@ -56,7 +56,7 @@ pub struct CompanyRecord {
     pub id: i64,
     pub name: String,
     pub internal_id: Option<String>,
-    pub filterable_attributes: Attributes,
+    pub filterable_attributes: JsonObject,
     pub created: Timestamp,
     pub updated: Timestamp,
 }
@@ -69,7 +69,7 @@ pub struct ContactRecord {
     pub name: String,
     pub internal_id: Option<String>,
     pub company: Option<i64>,
-    pub filterable_attributes: Attributes,
+    pub filterable_attributes: JsonObject,
     pub created: Timestamp,
     pub updated: Timestamp,
 }
@@ -171,7 +171,7 @@ fn next_id<T>(rows: &[T], id_of: impl Fn(&T) -> i64) -> i64 {
 }
 
 /// Merges given attributes into existing ones: a key given replaces, a key not given stays.
-fn merge(into: &mut Attributes, given: Option<Attributes>) {
+fn merge(into: &mut JsonObject, given: Option<JsonObject>) {
     if let Some(given) = given {
         into.extend(given);
     }
@@ -371,7 +371,7 @@ impl Store {
         &mut self,
         name: String,
         internal_id: Option<String>,
-        filterable_attributes: Attributes,
+        filterable_attributes: JsonObject,
         now: Timestamp,
     ) -> usize {
         let pos = self.data.companies.len();
@@ -612,7 +612,7 @@ impl Store {
                     name,
                     internal_id: None,
                     company: None,
-                    filterable_attributes: Attributes::new(),
+                    filterable_attributes: JsonObject::new(),
                     created: now,
                     updated: now,
                 }))
@@ -623,7 +623,7 @@ impl Store {
     fn find_or_create_company_named(&mut self, name: String, now: Timestamp) -> i64 {
         let pos = match first_of(&self.index.companies_by_name, &name.to_lowercase()) {
             Some(pos) => pos,
-            None => self.insert_company(name, None, Attributes::new(), now),
+            None => self.insert_company(name, None, JsonObject::new(), now),
         };
         self.data.companies[pos].id
     }

@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::Attributes;
+use crate::model::JsonObject;
 
 const REQUIRED: &str = "This field is required.";
 const NOT_NULL: &str = "This field may not be null.";
@@ -125,7 +125,7 @@ impl<'a> Fields<'a> {
     }
 
     /// An optional JSON object (`filterable_attributes`).
-    pub(crate) fn optional_object(&mut self, field: &str) -> Option<Attributes> {
+    pub(crate) fn optional_object(&mut self, field: &str) -> Option<JsonObject> {
         match self.body.get(field)? {
             Value::Null => None,
             Value::Object(map) => Some(map.clone()),
