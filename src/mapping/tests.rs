@@ -34,7 +34,7 @@ fn json_info() -> SourceInfo {
 }
 
 fn row(line: u64, fields: &[&str]) -> Record {
-    Record { line, data: RecordData::Csv { fields: csv::StringRecord::from(fields.to_vec()), raw: Vec::new() } }
+    Record { line, data: RecordData::Csv { fields: csv::StringRecord::from(fields.to_vec()).into(), raw: Vec::new() } }
 }
 
 fn jrow(line: u64, v: serde_json::Value) -> Record {

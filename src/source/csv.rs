@@ -6,17 +6,17 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use csv::{ByteRecord, StringRecord};
+use csv::ByteRecord;
 
+use super::fields::CsvFields;
 use super::{BadRow, Delimiter, Header, InputPath, RawRow, ReadError, ReadItem, Record, RecordData, RowReadError};
 
 pub(super) struct CsvSource {
     reader: csv::Reader<LineTracker<Box<dyn Read + Send>>>,
     header: Arc<Header>,
     path: InputPath,
-    /// The previous record's size: each new record is allocated once at about its final size instead of
-    /// growing from empty.
-    size_hint: usize,
+    /// The record the parser fills, reused: a record keeps a copy of its fields in one buffer.
+    scratch: ByteRecord,
 }
 
 impl CsvSource {
@@ -35,8 +35,7 @@ impl CsvSource {
         let end = reader.position().byte();
         let (_, line) = reader.get_mut().take_record(end);
         let header = parse_header(&raw, line.to_vec(), &path)?;
-        let size_hint = raw.as_slice().len();
-        Ok(CsvSource { reader, header: Arc::new(header), path, size_hint })
+        Ok(CsvSource { reader, header: Arc::new(header), path, scratch: raw })
     }
 
     pub(super) fn header(&self) -> Arc<Header> {
@@ -48,34 +47,35 @@ impl CsvSource {
     }
 
     pub(super) fn next_item(&mut self) -> Result<Option<ReadItem>, ReadError> {
-        let mut fields = ByteRecord::with_capacity(self.size_hint + self.size_hint / 4 + 16, self.header.names.len());
-        if !self.reader.read_byte_record(&mut fields).map_err(|e| to_read_error(e, &self.path))? {
+        if !self.reader.read_byte_record(&mut self.scratch).map_err(|e| to_read_error(e, &self.path))? {
             return Ok(None);
         }
-        self.size_hint = fields.as_slice().len();
         let end = self.reader.position().byte();
         let (line, raw) = self.reader.get_mut().take_record(end);
-        let raw = raw.to_vec();
-        Ok(Some(self.classify(fields, raw, line)))
-    }
-
-    fn classify(&self, fields: ByteRecord, raw: Vec<u8>, line: u64) -> ReadItem {
-        if fields.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
-            return ReadItem::Blank { line };
+        let fields = &self.scratch;
+        // A record of only empty (or blank) fields: its fields, one after the other, are all whitespace.
+        if fields.as_slice().iter().all(u8::is_ascii_whitespace) {
+            return Ok(Some(ReadItem::Blank { line }));
         }
         let expected = self.header.names.len();
-        if fields.len() != expected {
-            let error = RowReadError::FieldCount { expected, found: fields.len() };
-            return ReadItem::Bad(BadRow { line, raw: RawRow::Csv { bytes: raw, fields }, error });
-        }
-        match StringRecord::from_byte_record(fields) {
-            Ok(fields) => ReadItem::Record(Record { line, data: RecordData::Csv { fields, raw } }),
-            Err(e) => {
-                let fields = e.into_byte_record();
-                let error = utf8_error(&fields, &self.header);
-                ReadItem::Bad(BadRow { line, raw: RawRow::Csv { bytes: raw, fields }, error })
+        let error = if fields.len() != expected {
+            RowReadError::FieldCount { expected, found: fields.len() }
+        } else {
+            match CsvFields::from_byte_record(fields) {
+                Some(checked) => {
+                    return Ok(Some(ReadItem::Record(Record {
+                        line,
+                        data: RecordData::Csv { fields: checked, raw: raw.to_vec() },
+                    })));
+                }
+                None => utf8_error(fields, &self.header),
             }
-        }
+        };
+        Ok(Some(ReadItem::Bad(BadRow {
+            line,
+            raw: RawRow::Csv { bytes: raw.to_vec(), fields: fields.clone() },
+            error,
+        })))
     }
 }
 

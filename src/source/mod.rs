@@ -10,6 +10,7 @@
 
 mod csv;
 pub mod decode;
+mod fields;
 mod jsonl;
 pub mod sniff;
 
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use decode::TextEncoding;
+pub use fields::CsvFields;
 
 /// The input format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +195,7 @@ pub struct Record {
 pub enum RecordData {
     Csv {
         /// The fields, checked to be UTF-8.
-        fields: ::csv::StringRecord,
+        fields: CsvFields,
         /// The record exactly as read (quotes included, without its line ending), for the failures file.
         raw: Vec<u8>,
     },
@@ -210,9 +212,7 @@ impl Record {
     /// The row as read, to write to the failures file.
     pub fn raw(&self) -> RawRow {
         match &self.data {
-            RecordData::Csv { fields, raw } => {
-                RawRow::Csv { bytes: raw.clone(), fields: fields.as_byte_record().clone() }
-            }
+            RecordData::Csv { fields, raw } => RawRow::Csv { bytes: raw.clone(), fields: fields.to_byte_record() },
             RecordData::Json { raw, .. } => RawRow::Json(raw.as_bytes().to_vec()),
         }
     }
