@@ -26,6 +26,18 @@ fn local_ok(local: &str) -> bool {
         return false;
     }
     let mut prev_dot = false;
+    if local.is_ascii() {
+        // The same rules as below, on bytes.
+        for &c in b {
+            let bad = c.is_ascii_control()
+                || matches!(c, b' ' | b'<' | b'>' | b'(' | b')' | b'[' | b']' | b',' | b';' | b':' | b'"' | b'\\');
+            if bad || (c == b'.' && prev_dot) {
+                return false;
+            }
+            prev_dot = c == b'.';
+        }
+        return true;
+    }
     for c in local.chars() {
         let bad = if c.is_ascii() {
             // ASCII whitespace other than the space is a control character.

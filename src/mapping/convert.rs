@@ -35,6 +35,23 @@ pub(crate) fn needs_collapse(s: &str) -> bool {
             || b.iter().any(|c| c.is_ascii_whitespace() && *c != b' ');
     }
     // `split_whitespace` splits on Unicode whitespace: a run of it is kept only as one ' ' between words.
+    // Whitespace beyond ASCII starts with one of these bytes (U+0085 and U+00A0; U+1680; U+2000 to U+205F;
+    // U+3000). Without any, every other non-ASCII byte belongs to a character that is not whitespace, and
+    // the same scan runs on bytes, without decoding (accented names).
+    if !b.iter().any(|c| matches!(c, 0xC2 | 0xE1 | 0xE2 | 0xE3)) {
+        let mut prev_space = true;
+        for &c in b {
+            if matches!(c, b'\t'..=b'\r' | b' ') {
+                if c != b' ' || prev_space {
+                    return true;
+                }
+                prev_space = true;
+            } else {
+                prev_space = false;
+            }
+        }
+        return prev_space;
+    }
     let mut prev_space = true;
     for c in s.chars() {
         if c.is_whitespace() {
@@ -322,12 +339,17 @@ fn fast_numeric_date(s: &str, order: DateOrder) -> Option<String> {
     Some(out)
 }
 
-/// Appends `n` zero-padded to `width` digits (`n` has at most `width` digits here).
+/// Appends `n` zero-padded to `width` digits (`n` has at most `width` digits here, `width` at most 4).
 fn push_digits(out: &mut String, n: u32, width: u32) {
-    let mut div = 10u32.pow(width.saturating_sub(1));
-    while div > 0 {
-        out.push(char::from(b'0' + (n / div % 10) as u8));
-        div /= 10;
+    let width = (width as usize).min(4);
+    let mut digits = [b'0'; 4];
+    let mut n = n;
+    for d in digits[..width].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    for &d in &digits[..width] {
+        out.push(char::from(d));
     }
 }
 
