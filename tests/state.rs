@@ -148,7 +148,17 @@ async fn kill_after(sb: &Sandbox, mut child: Child, after: u64) -> bool {
         if sb.requests().total >= start + after {
             child.kill().expect("SIGKILL");
             child.wait().expect("reap");
-            return true;
+            // Requests the process wrote before it died can still be in the sandbox's sockets and handlers
+            // (each takes the sandbox's latency): wait until none is left, so callers count only later runs.
+            let mut seen = sb.requests().total;
+            loop {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let now = sb.requests().total;
+                if now == seen {
+                    return true;
+                }
+                seen = now;
+            }
         }
         assert!(Instant::now() < deadline, "the run made no progress");
         tokio::time::sleep(Duration::from_millis(2)).await;

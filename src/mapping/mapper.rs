@@ -122,23 +122,27 @@ impl Unmapped {
     fn add_to(&self, record: &Record, attrs: &mut Attributes) {
         match (self, &record.data) {
             (Unmapped::Csv(cols), RecordData::Csv { fields, .. }) => {
+                // The compiled keys are distinct, and distinct from every mapped attribute's: no lookup needed
+                // (a wide export carries hundreds of columns).
                 for (i, key) in cols {
-                    if let Some(v) = fields.get(*i).map(trim).filter(|v| !v.is_empty())
-                        && !attrs.contains_key(key)
-                    {
-                        attrs.insert(Cow::Borrowed(*key), Value::String(v.to_string()));
+                    if let Some(v) = fields.get(*i).map(trim).filter(|v| !v.is_empty()) {
+                        attrs.push_new(key, Value::String(v.to_string()));
                     }
                 }
             }
             (Unmapped::Json { skip_paths, taken_keys }, RecordData::Json { object, .. }) => {
                 let mut leaves = Vec::new();
                 json_leaves(object, "", skip_paths, &mut leaves);
+                // `attrs` holds only mapped attributes here, whose keys are all in `taken_keys`. Two paths can
+                // normalise to one key ("a.b", "a_b"): the first wins. Sets, not scans of `attrs`, so a wide
+                // object costs linear time.
+                let mut seen = HashSet::with_capacity(leaves.len());
                 for (path, v) in leaves {
                     let key = normalise_key(&path);
-                    if key.is_empty() || taken_keys.contains(&key) || attrs.contains_key(&key) {
+                    if key.is_empty() || taken_keys.contains(&key) || !seen.insert(key.clone()) {
                         continue;
                     }
-                    attrs.insert(Cow::Owned(key), v);
+                    attrs.push_unique(Cow::Owned(key), v);
                 }
             }
             _ => {}

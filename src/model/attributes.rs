@@ -65,8 +65,13 @@ impl Attributes {
 
     /// Appends a key the caller knows is not there yet (the distinct keys of a compiled mapping).
     pub(crate) fn push_new(&mut self, key: &'static str, value: Value) {
-        debug_assert!(!self.contains_key(key), "attribute '{key}' pushed twice");
-        self.entries.push((Cow::Borrowed(key), value));
+        self.push_unique(Cow::Borrowed(key), value);
+    }
+
+    /// Appends a key the caller has checked is not there yet, without a search.
+    pub(crate) fn push_unique(&mut self, key: AttrKey, value: Value) {
+        debug_assert!(!self.contains_key(&key), "attribute '{key}' pushed twice");
+        self.entries.push((key, value));
     }
 
     /// The attributes in order.
