@@ -107,19 +107,34 @@ impl Lanes {
     }
 
     /// Sends `request` (its URI in origin form, `/path?query`; `Host` is added) and reads the answer's body,
-    /// at most `limit` bytes.
+    /// at most `limit` bytes. Connecting is bounded by the connect timeout (a failure there sent nothing);
+    /// the exchange, from handing the request to the connection to the end of the answer, by the request
+    /// timeout. A timeout drops the exchange, which closes its connection.
     pub(crate) async fn send(
         &self,
         mut request: Request<Full<Bytes>>,
         limit: usize,
     ) -> Result<LaneResponse, LaneError> {
         request.headers_mut().insert(HOST, self.authority.clone());
-        let (mut sender, reused) = match self.checkout().await {
+        let (sender, reused) = match self.checkout().await {
             Some(sender) => (sender, true),
             // Boxed: the connect future (TCP, TLS, handshake) is large, and inline it would be copied with every
             // request's future although most requests reuse a connection.
             None => (Box::pin(self.connect()).await?, false),
         };
+        match tokio::time::timeout(self.request_timeout, self.exchange(sender, reused, request, limit)).await {
+            Ok(result) => result,
+            Err(_) => Err(LaneError::Timeout(self.request_timeout)),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        mut sender: SendRequest<Full<Bytes>>,
+        reused: bool,
+        request: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<LaneResponse, LaneError> {
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
             Err(mut err) => match err.take_message() {
@@ -153,19 +168,6 @@ impl Lanes {
             self.checkin(sender);
         }
         Ok(LaneResponse { status: parts.status, headers: parts.headers, body: buf, complete })
-    }
-
-    /// Like [`Lanes::send`], bounded by the request timeout. A timeout drops the exchange, which closes its
-    /// connection.
-    pub(crate) async fn send_timed(
-        &self,
-        request: Request<Full<Bytes>>,
-        limit: usize,
-    ) -> Result<LaneResponse, LaneError> {
-        match tokio::time::timeout(self.request_timeout, self.send(request, limit)).await {
-            Ok(result) => result,
-            Err(_) => Err(LaneError::Timeout(self.request_timeout)),
-        }
     }
 
     /// The most recently used idle connection that is still open and fresh.

@@ -269,7 +269,7 @@ impl SavioClient {
             headers.insert(ACCEPT, APPLICATION_JSON);
             headers.insert(CONTENT_TYPE, APPLICATION_JSON);
             headers.insert(USER_AGENT, self.inner.user_agent.clone());
-            let answer = lanes.send_timed(request, SUCCESS_BODY_READ).await.map_err(|e| lane_error(endpoint, e))?;
+            let answer = lanes.send(request, SUCCESS_BODY_READ).await.map_err(|e| lane_error(endpoint, e))?;
             if answer.status.is_success() {
                 let id = if answer.complete {
                     serde_json::from_slice::<IdOnly>(&answer.body).ok().and_then(|a| a.id)
