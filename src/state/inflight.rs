@@ -12,6 +12,8 @@
 //! unsure, so no later run re-sends it blindly. Then the log is removed. It holds about 150 bytes per
 //! feedback sent by the current run.
 
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -87,6 +89,8 @@ pub fn replay(conn: &mut Connection, state: &Path) -> Result<u64, StateError> {
             .prepare("INSERT OR REPLACE INTO unsure_feedback (key, run_id, line, at) VALUES (?1, ?2, ?3, ?4)")
             .map_err(sqlite)?;
         let at = now();
+        // Per run, the lines whose feedback has a row in the journal: one query per run, not one per mark.
+        let mut outcomes: HashMap<i64, HashSet<i64>> = HashMap::new();
         let mut reader = BufReader::new(file);
         let mut line = Vec::new();
         loop {
@@ -102,6 +106,13 @@ pub fn replay(conn: &mut Connection, state: &Path) -> Result<u64, StateError> {
                 continue;
             };
             let at_line = i64::try_from(mark.line).unwrap_or(i64::MAX);
+            let lines = match outcomes.entry(mark.run) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(feedback_lines(&tx, mark.run).map_err(sqlite)?),
+            };
+            if lines.contains(&at_line) {
+                continue;
+            }
             if journal.execute(params![mark.run, at_line, mark.key, mark.hash, at]).map_err(sqlite)? == 1 {
                 unsure.execute(params![mark.key, mark.run, at_line, at]).map_err(sqlite)?;
                 recovered += 1;
@@ -111,6 +122,11 @@ pub fn replay(conn: &mut Connection, state: &Path) -> Result<u64, StateError> {
     tx.commit().map_err(sqlite)?;
     std::fs::remove_file(&path).map_err(|source| StateError::Inflight { path, source })?;
     Ok(recovered)
+}
+
+fn feedback_lines(conn: &Connection, run: i64) -> rusqlite::Result<HashSet<i64>> {
+    let mut stmt = conn.prepare("SELECT line FROM journal WHERE run_id = ?1 AND entity = 'feedback'")?;
+    stmt.query_map([run], |r| r.get(0))?.collect()
 }
 
 #[cfg(test)]

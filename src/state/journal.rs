@@ -7,6 +7,7 @@
 //! the writer ends (or, after a crash, when the state is next opened). A WAL checkpoint at most every
 //! [`COMMIT_EVERY`] bounds what an OS crash could lose.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,6 +99,8 @@ fn write_loop(
     mut rx: mpsc::Receiver<JournalEntry>,
 ) -> Result<(), StateError> {
     let sqlite = |source| StateError::Sqlite { path: path.into(), source };
+    // The keys of unsure feedback (a small table), so that an outcome deletes from it only when it is there.
+    let mut unsure_keys = unsure_keys(&conn).map_err(sqlite)?;
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_checkpoint = Instant::now();
     let mut dirty = false;
@@ -118,7 +121,7 @@ fn write_loop(
             std::thread::sleep(GATHER);
             drain(&mut rx, &mut batch);
         }
-        if let Err(e) = write_batch(&mut conn, run_id, batch.drain(..)) {
+        if let Err(e) = write_batch(&mut conn, run_id, batch.drain(..), &mut unsure_keys) {
             rx.close();
             let err = sqlite(e);
             tracing::error!("the state journal cannot be written: {err}");
@@ -145,7 +148,17 @@ fn checkpoint(conn: &Connection) {
     }
 }
 
-fn write_batch(conn: &mut Connection, run_id: i64, batch: impl Iterator<Item = JournalEntry>) -> rusqlite::Result<()> {
+fn unsure_keys(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
+    let mut stmt = conn.prepare("SELECT key FROM unsure_feedback")?;
+    stmt.query_map([], |r| r.get(0))?.collect()
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    run_id: i64,
+    batch: impl Iterator<Item = JournalEntry>,
+    unsure_keys: &mut HashSet<String>,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut journal = tx.prepare_cached(
@@ -173,17 +186,16 @@ fn write_batch(conn: &mut Connection, run_id: i64, batch: impl Iterator<Item = J
                 e.reason,
                 at
             ])?;
+            if status == "ok" {
+                accepted.execute(params![e.entity.as_str(), e.key, e.hash, e.savio_id, at, run_id])?;
+            }
             match (status, e.entity) {
-                ("ok", _) => {
-                    accepted.execute(params![e.entity.as_str(), e.key, e.hash, e.savio_id, at, run_id])?;
-                    if e.entity == Entity::Feedback {
-                        sure.execute([&e.key])?;
-                    }
-                }
                 ("unknown", Entity::Feedback) => {
                     unsure.execute(params![e.key, run_id, line, at])?;
+                    unsure_keys.insert(e.key);
                 }
-                (_, Entity::Feedback) => {
+                // Any other outcome settles it: created (ok), or certainly not (refused, not sent).
+                (_, Entity::Feedback) if unsure_keys.remove(&e.key) => {
                     sure.execute([&e.key])?;
                 }
                 _ => {}
