@@ -116,8 +116,19 @@ impl Payload {
         match self {
             Payload::Company(c) => c.internal_id.clone(),
             Payload::Contact(c) => c.internal_id.clone(),
-            Payload::Feedback(_) => format!("sha:{}", &self.content_hash()[..16]),
+            Payload::Feedback(_) => feedback_key(&self.content_hash()),
         }
+    }
+
+    /// [`Payload::report_key`] and [`Payload::content_hash`] together, serialising and hashing once (a
+    /// feedback's key is made from its hash).
+    pub fn report_key_and_hash(&self) -> (String, String) {
+        let hash = self.content_hash();
+        let key = match self {
+            Payload::Feedback(_) => feedback_key(&hash),
+            _ => self.report_key(),
+        };
+        (key, hash)
     }
 
     /// The key shown in reports and kept in the state: [`Payload::key`], or a contact's email when it has no
@@ -134,6 +145,11 @@ impl Payload {
         let bytes = serde_json::to_vec(self).expect("payloads always serialise");
         blake3::hash(&bytes).to_hex().to_string()
     }
+}
+
+/// A feedback's key: the start of its content hash (Savio has no id for it before it exists).
+fn feedback_key(hash: &str) -> String {
+    format!("sha:{}", &hash[..16])
 }
 
 /// Savio's id for a created or updated object. Accepts a JSON number or string, since the reference only

@@ -16,8 +16,9 @@
 //! - [`LaneError::Timeout`] and [`LaneError::Broken`]: the request was handed to the connection; it may
 //!   have been applied.
 //!
-//! A proxy is not implemented here: when `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` is set, the client
-//! sends its POSTs through reqwest instead, which honours them (see [`proxy_configured`]).
+//! Proxies: when `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` is set, the client sends its POSTs through
+//! reqwest instead, whose proxy support (`NO_PROXY` included) is complete (see [`proxy_configured`];
+//! pinned by `tests/proxy.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,7 +79,7 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
-    /// For the origin of `base` (http or https, already validated by the client).
+    /// For the origin of `base` (http or https, already validated by the client); `tls` is needed for https.
     pub(crate) fn new(
         base: &Url,
         tls: Option<Arc<rustls::ClientConfig>>,
@@ -91,10 +92,11 @@ impl Lanes {
             Some(p) => format!("{}:{p}", base.host_str()?),
             None => base.host_str()?.to_owned(),
         };
-        let tls = (base.scheme() == "https").then(|| tls.map(tokio_rustls::TlsConnector::from)).flatten();
-        if base.scheme() == "https" && tls.is_none() {
-            return None;
-        }
+        let tls = match (base.scheme(), tls) {
+            ("https", Some(config)) => Some(tokio_rustls::TlsConnector::from(config)),
+            ("https", None) => return None,
+            _ => None,
+        };
         Some(Lanes {
             host,
             port,

@@ -219,7 +219,7 @@ impl Sink {
         let window = Arc::new(Semaphore::new(WINDOW));
         let mut stop_rx = self.shared.stop.subscribe();
         let mut reports_gone = false;
-        'read: loop {
+        loop {
             if self.shared.stop_reason().is_some() {
                 break;
             }
@@ -235,23 +235,16 @@ impl Sink {
                     None => break,
                 },
             };
-            for job in batch {
-                if !self.dispatch(job, &window, &out).await {
-                    reports_gone = true;
-                    break 'read;
-                }
+            if !self.dispatch_all(batch, &window, &out).await {
+                reports_gone = true;
+                break;
             }
         }
         // Stop the reader (it sees the channel closed), then give the rows it had already handed over their
         // outcome too: after a stop, "not sent". Every row read is reported.
         rows.close();
         while !reports_gone && let Some(batch) = rows.recv().await {
-            for job in batch {
-                if !self.dispatch(job, &window, &out).await {
-                    reports_gone = true;
-                    break;
-                }
-            }
+            reports_gone = !self.dispatch_all(batch, &window, &out).await;
         }
         let everything = u32::try_from(WINDOW).unwrap_or(u32::MAX);
         let drain = Arc::clone(&window).acquire_many_owned(everything);
@@ -270,6 +263,16 @@ impl Sink {
             let _ = drain.await;
         }
         self.shared.stop_reason()
+    }
+
+    /// [`Sink::dispatch`] for each row of a batch, in order; false as soon as the reports are gone.
+    async fn dispatch_all(&self, batch: Vec<Job>, window: &Arc<Semaphore>, out: &mpsc::Sender<RowDone>) -> bool {
+        for job in batch {
+            if !self.dispatch(job, window, out).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// Hands one row on: straight to the reports when it has no payload, else a job per payload. Returns
@@ -377,10 +380,15 @@ impl RowTracker {
 /// One payload's whole life: wait for what it depends on, then attempts until success or a final failure.
 async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u64) -> ResultLine {
     let entity = payload.entity();
+    // The state keeps the content hash; a feedback's key is made from it, so it is hashed once.
+    let (key, hash) = match shared.journal {
+        Some(_) => payload.report_key_and_hash(),
+        None => (payload.report_key(), String::new()),
+    };
     let mut r = ResultLine {
         line,
         entity: Some(entity),
-        key: payload.report_key(),
+        key,
         status: Status::Failed,
         http_status: None,
         savio_id: None,
@@ -388,7 +396,7 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
         latency: Duration::ZERO,
         reason: String::new(),
         group: String::new(),
-        hash: if shared.journal.is_some() { payload.content_hash() } else { String::new() },
+        hash,
     };
     if let Some((company, reason)) = waits.blocked_by {
         return blocked(r, &company, &reason);
