@@ -3,6 +3,11 @@
 
 mod cli;
 
+/// mimalloc: glibc malloc spent ~13% of a sync's CPU (rows are mapped on the reader thread and freed on the
+/// writer's, which glibc's arenas handle poorly).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
