@@ -140,8 +140,7 @@ impl SavioClient {
     async fn fetch_page<T: DeserializeOwned>(&self, url: &Url) -> Result<(Page<T>, Url), ClientError> {
         let endpoint = Endpoint::new("GET", url);
         let mut response = self
-            .inner
-            .get
+            .get_client()?
             .get(url.clone())
             .header(AUTHORIZATION, self.inner.auth.clone())
             .header(ACCEPT, APPLICATION_JSON)

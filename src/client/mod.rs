@@ -26,7 +26,7 @@ mod token;
 use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -103,24 +103,39 @@ pub struct SavioClient {
 }
 
 struct Inner {
-    /// For POSTs: follows only same-origin 307/308, which keep method and body. A 301/302/303 would turn
-    /// the POST into a GET and a 2xx listing would pass for a successful upsert.
-    post: reqwest::Client,
-    /// For GETs: follows any same-origin redirect.
-    get: reqwest::Client,
+    /// How POSTs travel.
+    post: PostTransport,
+    /// For GETs: follows any same-origin redirect. Built on the first listing: loading the trusted roots
+    /// costs a sync that never lists a few milliseconds.
+    get: OnceLock<reqwest::Client>,
+    /// What the reqwest clients are built from.
+    config: HttpSettings,
     base: Url,
     /// The three POST endpoints (built once, not per request).
     companies: PostTarget,
     users: PostTarget,
     feedback: PostTarget,
-    /// The writer's connections; `None` when a proxy is configured (then `post` sends through reqwest).
-    lanes: Option<Lanes>,
     user_agent: HeaderValue,
     /// `Token <token>`, marked sensitive so hyper and reqwest never print it.
     auth: HeaderValue,
     token: ApiToken,
     request_timeout: Duration,
     connect_timeout: Duration,
+}
+
+/// The writer's own connections ([`lanes`]), or reqwest when a proxy is configured. Either follows only
+/// same-origin 307/308, which keep method and body: a 301/302/303 would turn the POST into a GET, and a
+/// 2xx listing would pass for a successful upsert.
+enum PostTransport {
+    Lanes(Lanes),
+    Reqwest(reqwest::Client),
+}
+
+/// The reqwest clients' settings.
+struct HttpSettings {
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    user_agent: String,
 }
 
 /// A POST endpoint: its URL, the same as shown in messages, and its request target (`/app/api/users/`).
@@ -187,22 +202,34 @@ impl SavioClient {
             url: base.to_string(),
             reason: "the user agent is not a valid header value",
         })?;
-        let lanes = if lanes::proxy_configured() {
-            tracing::debug!("a proxy is configured: sending through reqwest");
-            None
-        } else {
-            let tls = if base.scheme() == "https" { Some(tls_config()?) } else { None };
-            Lanes::new(&base, tls, config.connect_timeout, config.request_timeout)
+        let http = HttpSettings {
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+            user_agent: config.user_agent.clone(),
+        };
+        let post = match lanes::proxy_configured() {
+            false => {
+                let tls = if base.scheme() == "https" { Some(tls_config()?) } else { None };
+                Lanes::new(&base, tls, config.connect_timeout, config.request_timeout).map(PostTransport::Lanes)
+            }
+            true => None,
+        };
+        let post = match post {
+            Some(lanes) => lanes,
+            None => {
+                tracing::debug!("a proxy is configured: sending through reqwest");
+                PostTransport::Reqwest(http_client(&http, RedirectRule::PostSafe)?)
+            }
         };
         Ok(SavioClient {
             inner: Arc::new(Inner {
-                post: http_client(&config, RedirectRule::PostSafe)?,
-                get: http_client(&config, RedirectRule::AnySameOrigin)?,
+                post,
+                get: OnceLock::new(),
+                config: http,
                 base,
                 companies,
                 users,
                 feedback,
-                lanes,
                 user_agent,
                 auth,
                 token: config.token,
@@ -210,6 +237,15 @@ impl SavioClient {
                 connect_timeout: config.connect_timeout,
             }),
         })
+    }
+
+    /// The client for GETs, built on first use.
+    fn get_client(&self) -> Result<&reqwest::Client, ClientError> {
+        if let Some(client) = self.inner.get.get() {
+            return Ok(client);
+        }
+        let client = http_client(&self.inner.config, RedirectRule::AnySameOrigin)?;
+        Ok(self.inner.get.get_or_init(|| client))
     }
 
     /// The validated API root (always ends with `/`).
@@ -248,10 +284,10 @@ impl SavioClient {
         let endpoint = &target.endpoint;
         let body =
             serde_json::to_vec(payload).map_err(|source| SendError::Body { endpoint: endpoint.clone(), source })?;
-        match &self.inner.lanes {
-            Some(lanes) => self.post_lanes(lanes, target, Bytes::from(body)).await,
+        match &self.inner.post {
+            PostTransport::Lanes(lanes) => self.post_lanes(lanes, target, Bytes::from(body)).await,
             // Boxed: reqwest's future is large and this path is the exception (a proxy is configured).
-            None => Box::pin(self.post_reqwest(&target.url, endpoint, body)).await,
+            PostTransport::Reqwest(client) => Box::pin(self.post_reqwest(client, &target.url, endpoint, body)).await,
         }
     }
 
@@ -302,10 +338,14 @@ impl SavioClient {
     }
 
     /// A POST through reqwest: used when a proxy is configured, which [`lanes`] does not implement.
-    async fn post_reqwest(&self, url: &Url, endpoint: &Endpoint, body: Vec<u8>) -> Result<Accepted, SendError> {
-        let mut response = self
-            .inner
-            .post
+    async fn post_reqwest(
+        &self,
+        client: &reqwest::Client,
+        url: &Url,
+        endpoint: &Endpoint,
+        body: Vec<u8>,
+    ) -> Result<Accepted, SendError> {
+        let mut response = client
             .post(url.clone())
             .header(AUTHORIZATION, self.inner.auth.clone())
             .header(ACCEPT, APPLICATION_JSON)
@@ -526,7 +566,7 @@ fn redirect_policy(rule: RedirectRule) -> redirect::Policy {
 /// for feedback, so the client should not be the side that keeps idle connections longest.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn http_client(config: &ClientConfig, rule: RedirectRule) -> Result<reqwest::Client, ClientError> {
+fn http_client(config: &HttpSettings, rule: RedirectRule) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .connect_timeout(config.connect_timeout)

@@ -24,6 +24,8 @@ use crate::report::results::Status;
 pub const BATCH: usize = 2048;
 /// How long a small batch waits for more outcomes before it is committed.
 const GATHER: Duration = Duration::from_millis(50);
+/// How often a gathering batch looks for more outcomes (and for the end of the run).
+const GATHER_STEP: Duration = Duration::from_millis(5);
 /// The longest between two checkpoints of the write-ahead log while the run is busy.
 pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
@@ -104,22 +106,26 @@ fn write_loop(
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_checkpoint = Instant::now();
     let mut dirty = false;
+    // Takes what is queued, up to a full batch; `false` once every handle is dropped and the queue is empty.
     let drain = |rx: &mut mpsc::Receiver<JournalEntry>, batch: &mut Vec<JournalEntry>| {
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(m) => batch.push(m),
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
             }
         }
+        true
     };
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        drain(&mut rx, &mut batch);
-        if batch.len() < BATCH / 8 {
-            // Nobody waits for an outcome's commit: gathering what arrives in the next [`GATHER`] makes commits, and
-            // the pages each one rewrites, fewer.
-            std::thread::sleep(GATHER);
-            drain(&mut rx, &mut batch);
+        let mut open = drain(&mut rx, &mut batch);
+        // Nobody waits for an outcome's commit: gathering what arrives in the next [`GATHER`] makes commits,
+        // and the pages each one rewrites, fewer. A run that has ended does not wait.
+        let gather_until = Instant::now() + GATHER;
+        while open && batch.len() < BATCH / 8 && Instant::now() < gather_until {
+            std::thread::sleep(GATHER_STEP);
+            open = drain(&mut rx, &mut batch);
         }
         if let Err(e) = write_batch(&mut conn, run_id, batch.drain(..), &mut unsure_keys) {
             rx.close();
