@@ -16,6 +16,10 @@ use savio_sync::mapping::Mapping;
 use savio_sync::pipeline::{Pipeline, RowKind};
 use savio_sync::source::{InputPath, InputSpec, TextEncoding};
 
+/// The allocator the `savio-sync` binary uses, so that the bench measures what the binary runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ROWS: u64 = 1_000_000;
 
 /// The mapping the benchmark applies: a HubSpot-like contacts export with a derived company, a template,

@@ -120,15 +120,12 @@ impl Payload {
         }
     }
 
-    /// [`Payload::report_key`] and [`Payload::content_hash`] together, serialising and hashing once (a
-    /// feedback's key is made from its hash).
-    pub fn report_key_and_hash(&self) -> (String, String) {
-        let hash = self.content_hash();
-        let key = match self {
-            Payload::Feedback(_) => feedback_key(&hash),
+    /// [`Payload::report_key`] when the content hash is already known (a feedback's key is made from it).
+    pub fn report_key_with_hash(&self, hash: &str) -> String {
+        match self {
+            Payload::Feedback(_) => feedback_key(hash),
             _ => self.report_key(),
-        };
-        (key, hash)
+        }
     }
 
     /// The key shown in reports and kept in the state: [`Payload::key`], or a contact's email when it has no
@@ -142,9 +139,14 @@ impl Payload {
 
     /// A stable hash of the serialised payload (hex, BLAKE3): equal payloads hash equal, whatever the row.
     pub fn content_hash(&self) -> String {
-        let bytes = serde_json::to_vec(self).expect("payloads always serialise");
-        blake3::hash(&bytes).to_hex().to_string()
+        json_hash(&serde_json::to_vec(self).expect("payloads always serialise"))
     }
+}
+
+/// [`Payload::content_hash`] of a payload already serialised (`json` is exactly what `serde_json::to_vec`
+/// gives, which is also the request body).
+pub fn json_hash(json: &[u8]) -> String {
+    blake3::hash(json).to_hex().to_string()
 }
 
 /// A feedback's key: the start of its content hash (Savio has no id for it before it exists).

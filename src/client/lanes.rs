@@ -189,8 +189,9 @@ impl Lanes {
 
     fn checkin(&self, sender: SendRequest<Full<Bytes>>) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|i| i.since.elapsed() < IDLE_TIMEOUT);
-        idle.push(Idle { sender, since: Instant::now() });
+        let now = Instant::now();
+        idle.retain(|i| now.duration_since(i.since) < IDLE_TIMEOUT);
+        idle.push(Idle { sender, since: now });
     }
 
     /// A new connection (TCP, then TLS for https, then the HTTP/1.1 handshake), within the connect timeout.

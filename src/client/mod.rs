@@ -256,10 +256,23 @@ impl SavioClient {
     /// Sends one payload once: `POST companies/`, `users/` or `create-feedback/` with the payload as JSON.
     /// Never retries; see [`classify`] for what to do with a failure.
     pub async fn send(&self, payload: &Payload) -> Attempt {
-        let started = Instant::now();
         let target = self.endpoint(payload.entity());
+        match serde_json::to_vec(payload) {
+            Ok(body) => self.send_json(payload.entity(), Bytes::from(body)).await,
+            Err(source) => Attempt {
+                outcome: Err(SendError::Body { endpoint: target.endpoint.clone(), source }),
+                latency: Duration::ZERO,
+            },
+        }
+    }
+
+    /// [`SavioClient::send`] for a payload already serialised (`body` is its JSON): the writer serialises
+    /// each payload once, for its content hash and every attempt.
+    pub async fn send_json(&self, entity: Entity, body: Bytes) -> Attempt {
+        let started = Instant::now();
+        let target = self.endpoint(entity);
         let endpoint = &target.endpoint;
-        let outcome = self.post(target, payload).await;
+        let outcome = self.post(target, body).await;
         let latency = started.elapsed();
         match &outcome {
             Ok(accepted) => tracing::debug!(
@@ -280,12 +293,10 @@ impl SavioClient {
         }
     }
 
-    async fn post(&self, target: &PostTarget, payload: &Payload) -> Result<Accepted, SendError> {
+    async fn post(&self, target: &PostTarget, body: Bytes) -> Result<Accepted, SendError> {
         let endpoint = &target.endpoint;
-        let body =
-            serde_json::to_vec(payload).map_err(|source| SendError::Body { endpoint: endpoint.clone(), source })?;
         match &self.inner.post {
-            PostTransport::Lanes(lanes) => self.post_lanes(lanes, target, Bytes::from(body)).await,
+            PostTransport::Lanes(lanes) => self.post_lanes(lanes, target, body).await,
             // Boxed: reqwest's future is large and this path is the exception (a proxy is configured).
             PostTransport::Reqwest(client) => Box::pin(self.post_reqwest(client, &target.url, endpoint, body)).await,
         }
@@ -337,13 +348,13 @@ impl SavioClient {
         unreachable!("the loop returns on its last hop")
     }
 
-    /// A POST through reqwest: used when a proxy is configured, which [`lanes`] does not implement.
+    /// A POST through reqwest, used when a proxy is configured: [`lanes`] only connects directly.
     async fn post_reqwest(
         &self,
         client: &reqwest::Client,
         url: &Url,
         endpoint: &Endpoint,
-        body: Vec<u8>,
+        body: Bytes,
     ) -> Result<Accepted, SendError> {
         let mut response = client
             .post(url.clone())

@@ -22,11 +22,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::client::{Backoff, RetryAction, SavioClient, SendError, classify, idempotent};
 use crate::mapping::DropReason;
-use crate::model::{Entity, Payload};
+use crate::model::{Entity, Payload, json_hash};
 use crate::pipeline::{Row, RowKind, reason_text};
 use crate::report::results::{ResultLine, Status};
 use crate::source::RawRow;
@@ -380,11 +382,15 @@ impl RowTracker {
 /// One payload's whole life: wait for what it depends on, then attempts until success or a final failure.
 async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u64) -> ResultLine {
     let entity = payload.entity();
-    // The state keeps the content hash; a feedback's key is made from it, so it is hashed once.
-    let (key, hash) = match shared.journal {
-        Some(_) => payload.report_key_and_hash(),
-        None => (payload.report_key(), String::new()),
+    // Serialised once: the request body of every attempt, and the content hash (kept by the state; a
+    // feedback's key is made from it).
+    let body = serde_json::to_vec(payload).map(Bytes::from);
+    let hash = match &body {
+        Ok(json) if shared.journal.is_some() || entity == Entity::Feedback => json_hash(json),
+        _ => String::new(),
     };
+    let key = if body.is_ok() { payload.report_key_with_hash(&hash) } else { String::new() };
+    let hash = if shared.journal.is_some() { hash } else { String::new() };
     let mut r = ResultLine {
         line,
         entity: Some(entity),
@@ -397,6 +403,14 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
         reason: String::new(),
         group: String::new(),
         hash,
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            r.reason = format!("cannot serialise the payload: {e}");
+            r.group = format!("{entity}: not serialisable");
+            return r;
+        }
     };
     if let Some((company, reason)) = waits.blocked_by {
         return blocked(r, &company, &reason);
@@ -446,7 +460,7 @@ async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u6
         r.attempts += 1;
         shared.stats.requests.fetch_add(1, Ordering::Relaxed);
         let attempt = tokio::select! {
-            a = Box::pin(shared.client.send(payload)) => a,
+            a = Box::pin(shared.client.send_json(entity, body.clone())) => a,
             () = shared.hard_stop() => {
                 r.status = if idempotent { Status::Failed } else { Status::Unknown };
                 r.reason = "interrupted while the request was in flight (it may have been applied)".into();

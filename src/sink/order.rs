@@ -44,7 +44,8 @@ pub(crate) struct Waits {
 /// Handed to the payload's job; completing it wakes whoever waits.
 pub(crate) struct Completion {
     keys: Vec<(Kind, String)>,
-    tx: watch::Sender<Option<Done>>,
+    /// `None` for a payload nothing can wait for (feedback).
+    tx: Option<watch::Sender<Option<Done>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,7 +72,6 @@ struct Inner {
 impl Registry {
     /// Registers a payload about to be dispatched (in input order) and says what it must wait for.
     pub(crate) fn register(&self, payload: &Payload) -> (Waits, Completion) {
-        let (tx, rx) = watch::channel(None);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut waits = Waits { company: None, previous: None, after: Vec::new(), blocked_by: None };
         let keys = match payload {
@@ -93,6 +93,7 @@ impl Registry {
                 }
                 keys
             }
+            Payload::Feedback(_) if inner.in_flight.is_empty() => Vec::new(),
             Payload::Feedback(f) => {
                 let named = [
                     f.company_name.as_ref().map(|n| (Kind::CompanyName, n.to_lowercase())),
@@ -102,19 +103,24 @@ impl Registry {
                 Vec::new()
             }
         };
-        for k in &keys {
-            inner.in_flight.insert(k.clone(), rx.clone());
-        }
+        let tx = (!keys.is_empty()).then(|| {
+            let (tx, rx) = watch::channel(None);
+            for k in &keys {
+                inner.in_flight.insert(k.clone(), rx.clone());
+            }
+            tx
+        });
         (waits, Completion { keys, tx })
     }
 
     /// Marks a payload done: wakes its waiters, forgets it, and remembers a failed company.
     pub(crate) fn complete(&self, completion: Completion, done: Done) {
+        let Some(tx) = &completion.tx else { return };
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         for key in &completion.keys {
             // A later payload with the same key may have taken the entry over: leave it then.
             if let Some(sig) = inner.in_flight.get(key)
-                && sig.same_channel(&completion.tx.subscribe())
+                && sig.same_channel(&tx.subscribe())
             {
                 inner.in_flight.remove(key);
             }
@@ -126,7 +132,7 @@ impl Registry {
         }
         drop(inner);
         // Waiters may be gone (nobody waited): that is fine.
-        let _ = completion.tx.send(Some(done));
+        let _ = tx.send(Some(done));
     }
 
     /// How many payloads are registered as in flight (for tests).
