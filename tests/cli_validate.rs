@@ -737,6 +737,27 @@ fn salesforce_accounts_type_becomes_a_savio_customer_type() {
     assert!(!p.iter().any(|x| x.line == 12), "line 12 repeats Acme");
 }
 
+#[test]
+fn a_sep_line_for_excel_gives_the_delimiter_and_every_line_number_counts_it() {
+    // Files written "for Excel" may begin with `sep=;`: the same export behind such a line reads the same,
+    // one line further down, with `,` as the cells' decimal and thousands marks left alone.
+    let sb = Sandbox::new();
+    let export = std::fs::read(fixture("hubspot-contacts-eu.csv")).unwrap();
+    let body = export.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap();
+    let input = sb.write("contacts-for-excel.csv", [&b"\xEF\xBB\xBFsep=;\r\n"[..], body].concat());
+    let (run, s) = sb.summary(&input, &preset("hubspot-contacts-eu"), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(s["delimiter"], ";");
+    assert_eq!(s["rows"], 15);
+    assert_eq!(
+        groups(&s["failures"]),
+        expect_groups(&[
+            ("contact.email: invalid email address", 1, &[12]),
+            ("contact.filterable_attributes.annual_revenue: not a valid float", 1, &[7]),
+        ])
+    );
+}
+
 // --------------------------------------------------------------------- windows-1252 (Excel on Windows)
 
 const WINDOWS_1252_FAILURES: &[(u64, &str)] = &[

@@ -20,13 +20,20 @@ pub(super) struct CsvSource {
 }
 
 impl CsvSource {
-    pub(super) fn new(input: Box<dyn Read + Send>, delimiter: Delimiter, path: InputPath) -> Result<Self, ReadError> {
+    /// `skipped_lines`: lines already taken off the front of `input` (Excel's `sep=` line), so that line
+    /// numbers still count from the top of the file.
+    pub(super) fn new(
+        input: Box<dyn Read + Send>,
+        delimiter: Delimiter,
+        path: InputPath,
+        skipped_lines: u64,
+    ) -> Result<Self, ReadError> {
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter.0)
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(64 * 1024)
-            .from_reader(LineTracker::new(input));
+            .from_reader(LineTracker::new(input, skipped_lines));
         let mut raw = ByteRecord::new();
         let found = reader.read_byte_record(&mut raw).map_err(|e| to_read_error(e, &path))?;
         if !found {
@@ -99,8 +106,14 @@ struct LineTracker<R> {
 }
 
 impl<R: Read> LineTracker<R> {
-    fn new(inner: R) -> Self {
-        LineTracker { inner, window: Vec::with_capacity(128 * 1024), window_start: 0, cursor: 0, newlines: 0 }
+    fn new(inner: R, skipped_lines: u64) -> Self {
+        LineTracker {
+            inner,
+            window: Vec::with_capacity(128 * 1024),
+            window_start: 0,
+            cursor: 0,
+            newlines: skipped_lines,
+        }
     }
 
     /// The record the parser finished at byte `end`: its 1-based first line and its exact bytes (without

@@ -364,16 +364,31 @@ impl Source {
         };
         let inner = match format {
             Format::Csv => {
-                let delimiter = match spec.delimiter {
-                    Some(d) => d,
-                    None if spec.path.is_tsv() => Delimiter(b'\t'),
-                    None => {
+                // Excel's `sep=;` line says the delimiter (a flag still wins) and is skipped; the header is
+                // then line 2.
+                let sep_line = sniff::excel_sep_line(&sample);
+                let delimiter = match (spec.delimiter, sep_line) {
+                    (Some(d), _) => d,
+                    (None, Some((d, _))) => {
+                        info.delimiter_detected = true;
+                        Delimiter(d)
+                    }
+                    (None, None) if spec.path.is_tsv() => Delimiter(b'\t'),
+                    (None, None) => {
                         info.delimiter_detected = true;
                         Delimiter(sniff::sniff_delimiter(&sample, complete).unwrap_or(b','))
                     }
                 };
                 info.delimiter = Some(delimiter);
-                let csv = csv::CsvSource::new(replay, delimiter, spec.path.clone())?;
+                let mut replay = replay;
+                let skipped_lines = match sep_line {
+                    Some((_, len)) => {
+                        io::copy(&mut (&mut replay).take(len as u64), &mut io::sink()).map_err(io_err)?;
+                        1
+                    }
+                    None => 0,
+                };
+                let csv = csv::CsvSource::new(replay, delimiter, spec.path.clone(), skipped_lines)?;
                 info.header = Some(csv.header());
                 Inner::Csv(csv)
             }
@@ -448,6 +463,30 @@ mod tests {
         assert_eq!(s.info().format, Format::Csv);
         assert_eq!(s.info().delimiter, Some(Delimiter(b';')));
         assert!(s.info().delimiter_detected);
+    }
+
+    #[test]
+    fn excels_sep_line_sets_the_delimiter_and_is_not_the_header() {
+        for input in [&b"sep=;\r\nId;Name\r\n1;Ann, Jr.\r\n"[..], &b"\xEF\xBB\xBFsep=;\nId;Name\n1;Ann, Jr.\n"[..]] {
+            let mut s = open_bytes(input, None).unwrap();
+            assert_eq!(s.info().delimiter, Some(Delimiter(b';')));
+            let header = s.info().header.clone().unwrap();
+            assert_eq!(header.names, ["Id", "Name"]);
+            let Some(ReadItem::Record(r)) = s.next_item().unwrap() else { panic!("a record") };
+            // Lines count from the top of the file: the sep line is 1, the header 2.
+            assert_eq!(r.line, 3);
+            let RecordData::Csv { fields, .. } = &r.data else { panic!("a CSV record") };
+            assert_eq!(fields.get(1), Some("Ann, Jr."));
+        }
+        // A delimiter given by flag wins; the line is still skipped.
+        let spec = InputSpec {
+            path: InputPath::Stdin,
+            format: None,
+            delimiter: Some(Delimiter(b',')),
+            encoding: TextEncoding::UTF8,
+        };
+        let s = Source::from_reader(&spec, Box::new(io::Cursor::new(b"sep=;\nId,Name\n".to_vec()))).unwrap();
+        assert_eq!(s.info().header.clone().unwrap().names, ["Id", "Name"]);
     }
 
     #[test]

@@ -7,6 +7,23 @@
 /// Delimiters tried, in order of preference when two fit equally well.
 pub const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
 
+/// Excel's delimiter line: a CSV saved for Excel may begin with `sep=;` (any one character), which Excel
+/// reads as "the delimiter is `;`" and does not show. Returns that delimiter and the length of the line with
+/// its line ending, counted after a UTF-8 byte-order mark. The line is not part of the data.
+pub fn excel_sep_line(sample: &[u8]) -> Option<(u8, usize)> {
+    let bom = if sample.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    let line = &sample[bom..];
+    let (prefix, rest) = (line.get(..4)?, &line[4..]);
+    let delimiter = *rest.first()?;
+    let ending = match &rest[1..] {
+        [b'\n', ..] => 1,
+        [b'\r', b'\n', ..] => 2,
+        _ => return None,
+    };
+    let usable = delimiter.is_ascii() && !matches!(delimiter, b'"' | b'\r' | b'\n');
+    (prefix.eq_ignore_ascii_case(b"sep=") && usable).then_some((delimiter, bom + 5 + ending))
+}
+
 /// Picks the delimiter among [`CANDIDATES`] that splits the sample's records most consistently.
 ///
 /// A candidate must occur in the header record; among those, the one whose per-record count most often equals
@@ -85,6 +102,18 @@ pub fn sniff_shape(sample: &[u8]) -> Shape {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excel_sep_line_gives_the_delimiter_and_its_length() {
+        assert_eq!(excel_sep_line(b"sep=;\r\nId;Name\r\n"), Some((b';', 7)));
+        assert_eq!(excel_sep_line(b"SEP=|\nId|Name\n"), Some((b'|', 6)));
+        assert_eq!(excel_sep_line(b"\xEF\xBB\xBFsep=\t\nId\tName\n"), Some((b'\t', 9)));
+        // Not a delimiter line: a header that starts with "sep", or no line ending after one character.
+        assert_eq!(excel_sep_line(b"sep=;x\nId;Name\n"), None);
+        assert_eq!(excel_sep_line(b"separator,name\n"), None);
+        assert_eq!(excel_sep_line(b"sep=;"), None);
+        assert_eq!(excel_sep_line(b"sep=\"\n"), None);
+    }
 
     #[test]
     fn comma_semicolon_tab_pipe() {
