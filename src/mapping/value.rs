@@ -14,7 +14,10 @@ pub(crate) enum Accessor {
 }
 
 /// A dotted path into a JSON object: `author.email`, `tags`, `items.0.name`. A key that itself contains dots
-/// is found too: the whole path is tried as a key before it is split.
+/// is found too: the whole path is tried as a key before it is split. Where the path meets an array and the
+/// next segment is not an index, the rest of the path is taken in every element and the values found make a
+/// list: `tags.name` over `{"tags": [{"name": "sso"}, {"name": "beta"}]}` is `["sso", "beta"]` (Intercom's
+/// `tags.tags.name`, HubSpot's associations).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct JsonPath {
     pub full: String,
@@ -26,23 +29,49 @@ impl JsonPath {
         JsonPath { full: path.to_string(), segments: path.split('.').map(str::to_string).collect() }
     }
 
-    pub fn resolve<'a>(&self, object: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
+    pub(crate) fn resolve<'a>(&self, object: &'a serde_json::Map<String, Value>) -> Raw<'a> {
         if let Some(v) = object.get(&self.full) {
-            return Some(v);
+            return json_to_raw(v);
         }
         if self.segments.len() < 2 {
-            return None;
+            return Raw::Missing;
         }
-        let mut cur = object.get(&self.segments[0])?;
-        for seg in &self.segments[1..] {
-            cur = match cur {
-                Value::Object(o) => o.get(seg)?,
-                Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-                _ => return None,
-            };
+        let Some(first) = object.get(&self.segments[0]) else { return Raw::Missing };
+        let mut found = Vec::new();
+        let single = walk(first, &self.segments[1..], &mut found);
+        match single {
+            Some(v) => json_to_raw(v),
+            None if found.is_empty() => Raw::Missing,
+            None => Raw::List(found),
         }
-        Some(cur)
     }
+}
+
+/// Follows `path` from `cur`. `Some` when it leads to one value; `None` when it leads nowhere or, past an
+/// array taken element by element, to many, whose scalars are pushed to `found`.
+fn walk<'a>(mut cur: &'a Value, path: &[String], found: &mut Vec<Cow<'a, str>>) -> Option<&'a Value> {
+    for (i, seg) in path.iter().enumerate() {
+        cur = match cur {
+            Value::Object(o) => o.get(seg)?,
+            Value::Array(a) => match seg.parse::<usize>() {
+                Ok(index) => a.get(index)?,
+                Err(_) => {
+                    for item in a {
+                        if let Some(v) = walk(item, &path[i..], found) {
+                            match json_to_raw(v) {
+                                Raw::Text(t) => found.push(t),
+                                Raw::List(items) => found.extend(items),
+                                Raw::Missing => {}
+                            }
+                        }
+                    }
+                    return None;
+                }
+            },
+            _ => return None,
+        };
+    }
+    Some(cur)
 }
 
 /// A value as found in the record, before any transform.
@@ -80,10 +109,7 @@ impl Accessor {
                 Some(s) => Raw::Text(Cow::Borrowed(s)),
                 None => Raw::Missing,
             },
-            (Accessor::Path(p), RecordData::Json { object, .. }) => match p.resolve(object) {
-                Some(v) => json_to_raw(v),
-                None => Raw::Missing,
-            },
+            (Accessor::Path(p), RecordData::Json { object, .. }) => p.resolve(object),
             // A mapping is compiled for one input format; the other combination cannot occur.
             _ => Raw::Missing,
         }
@@ -249,6 +275,22 @@ mod tests {
         assert_eq!(get("items.0.name"), Raw::Text("i0".into()));
         assert_eq!(get("author.missing"), Raw::Missing);
         assert_eq!(get("tags.x"), Raw::Missing);
+    }
+
+    #[test]
+    fn a_path_past_an_array_takes_every_element() {
+        // Intercom: {"tags": {"type": "tag.list", "tags": [{"id": "1", "name": "sso"}, ...]}}.
+        let r = rec(json!({
+            "tags": {"type": "tag.list", "tags": [{"id": "1", "name": "sso"}, {"id": "2", "name": "beta"}, {"id": "3"}]},
+            "parts": [{"author": {"emails": ["a@b.co", "c@d.co"]}}, {"author": {"emails": ["e@f.co"]}}],
+            "empty": [],
+        }));
+        let get = |p: &str| Accessor::Path(JsonPath::new(p)).get(&r);
+        assert_eq!(get("tags.tags.name"), Raw::List(vec!["sso".into(), "beta".into()]));
+        assert_eq!(get("tags.tags.1.name"), Raw::Text("beta".into()));
+        assert_eq!(get("parts.author.emails"), Raw::List(vec!["a@b.co".into(), "c@d.co".into(), "e@f.co".into()]));
+        assert_eq!(get("tags.tags.missing"), Raw::Missing);
+        assert_eq!(get("empty.name"), Raw::Missing);
     }
 
     #[test]
