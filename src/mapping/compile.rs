@@ -250,7 +250,7 @@ impl Ctx<'_> {
     /// Whether a JSONL path appears in the sampled objects (always true for CSV and without a sample).
     fn path_seen(&self, name: &str) -> bool {
         match self.schema {
-            Schema::Json { seen, sampled, .. } => *sampled == 0 || seen.contains(name.trim()),
+            Schema::Json { seen, sampled, .. } => *sampled == 0 || super::value::path_known(seen, name.trim()),
             Schema::Csv(_) => true,
         }
     }
@@ -268,7 +268,7 @@ impl Ctx<'_> {
             },
             Schema::Json { seen, sampled, strict } => {
                 let path = name.trim();
-                if *sampled > 0 && !seen.contains(path) {
+                if *sampled > 0 && !super::value::path_known(seen, path) {
                     let suggestion = closest(path, seen.iter().map(String::as_str));
                     if *strict && self.strict_here {
                         let kind = ProblemKind::UnknownPath { column: path.to_string(), sampled: *sampled, suggestion };

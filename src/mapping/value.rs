@@ -236,11 +236,34 @@ pub(crate) fn collect_paths(
 ) {
     for (k, v) in object {
         let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-        if let Value::Object(inner) = v {
-            collect_paths(inner, &path, out);
+        match v {
+            Value::Object(inner) => collect_paths(inner, &path, out),
+            // The keys of an array's objects, without an index: `tags.name`, as [`JsonPath`] reads it
+            // (an index in a mapping's path is dropped before it is looked up, see [`path_known`]).
+            Value::Array(items) => {
+                for item in items.iter().take(SAMPLED_ELEMENTS) {
+                    if let Value::Object(inner) = item {
+                        collect_paths(inner, &path, out);
+                    }
+                }
+            }
+            _ => {}
         }
         out.insert(path);
     }
+}
+
+/// How many elements of each array the path sample looks into.
+const SAMPLED_ELEMENTS: usize = 20;
+
+/// Whether a mapping's path is among the paths [`collect_paths`] saw, its array indices ignored
+/// (`items.0.name` is known when `items.name` was seen).
+pub(crate) fn path_known(seen: &std::collections::BTreeSet<String>, path: &str) -> bool {
+    if seen.contains(path) {
+        return true;
+    }
+    let without_indices: Vec<&str> = path.split('.').filter(|s| s.parse::<usize>().is_err()).collect();
+    seen.contains(&without_indices.join("."))
 }
 
 #[cfg(test)]
@@ -275,6 +298,21 @@ mod tests {
         assert_eq!(get("items.0.name"), Raw::Text("i0".into()));
         assert_eq!(get("author.missing"), Raw::Missing);
         assert_eq!(get("tags.x"), Raw::Missing);
+    }
+
+    #[test]
+    fn the_path_sample_sees_inside_arrays_of_objects() {
+        let Value::Object(o) = json!({"tags": {"tags": [{"name": "sso"}]}, "items": [{"sku": 1}], "n": [1, 2]}) else {
+            panic!()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        collect_paths(&o, "", &mut seen);
+        for known in ["tags.tags.name", "tags.tags.0.name", "items.sku", "items.0.sku", "n", "tags"] {
+            assert!(path_known(&seen, known), "{known}: {seen:?}");
+        }
+        for unknown in ["tags.name", "items.price", "n.0.x"] {
+            assert!(!path_known(&seen, unknown), "{unknown}");
+        }
     }
 
     #[test]
