@@ -1,7 +1,7 @@
 //! Compiling a mapping against the input's header: every column resolved to an index (or JSON path), every
 //! option checked, and every problem collected, so the user fixes them all in one go before any row is read.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use super::check::Choices;
 use super::convert::TypeOptions;
@@ -18,7 +18,7 @@ pub(crate) enum Schema<'a> {
     Csv(&'a Header),
     /// JSONL has no header: the paths seen in the first objects stand in for one.
     Json {
-        seen: BTreeSet<String>,
+        seen: super::value::SeenPaths,
         sampled: usize,
         strict: bool,
     },
@@ -46,6 +46,9 @@ struct Ctx<'a> {
     /// Whether a JSONL path no sampled object has is an error here (the source of a field Savio requires,
     /// of an entity every row must have) rather than a warning.
     strict_here: bool,
+    /// Whether the path being resolved only names a value (a row filter on emptiness, an exclusion), so a
+    /// list of objects is fine there.
+    naming_only: bool,
 }
 
 /// The problems that make the mapping unusable, with the warnings found along the way.
@@ -58,6 +61,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         warnings: Vec::new(),
         date_order: spec.input.date_order.unwrap_or_default(),
         strict_here: false,
+        naming_only: false,
     };
     if spec.company.is_none() && spec.contact.is_none() && spec.feedback.is_none() {
         return Err((vec![Problem { field: "mapping".into(), kind: ProblemKind::NoEntity }], Vec::new()));
@@ -250,7 +254,7 @@ impl Ctx<'_> {
     /// Whether a JSONL path appears in the sampled objects (always true for CSV and without a sample).
     fn path_seen(&self, name: &str) -> bool {
         match self.schema {
-            Schema::Json { seen, sampled, .. } => *sampled == 0 || super::value::path_known(seen, name.trim()),
+            Schema::Json { seen, sampled, .. } => *sampled == 0 || super::value::path_known(&seen.paths, name.trim()),
             Schema::Csv(_) => true,
         }
     }
@@ -268,8 +272,17 @@ impl Ctx<'_> {
             },
             Schema::Json { seen, sampled, strict } => {
                 let path = name.trim();
-                if *sampled > 0 && !super::value::path_known(seen, path) {
-                    let suggestion = closest(path, seen.iter().map(String::as_str));
+                if *sampled > 0 && !self.naming_only && seen.object_lists.contains(&super::value::without_indices(path))
+                {
+                    let keys = seen.keys_under(&super::value::without_indices(path));
+                    let example =
+                        format!("{path}.{}", keys.iter().find(|k| **k == "name").or(keys.first()).unwrap_or(&"name"));
+                    let kind = ProblemKind::ObjectList { column: path.to_string(), keys: keys.join(", "), example };
+                    self.problem(field, kind);
+                    return None;
+                }
+                if *sampled > 0 && !super::value::path_known(&seen.paths, path) {
+                    let suggestion = closest(path, seen.paths.iter().map(String::as_str));
                     if *strict && self.strict_here {
                         let kind = ProblemKind::UnknownPath { column: path.to_string(), sampled: *sampled, suggestion };
                         self.problem(field, kind);
@@ -531,7 +544,10 @@ impl Ctx<'_> {
         let as_values = |v: &spec::OneOrMany| -> Vec<String> { v.0.iter().map(|x| x.trim().to_string()).collect() };
         match (&s.if_empty, &s.column, &s.equals, &s.not_equals) {
             (Some(col), None, None, None) => {
-                let acc = self.column(label, col)?;
+                self.naming_only = true;
+                let acc = self.column(label, col);
+                self.naming_only = false;
+                let acc = acc?;
                 Some(Skip { cond: Cond::Empty(acc), describe: format!("'{col}' is empty") })
             }
             (None, Some(col), Some(eq), None) | (None, Some(col), None, Some(eq)) => {
@@ -572,8 +588,10 @@ impl Ctx<'_> {
             return None;
         }
         let taken: HashSet<String> = attrs.fields.iter().map(|(k, _)| k.to_string()).collect();
+        self.naming_only = true;
         let excluded: Vec<Accessor> =
             exclude.iter().filter_map(|c| self.column(&format!("{entity}.unmapped_exclude"), c)).collect();
+        self.naming_only = false;
         match self.schema {
             Schema::Csv(header) => {
                 let mut keys = taken.clone();

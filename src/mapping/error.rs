@@ -81,6 +81,11 @@ pub enum ProblemKind {
         suggest(suggestion.as_deref())
     )]
     UnknownPath { column: String, sampled: usize, suggestion: Option<String> },
+    #[error(
+        "'{column}' holds a list of objects (keys: {keys}), which would be sent as their JSON text; map one of \
+         their keys, e.g. '{example}'"
+    )]
+    ObjectList { column: String, keys: String, example: String },
     #[error("Savio requires this field; map it, e.g. {example}")]
     MissingRequired { example: String },
     #[error("{0}")]

@@ -17,7 +17,6 @@ mod mapper;
 pub mod spec;
 mod value;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub use compile::Compiled;
@@ -86,7 +85,7 @@ impl Mapping {
         let schema = match (info.format, &info.header) {
             (Format::Csv, Some(header)) => compile::Schema::Csv(header),
             _ => {
-                let mut seen = BTreeSet::new();
+                let mut seen = value::SeenPaths::default();
                 let mut sampled = 0;
                 for r in sample {
                     if let RecordData::Json { object, .. } = &r.data {

@@ -385,6 +385,36 @@ fn jsonl_unknown_paths_are_checked_against_the_sample() {
 }
 
 #[test]
+fn a_list_of_objects_is_refused_with_the_key_to_map_and_paths_inside_it_work() {
+    // Intercom's tags: {"type": "tag.list", "tags": [{"id": "7", "name": "sso"}, ...]}.
+    let row = json!({"body": "SSO please", "tags": {"type": "tag.list", "tags": [{"id": "7", "name": "sso"}]}});
+    let sample = [jrow(1, row)];
+    let parse = |t: &str| Mapping::parse(t, Path::new("m.toml")).unwrap();
+    let err = parse("[feedback]\nproblem = \"body\"\ntags = \"tags.tags\"\n")
+        .compile(&json_info(), &sample)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(
+            "feedback.tags: 'tags.tags' holds a list of objects (keys: id, name), which would be sent as their JSON \
+             text; map one of their keys, e.g. 'tags.tags.name'"
+        ),
+        "{err}"
+    );
+    // Skipping rows without tags names the list without sending it: fine.
+    let mut m = parse(
+        "[[feedback.skip]]\nif_empty = \"tags.tags\"\n[feedback]\nproblem = \"body\"\ntags = \"tags.tags.name\"\n",
+    )
+    .compile(&json_info(), &sample)
+    .unwrap()
+    .mapper;
+    let p = payloads(m.map(&sample[0]));
+    let Payload::Feedback(f) = &p[0] else { panic!() };
+    assert_eq!(f.tags, vec!["sso"]);
+}
+
+#[test]
 fn coalescing_columns_and_typed_constants() {
     let headers = &["ID", "Name", "Legal Name", "Employees"];
     let toml = r#"

@@ -229,11 +229,7 @@ pub(crate) fn trim(s: &str) -> &str {
 }
 
 /// Every dotted path present in a JSON object (objects are descended, arrays are leaves).
-pub(crate) fn collect_paths(
-    object: &serde_json::Map<String, Value>,
-    prefix: &str,
-    out: &mut std::collections::BTreeSet<String>,
-) {
+pub(crate) fn collect_paths(object: &serde_json::Map<String, Value>, prefix: &str, out: &mut SeenPaths) {
     for (k, v) in object {
         let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
@@ -243,13 +239,30 @@ pub(crate) fn collect_paths(
             Value::Array(items) => {
                 for item in items.iter().take(SAMPLED_ELEMENTS) {
                     if let Value::Object(inner) = item {
+                        out.object_lists.insert(path.clone());
                         collect_paths(inner, &path, out);
                     }
                 }
             }
             _ => {}
         }
-        out.insert(path);
+        out.paths.insert(path);
+    }
+}
+
+/// The paths seen in the sampled JSONL objects (array indices left out), and those that held a list of
+/// objects: mapped as they are, such a list would be sent as the objects' JSON text.
+#[derive(Debug, Default)]
+pub(crate) struct SeenPaths {
+    pub paths: std::collections::BTreeSet<String>,
+    pub object_lists: std::collections::BTreeSet<String>,
+}
+
+impl SeenPaths {
+    /// The keys seen in the objects of the list at `path`, for a message.
+    pub fn keys_under(&self, path: &str) -> Vec<&str> {
+        let prefix = format!("{path}.");
+        self.paths.iter().filter_map(|p| p.strip_prefix(&prefix)).filter(|rest| !rest.contains('.')).collect()
     }
 }
 
@@ -259,11 +272,11 @@ const SAMPLED_ELEMENTS: usize = 20;
 /// Whether a mapping's path is among the paths [`collect_paths`] saw, its array indices ignored
 /// (`items.0.name` is known when `items.name` was seen).
 pub(crate) fn path_known(seen: &std::collections::BTreeSet<String>, path: &str) -> bool {
-    if seen.contains(path) {
-        return true;
-    }
-    let without_indices: Vec<&str> = path.split('.').filter(|s| s.parse::<usize>().is_err()).collect();
-    seen.contains(&without_indices.join("."))
+    seen.contains(path) || seen.contains(&without_indices(path))
+}
+
+pub(crate) fn without_indices(path: &str) -> String {
+    path.split('.').filter(|s| s.parse::<usize>().is_err()).collect::<Vec<_>>().join(".")
 }
 
 #[cfg(test)]
@@ -305,14 +318,16 @@ mod tests {
         let Value::Object(o) = json!({"tags": {"tags": [{"name": "sso"}]}, "items": [{"sku": 1}], "n": [1, 2]}) else {
             panic!()
         };
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = SeenPaths::default();
         collect_paths(&o, "", &mut seen);
         for known in ["tags.tags.name", "tags.tags.0.name", "items.sku", "items.0.sku", "n", "tags"] {
-            assert!(path_known(&seen, known), "{known}: {seen:?}");
+            assert!(path_known(&seen.paths, known), "{known}: {seen:?}");
         }
         for unknown in ["tags.name", "items.price", "n.0.x"] {
-            assert!(!path_known(&seen, unknown), "{unknown}");
+            assert!(!path_known(&seen.paths, unknown), "{unknown}");
         }
+        assert_eq!(seen.object_lists.iter().collect::<Vec<_>>(), ["items", "tags.tags"]);
+        assert_eq!(seen.keys_under("tags.tags"), ["name"]);
     }
 
     #[test]
