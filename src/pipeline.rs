@@ -81,6 +81,27 @@ impl Row {
             RowOrigin::Nothing => None,
         }
     }
+
+    /// The line, the outcome of mapping, and what the row was read from (kept as it is: most rows never
+    /// need their raw form, which only the failures file writes).
+    pub fn into_parts(self) -> (u64, RowKind, RowSource) {
+        (self.line, self.kind, RowSource(self.origin))
+    }
+}
+
+/// What a [`Row`] was read from, for the failures file.
+#[derive(Debug)]
+pub struct RowSource(RowOrigin);
+
+impl RowSource {
+    /// The row as it was read (`None` for blank rows).
+    pub fn raw(&self) -> Option<RawRow> {
+        match &self.0 {
+            RowOrigin::Record(r) => Some(r.raw()),
+            RowOrigin::Raw(r) => Some(r.clone()),
+            RowOrigin::Nothing => None,
+        }
+    }
 }
 
 /// Errors that stop the pipeline before any row is processed.

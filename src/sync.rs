@@ -637,8 +637,8 @@ async fn report(
         counters.rows.fetch_add(1, Ordering::Relaxed);
         if status.needs_rerun() {
             counters.failed.fetch_add(1, Ordering::Relaxed);
-            if let Some(raw) = &row.raw {
-                failures.write(row.line, raw, &row.reason())?;
+            if let Some(raw) = row.source.raw() {
+                failures.write(row.line, &raw, &row.reason())?;
             }
         } else {
             counters.ok.fetch_add(1, Ordering::Relaxed);

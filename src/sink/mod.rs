@@ -29,9 +29,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::client::{Backoff, RetryAction, SavioClient, SendError, classify, idempotent};
 use crate::mapping::DropReason;
 use crate::model::{Entity, Payload, json_hash};
-use crate::pipeline::{Row, RowKind, reason_text};
+use crate::pipeline::{Row, RowKind, RowSource, reason_text};
 use crate::report::results::{ResultLine, Status};
-use crate::source::RawRow;
 use crate::state::{Journal, JournalEntry};
 use limiter::Limiter;
 use order::{Done, Registry, Waits};
@@ -76,7 +75,8 @@ impl Default for SinkConfig {
 #[derive(Debug)]
 pub struct RowDone {
     pub line: u64,
-    pub raw: Option<RawRow>,
+    /// What the row was read from: its raw form goes to the failures file when it needs a re-run.
+    pub source: RowSource,
     pub results: Vec<ResultLine>,
 }
 
@@ -281,9 +281,8 @@ impl Sink {
     /// false when the reports are gone (nothing more can be recorded).
     async fn dispatch(&self, job: Job, window: &Arc<Semaphore>, out: &mpsc::Sender<RowDone>) -> bool {
         let Job { row, settled } = job;
-        let line = row.line;
-        let raw = row.raw();
-        let (payloads, mut results): (_, Vec<ResultLine>) = match row.kind {
+        let (line, kind, source) = row.into_parts();
+        let (payloads, mut results): (_, Vec<ResultLine>) = match kind {
             RowKind::Blank => return true,
             RowKind::Skipped(reason) => (Vec::new(), vec![row_line(line, Status::Skipped, reason, String::new())]),
             RowKind::Failed(problems) => {
@@ -313,11 +312,11 @@ impl Sink {
             if results.is_empty() {
                 results.push(row_line(line, Status::Skipped, "nothing to send".into(), String::new()));
             }
-            return out.send(RowDone { line, raw, results }).await.is_ok();
+            return out.send(RowDone { line, source, results }).await.is_ok();
         }
         let tracker = Arc::new(RowTracker {
             remaining: AtomicUsize::new(payloads.len()),
-            state: Mutex::new(Some(RowDone { line, raw, results })),
+            state: Mutex::new(Some(RowDone { line, source, results })),
             out: out.clone(),
         });
         for payload in payloads {
