@@ -187,7 +187,7 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
             state,
             shard: args.state.shard,
         };
-        let interrupt = interrupt_flag();
+        let interrupt = interrupt_flag("finishing requests in flight and writing the reports");
         let outcome = savio_sync::sync::run(settings, interrupt).await?;
         let mut out = io::stdout().lock();
         outcome.summary.render(&mut out, Some(&outcome.report_dir)).context("cannot write the summary")?;
@@ -286,7 +286,9 @@ fn cmd_demo(args: cli::DemoArgs) -> anyhow::Result<Exit> {
     let dir = args.report_dir.unwrap_or_else(|| unique_dir(savio_sync::demo::default_dir()));
     let settings = savio_sync::demo::DemoSettings::new(dir);
     runtime()?.block_on(async move {
-        let report = savio_sync::demo::run(settings, interrupt_flag()).await?;
+        let report =
+            savio_sync::demo::run(settings, interrupt_flag("finishing requests in flight and writing the reports"))
+                .await?;
         report.render(&mut io::stdout().lock()).context("cannot write the demo report")?;
         Ok(report.exit_code())
     })
@@ -330,7 +332,7 @@ fn cmd_export(args: cli::ExportArgs, quiet: bool) -> anyhow::Result<Exit> {
         progress: ProgressMode::detect(quiet),
     };
     runtime()?.block_on(async move {
-        match export::run(settings, interrupt_flag()).await {
+        match export::run(settings, interrupt_flag("stopping the export; the output file is not written")).await {
             Ok(outcome) => {
                 outcome.render(&mut io::stdout().lock()).context("cannot write the summary")?;
                 Ok(Exit::Ok)
@@ -363,14 +365,13 @@ fn unique_dir(dir: std::path::PathBuf) -> std::path::PathBuf {
     (2..).map(|n| std::path::PathBuf::from(format!("{}-{n}", dir.display()))).find(|d| !d.exists()).unwrap_or(dir)
 }
 
-/// A flag that flips on the first Ctrl-C / SIGTERM; a second one exits at once.
-fn interrupt_flag() -> tokio::sync::watch::Receiver<bool> {
+/// A flag that flips on the first Ctrl-C / SIGTERM; a second one exits at once. `finishing` says what the
+/// command does before it stops ("writing the reports").
+fn interrupt_flag(finishing: &'static str) -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::warn!(
-            "interrupted: finishing requests in flight and writing the reports (Ctrl-C again to quit at once)"
-        );
+        tracing::warn!("interrupted: {finishing} (Ctrl-C again to quit at once)");
         let _ = tx.send(true);
         shutdown_signal().await;
         tracing::error!("interrupted twice: quitting without waiting");
