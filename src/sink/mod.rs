@@ -324,13 +324,19 @@ impl Sink {
             let Ok(permit) = Arc::clone(window).acquire_owned().await else { return false };
             let shared = Arc::clone(&self.shared);
             let tracker = Arc::clone(&tracker);
+            // The task's own future stays small (tokio copies it when spawning and again when it ends): the
+            // request's future, several kilobytes, is boxed with the payload it owns, and handing the row to
+            // the reports waits (boxed) only when their queue is full.
             tokio::spawn(async move {
-                // Boxed: the request's future is several kilobytes, which the task would otherwise copy when
-                // it is spawned and again when it finishes.
-                let result = Box::pin(send_payload(&shared, &payload, waits, line)).await;
+                let result = Box::pin(send_payload(&shared, payload, waits, line)).await;
                 let done = if result.status == Status::Ok { Done::Ok } else { Done::Failed(result.reason.clone()) };
                 shared.registry.complete(completion, done);
-                tracker.finish(result).await;
+                if let Some(row) = tracker.finish(result) {
+                    // The reports are gone only when the run is being torn down; nothing more can be recorded then.
+                    if let Err(mpsc::error::TrySendError::Full(row)) = tracker.out.try_send(row) {
+                        let _ = Box::pin(tracker.out.send(row)).await;
+                    }
+                }
                 drop(permit);
             });
         }
@@ -362,24 +368,23 @@ struct RowTracker {
 }
 
 impl RowTracker {
-    async fn finish(&self, result: ResultLine) {
-        let done = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(s) = state.as_mut() {
-                s.results.push(result);
-            }
-            if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 { state.take() } else { None }
-        };
-        if let Some(mut done) = done {
-            done.results.sort_by_key(|r| r.entity);
-            // The reports are gone only when the run is being torn down; nothing more can be recorded then.
-            let _ = self.out.send(done).await;
+    /// Adds a payload's outcome; the row, when it was the last one, to hand to the reports.
+    fn finish(&self, result: ResultLine) -> Option<RowDone> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = state.as_mut() {
+            s.results.push(result);
         }
+        let mut done = if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 { state.take() } else { None };
+        if let Some(done) = done.as_mut() {
+            done.results.sort_by_key(|r| r.entity);
+        }
+        done
     }
 }
 
 /// One payload's whole life: wait for what it depends on, then attempts until success or a final failure.
-async fn send_payload(shared: &Shared, payload: &Payload, waits: Waits, line: u64) -> ResultLine {
+async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64) -> ResultLine {
+    let payload = &payload;
     let entity = payload.entity();
     // Serialised once: the request body of every attempt, and the content hash (kept by the state; a
     // feedback's key is made from it).
