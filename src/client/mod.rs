@@ -207,19 +207,16 @@ impl SavioClient {
             request_timeout: config.request_timeout,
             user_agent: config.user_agent.clone(),
         };
-        let post = match lanes::proxy_configured() {
-            false => {
-                let tls = if base.scheme() == "https" { Some(tls_config()?) } else { None };
-                Lanes::new(&base, tls, config.connect_timeout, config.request_timeout).map(PostTransport::Lanes)
-            }
-            true => None,
+        let lanes = if lanes::proxy_configured() {
+            tracing::debug!("a proxy is configured: sending through reqwest");
+            None
+        } else {
+            let tls = if base.scheme() == "https" { Some(tls_config()?) } else { None };
+            Lanes::new(&base, tls, config.connect_timeout, config.request_timeout)
         };
-        let post = match post {
-            Some(lanes) => lanes,
-            None => {
-                tracing::debug!("a proxy is configured: sending through reqwest");
-                PostTransport::Reqwest(http_client(&http, RedirectRule::PostSafe)?)
-            }
+        let post = match lanes {
+            Some(lanes) => PostTransport::Lanes(lanes),
+            None => PostTransport::Reqwest(http_client(&http, RedirectRule::PostSafe)?),
         };
         Ok(SavioClient {
             inner: Arc::new(Inner {

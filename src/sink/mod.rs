@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::client::{Backoff, RetryAction, SavioClient, SendError, classify, idempotent};

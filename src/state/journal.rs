@@ -1,7 +1,9 @@
 //! The run journal's writer: one thread that owns the write connection and commits in batches.
 //!
-//! Outcomes are queued and committed together (a batch is whatever arrived while the previous commit ran,
-//! up to [`BATCH`]), so a busy run costs one commit per batch, not one per row; nothing waits for them.
+//! Outcomes are queued and committed together (a batch gathers what arrives for up to [`GATHER`], at most
+//! [`BATCH`]), so a busy run costs one commit per batch, not one per row; nothing waits for them. If the
+//! process dies, outcomes not yet committed are lost; a feedback among them comes back from its in-flight
+//! mark as `unknown`, an upsert is simply sent again.
 //! Feedback's write-ahead mark ([`Journal::before_send`]) does not go through this thread: it is appended to
 //! the [`super::inflight`] log by the caller before its request leaves, and replayed into the journal when
 //! the writer ends (or, after a crash, when the state is next opened). A WAL checkpoint at most every
