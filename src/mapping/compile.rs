@@ -272,12 +272,18 @@ impl Ctx<'_> {
             },
             Schema::Json { seen, sampled, strict } => {
                 let path = name.trim();
-                if *sampled > 0 && !self.naming_only && seen.object_lists.contains(&super::value::without_indices(path))
+                if *sampled > 0
+                    && !self.naming_only
+                    && let Some(shape) = seen.only_objects(path)
                 {
                     let keys = seen.keys_under(&super::value::without_indices(path));
-                    let example =
-                        format!("{path}.{}", keys.iter().find(|k| **k == "name").or(keys.first()).unwrap_or(&"name"));
-                    let kind = ProblemKind::ObjectList { column: path.to_string(), keys: keys.join(", "), example };
+                    let key = keys.iter().find(|k| matches!(**k, "name" | "email")).or(keys.first()).unwrap_or(&"name");
+                    let kind = ProblemKind::NotAValue {
+                        column: path.to_string(),
+                        shape,
+                        keys: keys.join(", "),
+                        example: format!("{path}.{key}"),
+                    };
                     self.problem(field, kind);
                     return None;
                 }

@@ -82,10 +82,9 @@ pub enum ProblemKind {
     )]
     UnknownPath { column: String, sampled: usize, suggestion: Option<String> },
     #[error(
-        "'{column}' holds a list of objects (keys: {keys}), which would be sent as their JSON text; map one of \
-         their keys, e.g. '{example}'"
+        "'{column}' holds {shape} (keys: {keys}), which would be sent as JSON text; map a key inside, e.g. '{example}'"
     )]
-    ObjectList { column: String, keys: String, example: String },
+    NotAValue { column: String, shape: &'static str, keys: String, example: String },
     #[error("Savio requires this field; map it, e.g. {example}")]
     MissingRequired { example: String },
     #[error("{0}")]

@@ -385,7 +385,7 @@ fn jsonl_unknown_paths_are_checked_against_the_sample() {
 }
 
 #[test]
-fn a_list_of_objects_is_refused_with_the_key_to_map_and_paths_inside_it_work() {
+fn objects_and_lists_of_objects_are_refused_with_a_key_to_map_and_paths_inside_work() {
     // Intercom's tags: {"type": "tag.list", "tags": [{"id": "7", "name": "sso"}, ...]}.
     let row = json!({"body": "SSO please", "tags": {"type": "tag.list", "tags": [{"id": "7", "name": "sso"}]}});
     let sample = [jrow(1, row)];
@@ -397,11 +397,19 @@ fn a_list_of_objects_is_refused_with_the_key_to_map_and_paths_inside_it_work() {
         .to_string();
     assert!(
         err.contains(
-            "feedback.tags: 'tags.tags' holds a list of objects (keys: id, name), which would be sent as their JSON \
-             text; map one of their keys, e.g. 'tags.tags.name'"
+            "feedback.tags: 'tags.tags' holds a list of objects (keys: id, name), which would be sent as JSON text; \
+             map a key inside, e.g. 'tags.tags.name'"
         ),
         "{err}"
     );
+    let row = json!({"body": "x", "author": {"name": "Ann", "email": "ann@example.com"}});
+    let err = parse("[feedback]\nproblem = \"body\"\nperson_email = \"author\"\n")
+        .compile(&json_info(), &[jrow(1, row)])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("'author' holds an object (keys: email, name)"), "{err}");
+    assert!(err.contains("e.g. 'author.email'"), "{err}");
     // Skipping rows without tags names the list without sending it: fine.
     let mut m = parse(
         "[[feedback.skip]]\nif_empty = \"tags.tags\"\n[feedback]\nproblem = \"body\"\ntags = \"tags.tags.name\"\n",

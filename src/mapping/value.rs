@@ -228,37 +228,67 @@ pub(crate) fn trim(s: &str) -> &str {
     }
 }
 
-/// Every dotted path present in a JSON object (objects are descended, arrays are leaves).
+/// Every dotted path present in a JSON object: objects are descended, and so are the objects in arrays.
 pub(crate) fn collect_paths(object: &serde_json::Map<String, Value>, prefix: &str, out: &mut SeenPaths) {
     for (k, v) in object {
         let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
-            Value::Object(inner) => collect_paths(inner, &path, out),
+            Value::Object(inner) => {
+                out.objects.insert(path.clone());
+                collect_paths(inner, &path, out);
+            }
             // The keys of an array's objects, without an index: `tags.name`, as [`JsonPath`] reads it
             // (an index in a mapping's path is dropped before it is looked up, see [`path_known`]).
             Value::Array(items) => {
                 for item in items.iter().take(SAMPLED_ELEMENTS) {
-                    if let Value::Object(inner) = item {
-                        out.object_lists.insert(path.clone());
-                        collect_paths(inner, &path, out);
+                    match item {
+                        Value::Object(inner) => {
+                            out.object_lists.insert(path.clone());
+                            collect_paths(inner, &path, out);
+                        }
+                        Value::Array(_) | Value::Null => {}
+                        _ => {
+                            out.values.insert(path.clone());
+                        }
                     }
                 }
             }
-            _ => {}
+            Value::Null => {}
+            _ => {
+                out.values.insert(path.clone());
+            }
         }
         out.paths.insert(path);
     }
 }
 
-/// The paths seen in the sampled JSONL objects (array indices left out), and those that held a list of
-/// objects: mapped as they are, such a list would be sent as the objects' JSON text.
+/// The paths seen in the sampled JSONL objects (array indices left out), by what they held: a path that
+/// only ever held objects, or lists of objects, would be sent as JSON text if mapped to a field as it is.
 #[derive(Debug, Default)]
 pub(crate) struct SeenPaths {
     pub paths: std::collections::BTreeSet<String>,
+    /// Held a text, number or boolean (or a list of them) somewhere in the sample.
+    pub values: std::collections::BTreeSet<String>,
+    pub objects: std::collections::BTreeSet<String>,
     pub object_lists: std::collections::BTreeSet<String>,
 }
 
 impl SeenPaths {
+    /// "an object" or "a list of objects" when `path` held only those in the sample: mapped to a field, it
+    /// would be sent as JSON text.
+    pub fn only_objects(&self, path: &str) -> Option<&'static str> {
+        let path = without_indices(path);
+        if self.values.contains(&path) {
+            None
+        } else if self.object_lists.contains(&path) {
+            Some("a list of objects")
+        } else if self.objects.contains(&path) {
+            Some("an object")
+        } else {
+            None
+        }
+    }
+
     /// The keys seen in the objects of the list at `path`, for a message.
     pub fn keys_under(&self, path: &str) -> Vec<&str> {
         let prefix = format!("{path}.");
@@ -326,8 +356,17 @@ mod tests {
         for unknown in ["tags.name", "items.price", "n.0.x"] {
             assert!(!path_known(&seen.paths, unknown), "{unknown}");
         }
-        assert_eq!(seen.object_lists.iter().collect::<Vec<_>>(), ["items", "tags.tags"]);
+        assert_eq!(seen.only_objects("items"), Some("a list of objects"));
+        assert_eq!(seen.only_objects("tags.tags"), Some("a list of objects"));
+        assert_eq!(seen.only_objects("tags"), Some("an object"));
+        assert_eq!(seen.only_objects("n"), None);
+        assert_eq!(seen.only_objects("items.0.sku"), None);
         assert_eq!(seen.keys_under("tags.tags"), ["name"]);
+        // A path that is an object in one row and a text in another is left to the mapping (a coalesced
+        // column can read both shapes).
+        let Value::Object(o2) = json!({"tags": "sso"}) else { panic!() };
+        collect_paths(&o2, "", &mut seen);
+        assert_eq!(seen.only_objects("tags"), None);
     }
 
     #[test]
