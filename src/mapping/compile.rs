@@ -46,8 +46,8 @@ struct Ctx<'a> {
     /// Whether a JSONL path no sampled object has is an error here (the source of a field Savio requires,
     /// of an entity every row must have) rather than a warning.
     strict_here: bool,
-    /// Whether the path being resolved only names a value (a row filter on emptiness, an exclusion), so a
-    /// list of objects is fine there.
+    /// Whether the path being resolved only names a value (a row filter on emptiness, an exclusion), so an
+    /// object or a list of objects is fine there.
     naming_only: bool,
 }
 
