@@ -56,6 +56,9 @@ enum RowOrigin {
     Nothing,
 }
 
+/// Why a report footer's line is skipped (see [`ReadItem::Footer`]).
+pub const FOOTER: &str = "a line of the report's footer (Salesforce), not data";
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowKind {
     /// Payloads to send, and the entities of the row that are not sent (an entity filter matched, or the
@@ -181,6 +184,9 @@ impl Pipeline {
         };
         Ok(Some(match item {
             ReadItem::Blank { line } => Row { line, kind: RowKind::Blank, origin: RowOrigin::Nothing },
+            ReadItem::Footer { line } => {
+                Row { line, kind: RowKind::Skipped(FOOTER.into()), origin: RowOrigin::Nothing }
+            }
             ReadItem::Bad(bad) => Row {
                 line: bad.line,
                 kind: RowKind::Failed(vec![RowProblem::Read(bad.error)]),

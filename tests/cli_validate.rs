@@ -700,6 +700,40 @@ fn salesforce_accounts_all_valid_exit_zero_with_an_empty_failures_file() {
 }
 
 #[test]
+fn a_salesforce_report_footer_is_skipped_not_failed() {
+    // A report exported from Salesforce ("Details Only", CSV) ends with a blank row, then one-cell rows:
+    // the copyright, "Confidential Information - Do Not Distribute", who generated it and when, and the
+    // organisation. They are not data: the same export without them is all valid, so this one is too.
+    let sb = Sandbox::new();
+    let (run, s) = sb.summary(&fixture("salesforce-accounts-report.csv"), &preset("salesforce-accounts"), &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        Counts::of(&s),
+        Counts {
+            rows: 20,
+            blank_rows: 1,
+            valid_rows: 16,
+            companies: 15,
+            duplicate_company_rows: 1,
+            skipped_rows: 4,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        groups(&s["skipped"]),
+        expect_groups(&[("a line of the report's footer (Salesforce), not data", 4, &[19, 20, 21, 22])])
+    );
+    // A one-cell row that does not open a footer is still a broken row.
+    let broken =
+        sb.write("accounts.csv", "\"Account ID\",\"Account Name\"\r\n\"001\",\"Acme\"\r\n\"Acme Holdings\"\r\n");
+    let mapping = sb.write("m.toml", "[company]\ninternal_id = \"Account ID\"\nname = \"Account Name\"\n");
+    let (run, s) = sb.summary(&broken, &mapping, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(s["skipped_rows"], 0);
+    assert_eq!(groups(&s["failures"]), expect_groups(&[("wrong number of fields (header has 2)", 1, &[3])]));
+}
+
+#[test]
 fn salesforce_accounts_type_becomes_a_savio_customer_type() {
     let sb = Sandbox::new();
     let p = all_previews(&sb, &fixture("salesforce-accounts.csv"), &preset("salesforce-accounts"), &[]);

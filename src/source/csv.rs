@@ -17,6 +17,8 @@ pub(super) struct CsvSource {
     path: InputPath,
     /// The record the parser fills, reused: a record keeps a copy of its fields in one buffer.
     scratch: ByteRecord,
+    /// Inside a report footer ([`ReadItem::Footer`]): its one-cell rows are not data.
+    in_footer: bool,
 }
 
 impl CsvSource {
@@ -42,7 +44,7 @@ impl CsvSource {
         let end = reader.position().byte();
         let (_, line) = reader.get_mut().take_record(end);
         let header = parse_header(&raw, line.to_vec(), &path)?;
-        Ok(CsvSource { reader, header: Arc::new(header), path, scratch: raw })
+        Ok(CsvSource { reader, header: Arc::new(header), path, scratch: raw, in_footer: false })
     }
 
     pub(super) fn header(&self) -> Arc<Header> {
@@ -65,6 +67,11 @@ impl CsvSource {
             return Ok(Some(ReadItem::Blank { line }));
         }
         let expected = self.header.names.len();
+        // One cell where the header has several: the start of a report footer, or a line inside one.
+        self.in_footer = fields.len() == 1 && expected > 1 && (self.in_footer || footer_starts(&fields[0]));
+        if self.in_footer {
+            return Ok(Some(ReadItem::Footer { line }));
+        }
         let error = if fields.len() != expected {
             RowReadError::FieldCount { expected, found: fields.len() }
         } else {
@@ -84,6 +91,14 @@ impl CsvSource {
             error,
         })))
     }
+}
+
+/// Whether a one-cell row opens the footer of a Salesforce report export
+/// (`"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved."`).
+fn footer_starts(cell: &[u8]) -> bool {
+    let cell = cell.trim_ascii();
+    let lower = cell.to_ascii_lowercase();
+    lower.starts_with(b"copyright") && lower.windows(14).any(|w| w == b"salesforce.com")
 }
 
 /// Sees every byte the parser reads, to give each record its exact bytes and its true first line.
@@ -386,6 +401,16 @@ mod tests {
     fn all_empty_rows_are_blank() {
         let items = records(b"a;b;c\n1;2;3\n;;\n");
         assert!(matches!(items[1], ReadItem::Blank { line: 3 }));
+    }
+
+    #[test]
+    fn a_salesforce_footer_is_footer_and_a_lone_cell_elsewhere_is_a_bad_row() {
+        let items = records(
+            b"a,b\n1,2\nstray\n\n\"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved.\"\n\"Confidential\"\n",
+        );
+        assert!(matches!(items[1], ReadItem::Bad(BadRow { line: 3, .. })));
+        assert!(matches!(items[2], ReadItem::Footer { line: 5 }));
+        assert!(matches!(items[3], ReadItem::Footer { line: 6 }));
     }
 
     #[test]

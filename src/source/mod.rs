@@ -289,6 +289,12 @@ pub enum ReadItem {
     Blank {
         line: u64,
     },
+    /// A line of the footer a CRM writes after the data: Salesforce's report exports end with a copyright
+    /// line, "Confidential Information - Do Not Distribute", who generated the report and when, and the
+    /// organisation's name, each a one-cell row. Counted as skipped, never mapped.
+    Footer {
+        line: u64,
+    },
 }
 
 /// Failures that make the input unusable as a whole.
