@@ -46,7 +46,7 @@ pub fn reason_text(problems: &[RowProblem]) -> String {
 pub struct Row {
     pub line: u64,
     pub kind: RowKind,
-    origin: RowOrigin,
+    source: RowSource,
 }
 
 #[derive(Debug)]
@@ -78,17 +78,13 @@ pub enum RowKind {
 impl Row {
     /// The row as it was read, for the failures file (`None` for blank rows).
     pub fn raw(&self) -> Option<RawRow> {
-        match &self.origin {
-            RowOrigin::Record(r) => Some(r.raw()),
-            RowOrigin::Raw(r) => Some(r.clone()),
-            RowOrigin::Nothing => None,
-        }
+        self.source.raw()
     }
 
     /// The line, the outcome of mapping, and what the row was read from (kept as it is: most rows never
     /// need their raw form, which only the failures file writes).
     pub fn into_parts(self) -> (u64, RowKind, RowSource) {
-        (self.line, self.kind, RowSource(self.origin))
+        (self.line, self.kind, self.source)
     }
 }
 
@@ -183,14 +179,14 @@ impl Pipeline {
             },
         };
         Ok(Some(match item {
-            ReadItem::Blank { line } => Row { line, kind: RowKind::Blank, origin: RowOrigin::Nothing },
+            ReadItem::Blank { line } => Row { line, kind: RowKind::Blank, source: RowSource(RowOrigin::Nothing) },
             ReadItem::Footer { line } => {
-                Row { line, kind: RowKind::Skipped(FOOTER.into()), origin: RowOrigin::Nothing }
+                Row { line, kind: RowKind::Skipped(FOOTER.into()), source: RowSource(RowOrigin::Nothing) }
             }
             ReadItem::Bad(bad) => Row {
                 line: bad.line,
                 kind: RowKind::Failed(vec![RowProblem::Read(bad.error)]),
-                origin: RowOrigin::Raw(bad.raw),
+                source: RowSource(RowOrigin::Raw(bad.raw)),
             },
             ReadItem::Record(record) => {
                 let kind = match self.mapper.map(&record) {
@@ -198,7 +194,7 @@ impl Pipeline {
                     MapOutcome::Skipped(reason) => RowKind::Skipped(reason),
                     MapOutcome::Failed(errors) => RowKind::Failed(errors.into_iter().map(RowProblem::Field).collect()),
                 };
-                Row { line: record.line, kind, origin: RowOrigin::Record(record) }
+                Row { line: record.line, kind, source: RowSource(RowOrigin::Record(record)) }
             }
         }))
     }
