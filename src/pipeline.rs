@@ -130,26 +130,18 @@ impl Pipeline {
     pub fn from_source(mut source: Source, mapping: &Mapping) -> Result<Pipeline, PrepareError> {
         let mut lookahead = VecDeque::new();
         if source.info().format == source::Format::Jsonl {
-            let mut records = 0;
-            while records < mapping::JSON_SAMPLE {
-                match source.next_item()? {
-                    Some(item) => {
-                        records += usize::from(matches!(item, ReadItem::Record(_)));
-                        lookahead.push_back(item);
-                    }
-                    None => break,
-                }
-            }
+            read_ahead(&mut source, &mut lookahead, mapping::JSON_SAMPLE)?;
         }
-        let sample: Vec<Record> = lookahead
-            .iter()
-            .filter_map(|i| match i {
-                ReadItem::Record(r) => Some(r.clone()),
-                _ => None,
-            })
-            .collect();
+        let sample: Vec<Record> = records(&lookahead).cloned().collect();
         let compiled = mapping.compile(source.info(), &sample)?;
-        Ok(Pipeline { source, mapper: compiled.mapper, warnings: compiled.warnings, lookahead })
+        let (mut mapper, mut warnings) = (compiled.mapper, compiled.warnings);
+        // Date attributes without a day/month order take the one their first rows show (see `mapping::order`).
+        if mapper.needs_order_sample() {
+            let have = sample.len();
+            read_ahead(&mut source, &mut lookahead, mapping::DATE_ORDER_SAMPLE.saturating_sub(have))?;
+            warnings.extend(mapper.settle_date_orders(records(&lookahead)));
+        }
+        Ok(Pipeline { source, mapper, warnings, lookahead })
     }
 
     pub fn info(&self) -> &SourceInfo {
@@ -198,4 +190,22 @@ impl Pipeline {
             }
         }))
     }
+}
+
+/// Reads up to `records` more records (and what lies between them) into `lookahead`.
+fn read_ahead(source: &mut Source, lookahead: &mut VecDeque<ReadItem>, records: usize) -> Result<(), ReadError> {
+    let mut read = 0;
+    while read < records {
+        let Some(item) = source.next_item()? else { break };
+        read += usize::from(matches!(item, ReadItem::Record(_)));
+        lookahead.push_back(item);
+    }
+    Ok(())
+}
+
+fn records(items: &VecDeque<ReadItem>) -> impl Iterator<Item = &Record> + Clone {
+    items.iter().filter_map(|i| match i {
+        ReadItem::Record(r) => Some(r),
+        _ => None,
+    })
 }

@@ -1577,3 +1577,62 @@ fn failures_file_of_a_quoted_export_fed_back_keeps_its_quoting() {
         assert!(b.starts_with('"') && b.ends_with('"'), "{b}");
     }
 }
+
+#[test]
+fn day_first_dates_are_read_day_first_from_the_first_row_once_a_later_row_shows_it() {
+    let sb = Sandbox::new();
+    // A UK export: line 2 reads either way, line 4 only day first; past the rows read ahead to settle the
+    // order, line 1005 only month first (a mixed column).
+    let mut text = "Account ID,Account Name,Customer Since\n1,Acme,05/03/2024\n2,Globex,\n3,Initech,25/03/2024 09:15\n"
+        .to_string();
+    for i in 4..1004 {
+        text.push_str(&format!("{i},Company {i},\n"));
+    }
+    text.push_str("1004,Umbrella,03/25/2024\n");
+    let input = sb.write("accounts.csv", text);
+    let mapping = sb.write(
+        "m.toml",
+        "[company]\ninternal_id = \"Account ID\"\nname = \"Account Name\"\n\
+         [company.filterable_attributes]\nsince = { column = \"Customer Since\", type = \"date\" }\n",
+    );
+    let failures = sb.path("failures.csv");
+    let run = sb.validate([
+        input.to_str().unwrap(),
+        "-m",
+        mapping.to_str().unwrap(),
+        "--preview",
+        "2000",
+        "--failures",
+        failures.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let (previews, rest) = previews(&run.stdout);
+    assert!(
+        rest.contains("Warning:  company.filterable_attributes.since: dates read day/month/year, as line 4"),
+        "{rest}"
+    );
+    assert_eq!(preview_at(&previews, 2, "company")["filterable_attributes"]["since"], "2024-03-05");
+    assert_eq!(preview_at(&previews, 4, "company")["filterable_attributes"]["since"], "2024-03-25T09:15:00");
+    let failed = std::fs::read_to_string(&failures).unwrap();
+    assert!(
+        failed.contains(
+            "1004,Umbrella,03/25/2024,1005,\"company.filterable_attributes.since \"\"03/25/2024\"\": a month/day/year \
+             date, but this field's dates read day/month/year (line 4 shows it)"
+        ),
+        "{failed}"
+    );
+
+    // Said in the mapping, the order needs no guess and no warning.
+    let given = sb.write(
+        "given.toml",
+        std::fs::read_to_string(&mapping).unwrap().replace("type = \"date\"", "type = \"date\", date_order = \"dmy\""),
+    );
+    let run =
+        sb.validate([input.to_str().unwrap(), "-m", given.to_str().unwrap(), "--failures", failures.to_str().unwrap()]);
+    assert!(!run.stdout.contains("Warning:"), "{}", run.stdout);
+    let failed = std::fs::read_to_string(&failures).unwrap();
+    assert!(
+        failed.contains("a month/day/year date, but date_order = \"\"dmy\"\" reads dates day/month/year"),
+        "{failed}"
+    );
+}

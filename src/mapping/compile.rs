@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::check::Choices;
-use super::convert::TypeOptions;
+use super::convert::{OrderFrom, TypeOptions};
 use super::error::{Problem, ProblemKind};
 use super::field::{Field, Origin, ValueMap};
 use super::mapper::{Attrs, CompanyMap, Cond, ContactMap, FeedbackMap, Mapper, Skip, Unmapped, normalise_key};
@@ -42,7 +42,8 @@ struct Ctx<'a> {
     schema: &'a Schema<'a>,
     problems: Vec<Problem>,
     warnings: Vec<String>,
-    date_order: DateOrder,
+    /// `[input] date_order`, when given.
+    date_order: Option<DateOrder>,
     /// Whether a JSONL path no sampled object has is an error here (the source of a field Savio requires,
     /// of an entity every row must have) rather than a warning.
     strict_here: bool,
@@ -59,7 +60,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         schema,
         problems: Vec::new(),
         warnings: Vec::new(),
-        date_order: spec.input.date_order.unwrap_or_default(),
+        date_order: spec.input.date_order,
         strict_here: false,
         naming_only: false,
     };
@@ -490,8 +491,10 @@ impl Ctx<'_> {
         {
             self.invalid(label, "format is empty; give a strftime format such as \"%d/%m/%Y %H:%M\"");
         }
+        let date_order = t.date_order.or(self.date_order);
         f.type_opts = TypeOptions {
-            date_order: t.date_order.unwrap_or(self.date_order),
+            date_order: date_order.unwrap_or_default(),
+            order_from: if date_order.is_some() { OrderFrom::Given } else { OrderFrom::Assumed },
             date_format: t.format.clone(),
             decimal_comma: match t.decimal.as_deref() {
                 None | Some(".") => false,

@@ -114,8 +114,97 @@ fn title_case(s: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TypeOptions {
     pub date_order: DateOrder,
+    /// Where `date_order` comes from, for the message when a date contradicts it.
+    pub order_from: OrderFrom,
     pub date_format: Option<String>,
     pub decimal_comma: bool,
+}
+
+/// Where a date attribute's day/month order comes from. A numeric date is only ever read in that order:
+/// `05/03/2024` and `25/03/2024` in one column are never read one month-first and the other day-first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum OrderFrom {
+    /// `date_order` in the mapping.
+    Given,
+    /// Not given: the first rows settle it; `line` holds the first date that does.
+    Detected { line: u64 },
+    /// Not given, and the first rows do not settle it: month first.
+    #[default]
+    Assumed,
+}
+
+/// What a numeric `a/b/year` date says about the day/month order of its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OrderEvidence {
+    /// Only day first is possible (`25/03/2024`).
+    DayFirst,
+    /// Only month first is possible (`03/25/2024`).
+    MonthFirst,
+    /// Either is (`05/03/2024`), and they differ.
+    Either,
+}
+
+/// The evidence of one value (trimmed text of a date attribute), `None` when it is not an `a/b/year` date or
+/// reads the same both ways.
+pub(crate) fn order_evidence(s: &str) -> Option<OrderEvidence> {
+    let s = s.trim();
+    let date = s.split([' ', ',', 'T']).next().unwrap_or(s);
+    let mut parts = date.split('/');
+    let (a, b, y) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |p: &str, max: usize| !p.is_empty() && p.len() <= max && p.bytes().all(|c| c.is_ascii_digit());
+    if parts.next().is_some() || !digits(a, 2) || !digits(b, 2) || !(y.len() == 2 || y.len() == 4) || !digits(y, 4) {
+        return None;
+    }
+    let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+    match (a, b) {
+        (1..=12, 1..=12) if a != b => Some(OrderEvidence::Either),
+        (13..=31, 1..=12) => Some(OrderEvidence::DayFirst),
+        (1..=12, 13..=31) => Some(OrderEvidence::MonthFirst),
+        _ => None,
+    }
+}
+
+impl DateOrder {
+    fn describe(self) -> &'static str {
+        match self {
+            DateOrder::Mdy => "month/day/year",
+            DateOrder::Dmy => "day/month/year",
+        }
+    }
+
+    fn other(self) -> DateOrder {
+        match self {
+            DateOrder::Mdy => DateOrder::Dmy,
+            DateOrder::Dmy => DateOrder::Mdy,
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            DateOrder::Mdy => "mdy",
+            DateOrder::Dmy => "dmy",
+        }
+    }
+}
+
+/// Why a numeric date that only reads in the other order fails: what the field's order is and how to change it.
+fn wrong_order(opts: &TypeOptions) -> String {
+    let (order, other) = (opts.date_order, opts.date_order.other());
+    let why = match opts.order_from {
+        OrderFrom::Given => format!("date_order = \"{}\" reads dates {}", order.key(), order.describe()),
+        OrderFrom::Detected { line } => {
+            format!("this field's dates read {} (line {line} shows it), so the column mixes orders", order.describe())
+        }
+        OrderFrom::Assumed => {
+            format!("this field's dates are read {} (the first rows do not tell the order)", order.describe())
+        }
+    };
+    format!(
+        "a {} date, but {why}; set date_order = \"{}\" on the field if the column is {}",
+        other.describe(),
+        other.key(),
+        other.describe()
+    )
 }
 
 /// Converts a non-empty, trimmed string to the attribute's type; `Err` carries a hint for the user.
@@ -238,6 +327,9 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
     }
     let (date_part, time_part) = split_date_time(s);
     let date = parse_date_only(date_part, opts.date_order).ok_or_else(|| {
+        if parse_date_only(date_part, opts.date_order.other()).is_some() {
+            return wrong_order(opts);
+        }
         "not a recognised date (use ISO 2024-03-31, 03/31/2024, 31.03.2024, 31 Mar 2024, or set format = \"...\")"
             .to_string()
     })?;
@@ -412,12 +504,12 @@ fn parse_date_only(s: &str, order: DateOrder) -> Option<NaiveDate> {
     // as the year 24).
     let short_year = s.rsplit(['/', '.', '-']).next().is_some_and(|y| y.len() == 2);
     let y = if short_year { "%y" } else { "%Y" };
-    let (first, second) = match order {
-        DateOrder::Mdy => (format!("%m/%d/{y}"), format!("%d/%m/{y}")),
-        DateOrder::Dmy => (format!("%d/%m/{y}"), format!("%m/%d/{y}")),
+    let slashed = match order {
+        DateOrder::Mdy => format!("%m/%d/{y}"),
+        DateOrder::Dmy => format!("%d/%m/{y}"),
     };
-    // The other order only when the preferred one cannot be right (e.g. 31/12/2024 under mdy).
-    for fmt in [first, second, format!("%d.%m.{y}"), format!("%d-%m-{y}"), format!("%d-%b-{y}")] {
+    // Never the other order: a column read both ways would hold silently wrong dates (see [`OrderFrom`]).
+    for fmt in [slashed, format!("%d.%m.{y}"), format!("%d-%m-{y}"), format!("%d-%b-{y}")] {
         if let Ok(d) = NaiveDate::parse_from_str(s, &fmt) {
             return Some(d);
         }
@@ -453,7 +545,7 @@ mod tests {
         assert_eq!(date("2024-03-05T14:22:10+02:00").unwrap(), "2024-03-05T14:22:10+02:00");
         assert_eq!(date("03/05/2024").unwrap(), "2024-03-05");
         assert_eq!(date("3/5/2024 2:22 PM").unwrap(), "2024-03-05T14:22:00");
-        assert_eq!(date("31/12/2024").unwrap(), "2024-12-31", "impossible mdy falls back to dmy");
+        assert!(date("31/12/2024").unwrap_err().contains("set date_order = \"dmy\""), "never read the other way");
         assert_eq!(date("05.03.2024").unwrap(), "2024-03-05");
         assert_eq!(date("05.03.2024 08:15:00").unwrap(), "2024-03-05T08:15:00");
         assert_eq!(date("5 Mar 2024").unwrap(), "2024-03-05");
@@ -502,15 +594,32 @@ mod tests {
             }
         }
         assert!(fast_numeric_date("2024-02-30", DateOrder::Mdy).is_none());
-        assert!(fast_numeric_date("31/12/2024", DateOrder::Mdy).is_none(), "left to the general path's swap");
+        assert!(fast_numeric_date("31/12/2024", DateOrder::Mdy).is_none(), "left to the general path's message");
     }
 
     #[test]
     fn day_first_dates_when_asked() {
-        let opts = TypeOptions { date_order: DateOrder::Dmy, ..Default::default() };
+        let opts = TypeOptions { date_order: DateOrder::Dmy, order_from: OrderFrom::Given, ..Default::default() };
         assert_eq!(parse_date("03/05/2024", &opts).unwrap(), "2024-05-03");
+        let err = parse_date("03/25/2024", &opts).unwrap_err();
+        assert!(err.starts_with("a month/day/year date, but date_order = \"dmy\""), "{err}");
+        let detected = TypeOptions { order_from: OrderFrom::Detected { line: 7 }, ..opts.clone() };
+        assert!(parse_date("03/25/2024 10:00", &detected).unwrap_err().contains("line 7 shows it"));
         let opts = TypeOptions { date_format: Some("%Y%j".into()), ..Default::default() };
         assert_eq!(parse_date("2024065", &opts).unwrap(), "2024-03-05");
+    }
+
+    #[test]
+    fn order_evidence_of_numeric_dates() {
+        use OrderEvidence::*;
+        assert_eq!(order_evidence("25/03/2024"), Some(DayFirst));
+        assert_eq!(order_evidence("03/25/2024 2:22 PM"), Some(MonthFirst));
+        assert_eq!(order_evidence(" 5/3/24"), Some(Either));
+        assert_eq!(order_evidence("05/05/2024"), None, "the same both ways");
+        assert_eq!(order_evidence("2024/03/05"), None);
+        assert_eq!(order_evidence("05.03.2024"), None, "dotted dates are day first by convention");
+        assert_eq!(order_evidence("32/01/2024"), None);
+        assert_eq!(order_evidence("5/3"), None);
     }
 
     #[test]

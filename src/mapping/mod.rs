@@ -14,6 +14,7 @@ mod dedup;
 mod error;
 mod field;
 mod mapper;
+mod order;
 pub mod spec;
 mod value;
 
@@ -28,6 +29,8 @@ use crate::source::{Format, Header, Record, RecordData, SourceInfo, sniff};
 
 /// How many JSONL objects are sampled to check the mapping's paths.
 pub const JSON_SAMPLE: usize = 1000;
+/// How many records are read ahead to settle the day/month order of date attributes that do not give one.
+pub use order::SAMPLE as DATE_ORDER_SAMPLE;
 
 /// A parsed (not yet compiled) mapping file.
 #[derive(Debug)]

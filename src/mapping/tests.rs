@@ -518,6 +518,65 @@ fn a_failed_row_claims_no_duplicate() {
 }
 
 #[test]
+fn a_date_column_has_one_day_month_order_settled_by_its_first_rows() {
+    let toml = "[company]\ninternal_id = \"ID\"\nname = \"Name\"\n[company.filterable_attributes]\n\
+                since = { column = \"Since\", type = \"date\" }\n";
+    let headers = ["ID", "Name", "Since"];
+    let since = |o: MapOutcome| {
+        let Payload::Company(c) = &payloads(o)[0] else { panic!() };
+        c.filterable_attributes["since"].clone()
+    };
+    // A UK export: line 3 can only be day first, so line 2 is 5 March, not May 3.
+    let sample = [row(2, &["1", "A", "05/03/2024"]), row(3, &["2", "B", "25/03/2024"])];
+    let mut m = mapper(toml, &headers);
+    assert!(m.needs_order_sample());
+    let warnings = m.settle_date_orders(sample.iter());
+    assert!(!m.needs_order_sample());
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("dates read day/month/year, as line 3 ('25/03/2024') shows"), "{warnings:?}");
+    assert_eq!(since(m.map(&sample[0])), "2024-03-05");
+    assert_eq!(since(m.map(&sample[1])), "2024-03-25");
+    // A later month-first date is not read the other way: its row fails and says how to settle it.
+    let err = failures(m.map(&row(9, &["3", "C", "03/25/2024"])));
+    assert!(
+        err[0].contains("a month/day/year date, but this field's dates read day/month/year (line 3 shows it)"),
+        "{err:?}"
+    );
+
+    // A US export: month first, no warning.
+    let mut m = mapper(toml, &headers);
+    assert!(
+        m.settle_date_orders([row(2, &["1", "A", "05/03/2024"]), row(3, &["2", "B", "12/31/2024"])].iter()).is_empty()
+    );
+    assert_eq!(since(m.map(&row(2, &["1", "A", "05/03/2024"]))), "2024-05-03");
+    let err = failures(m.map(&row(4, &["3", "C", "31/12/2024"])));
+    assert!(err[0].contains("set date_order = \"dmy\" on the field"), "{err:?}");
+
+    // Nothing tells: month first, with a warning naming a value that reads either way.
+    let mut m = mapper(toml, &headers);
+    let warnings = m.settle_date_orders([row(2, &["1", "A", "2024-01-09"]), row(3, &["2", "B", "05/03/2024"])].iter());
+    assert!(warnings[0].contains("dates such as '05/03/2024' (line 3) read either way"), "{warnings:?}");
+
+    // Both orders among the first rows: the more frequent wins, and the warning shows one of each.
+    let mut m = mapper(toml, &headers);
+    let mixed =
+        [row(2, &["1", "A", "25/03/2024"]), row(3, &["2", "B", "03/25/2024"]), row(4, &["3", "C", "26/03/2024"])];
+    let warnings = m.settle_date_orders(mixed.iter());
+    assert!(
+        warnings[0].contains(
+            "both orders (day first: line 2 '25/03/2024'; month first: line 3 '03/25/2024'); reading day/month/year"
+        ),
+        "{warnings:?}"
+    );
+    assert!(failures(m.map(&mixed[1]))[0].contains("a month/day/year date"));
+
+    // An order the mapping gives is never second-guessed, and needs no sample.
+    let given = toml.replace("type = \"date\"", "type = \"date\", date_order = \"mdy\"");
+    let m = mapper(&given, &headers);
+    assert!(!m.needs_order_sample());
+}
+
+#[test]
 fn european_integers_with_decimal_comma() {
     let toml = "[company]\ninternal_id = \"ID\"\nname = \"Name\"\n[company.filterable_attributes]\n\
                 employees = { column = \"N\", type = \"integer\", decimal = \",\" }\n";
