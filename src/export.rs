@@ -377,7 +377,7 @@ impl<'a> PageReader<'a> {
         };
         while let Some(url) = next.take() {
             seen.insert(url.as_str().to_owned());
-            let page = self.fetch(&url).await.map_err(|e| match e {
+            let (page, answered_from) = self.fetch(&url).await.map_err(|e| match e {
                 Fetch::Fatal(e) => e,
                 Fetch::Client(source) => listing(source, counters),
             })?;
@@ -395,7 +395,8 @@ impl<'a> PageReader<'a> {
             next = match page.next.as_deref() {
                 None | Some("") => None,
                 Some(link) => {
-                    let resolved = url.join(link).map_err(|source| {
+                    // Relative to where the page came from, after any redirect.
+                    let resolved = answered_from.join(link).map_err(|source| {
                         listing(
                             ClientError::InvalidPageUrl {
                                 endpoint: crate::client::Endpoint::new("GET", &url),
@@ -418,14 +419,14 @@ impl<'a> PageReader<'a> {
         Ok(announced)
     }
 
-    /// One page, with retries as the client's table says (page reads are idempotent).
-    async fn fetch(&mut self, url: &Url) -> Result<Page<Map<String, Value>>, Fetch> {
+    /// One page and the URL it came from, with retries as the client's table says (page reads are idempotent).
+    async fn fetch(&mut self, url: &Url) -> Result<(Page<Map<String, Value>>, Url), Fetch> {
         let mut attempts = 0u32;
         loop {
             self.pacer.ready().await;
             attempts += 1;
             self.requests += 1;
-            let err = match self.client.list_page::<Map<String, Value>>(url.as_str()).await {
+            let err = match self.client.list_page_from::<Map<String, Value>>(url.as_str()).await {
                 Ok(page) => return Ok(page),
                 Err(ClientError::Request(err)) => err,
                 Err(other) => return Err(Fetch::Client(other)),

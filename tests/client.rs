@@ -268,9 +268,8 @@ fn expected_action(status: u16, idempotent: bool) -> RetryAction {
     match status {
         401 | 403 | 407 => RetryAction::AbortAuth,
         408 => unless_unsafe,
-        429 => retry,
-        500 | 502 | 503 => retry,
-        504 => unless_unsafe,
+        429 | 503 => retry,
+        500 | 502 | 504 => unless_unsafe,
         501 | 505 | 506 | 508 | 510 | 511 => RetryAction::Fail,
         500..=599 => unless_unsafe,
         _ => RetryAction::Fail,
@@ -385,6 +384,18 @@ async fn connection_closed_after_the_request_is_unknown_for_feedback() {
 /// and requests.
 async fn keep_alive_server()
 -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    scripted_server(|n| {
+        let body = format!("{{\"id\": {n}}}");
+        (format!("HTTP/1.1 201 Created\r\ncontent-length: {}\r\n\r\n{body}", body.len()), false)
+    })
+    .await
+}
+
+/// A server that answers request `n` (from 1) with `answer(n)`: the raw HTTP answer, and whether to close
+/// the connection after it; counting connections and requests.
+async fn scripted_server(
+    answer: fn(usize) -> (String, bool),
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::AsyncWriteExt;
@@ -421,9 +432,8 @@ async fn keep_alive_server()
                     }
                     buf.drain(..end + 4 + len);
                     let n = r.fetch_add(1, Ordering::SeqCst) + 1;
-                    let body = format!("{{\"id\": {n}}}");
-                    let answer = format!("HTTP/1.1 201 Created\r\ncontent-length: {}\r\n\r\n{body}", body.len());
-                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                    let (text, close) = answer(n);
+                    if socket.write_all(text.as_bytes()).await.is_err() || close {
                         return;
                     }
                 }
@@ -452,6 +462,67 @@ async fn connections_are_kept_open_and_reused_between_requests() {
     assert_eq!(requests.load(Ordering::SeqCst), 24);
     let opened = connections.load(Ordering::SeqCst);
     assert!((1..=4).contains(&opened), "{opened} connections for 24 requests, at most 4 at once");
+}
+
+#[tokio::test]
+async fn feedback_never_rides_a_connection_idle_for_a_second_upserts_do() {
+    use std::sync::atomic::Ordering;
+    let (base, connections, _) = keep_alive_server().await;
+    let client = client_for(&base);
+    client.send(&Payload::Feedback(feedback())).await.outcome.expect("accepted");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A server closing idle connections at about this age would race the request: a new connection.
+    client.send(&Payload::Feedback(feedback())).await.outcome.expect("accepted");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // An upsert may be repeated if the race strikes: it reuses the idle connection.
+    client.send(&Payload::Company(company())).await.outcome.expect("accepted");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_servers_keep_alive_timeout_bounds_the_reuse_of_its_connections() {
+    use std::sync::atomic::Ordering;
+    let (base, connections, _) = scripted_server(|_| {
+        ("HTTP/1.1 201 Created\r\nkeep-alive: timeout=1, max=100\r\ncontent-length: 9\r\n\r\n{\"id\": 1}".into(), false)
+    })
+    .await;
+    let client = client_for(&base);
+    client.send(&Payload::Company(company())).await.outcome.expect("accepted");
+    client.send(&Payload::Company(company())).await.outcome.expect("accepted");
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "reused while fresh");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    client.send(&Payload::Company(company())).await.outcome.expect("accepted");
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "not past half of what the server announced");
+}
+
+#[tokio::test]
+async fn a_success_whose_body_is_cut_off_is_a_success_without_an_id() {
+    // The status says Savio created it: re-sending (or reporting "unknown") would be wrong.
+    let (base, _, requests) =
+        scripted_server(|_| ("HTTP/1.1 201 Created\r\ncontent-length: 200\r\n\r\n{\"id\": 7, \"pro".into(), true))
+            .await;
+    let client = client_for(&base);
+    for payload in [Payload::Feedback(feedback()), Payload::Company(company())] {
+        let accepted = client.send(&payload).await.outcome.expect("accepted");
+        assert_eq!(accepted, savio_sync::client::Accepted { status: 201, id: None });
+    }
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2, "each sent once");
+}
+
+#[tokio::test]
+async fn a_2xx_html_page_is_not_the_api_and_fails_the_row() {
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(200)
+        .with_header("content-type", "text/html; charset=utf-8")
+        .with_body("<html><body>Please log in</body></html>")
+        .create_async()
+        .await;
+    let err = send_err(&client(&server), &Payload::Feedback(feedback())).await;
+    assert!(err.to_string().contains("answered 200 OK with an HTML page, not the API's JSON"), "{err}");
+    assert_eq!(classify(&err, false), RetryAction::Fail);
 }
 
 // ---------------------------------------------------------------------------------------------------------

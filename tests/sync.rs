@@ -559,7 +559,8 @@ async fn failures_file_round_trip_lands_everything_once() {
     }
     write(dir.path(), "in.csv", &input);
     write(dir.path(), "m.toml", FEEDBACK_MAPPING);
-    // A flaky server: a third of the requests fail (before being applied), no retries allowed.
+    // A flaky server: a third of the requests fail before being applied, half with 503 (refused: failed, as
+    // no retries are allowed) and half with 500 (which a server may raise after saving: unknown).
     let flaky = Sandbox::start(SandboxConfig {
         token: TOKEN.into(),
         state: Some(state.clone()),
@@ -573,19 +574,22 @@ async fn failures_file_round_trip_lands_everything_once() {
         sync(dir.path(), &flaky.base_url(), &["in.csv", "-m", "m.toml", "--max-retries", "0", "--rate", "500"]).await;
     assert_eq!(first.code, 1, "{}", first.stderr);
     let failed = first.summary()["rows_by_status"]["failed"].as_u64().unwrap();
-    assert!(failed > 5, "some rows failed: {failed}");
+    let unknown = first.summary()["rows_by_status"]["unknown"].as_u64().unwrap();
+    assert!(failed > 3 && unknown > 3, "some rows failed ({failed}), some are unknown ({unknown})");
     let landed_first = flaky.snapshot().feedback.len() as u64;
-    assert_eq!(landed_first + failed, 60);
+    assert_eq!(landed_first + failed + unknown, 60);
     flaky.shutdown().await.unwrap();
     std::fs::rename(dir.path().join("reports"), dir.path().join("first")).unwrap();
 
-    // The server is fixed; feed the failures file back in with the same mapping.
+    // The server is fixed, and Savio shows the unknown ones were not created: feed the failures file back in
+    // with the same mapping, and --retry-unknown (the state file otherwise refuses to re-send them blindly).
     let fixed = Sandbox::start(SandboxConfig { token: TOKEN.into(), state: Some(state), ..SandboxConfig::default() })
         .await
         .unwrap();
-    let second = sync(dir.path(), &fixed.base_url(), &["first/failures.csv", "-m", "m.toml", "--rate", "500"]).await;
+    let args = ["first/failures.csv", "-m", "m.toml", "--rate", "500", "--retry-unknown"];
+    let second = sync(dir.path(), &fixed.base_url(), &args).await;
     assert_eq!(second.code, 0, "{}", second.stderr);
-    assert_eq!(second.summary()["rows"].as_u64().unwrap(), failed, "exactly the failed rows were re-run");
+    assert_eq!(second.summary()["rows"].as_u64().unwrap(), failed + unknown, "exactly those rows were re-run");
     let feedback = fixed.snapshot().feedback;
     assert_eq!(feedback.len(), 60, "everything landed");
     let mut problems: Vec<_> = feedback.iter().map(|f| f.problem.clone()).collect();

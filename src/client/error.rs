@@ -109,6 +109,14 @@ pub enum SendError {
          followed only within the configured origin, at most 5, and for POST only 307/308): check the base URL"
     )]
     Redirect { endpoint: Endpoint, status: u16, location_host: String },
+    /// A 2xx answered with an HTML page, not the API's JSON (a login page, a catch-all front end): the base
+    /// URL does not point at the API, and nothing was created.
+    #[error(
+        "{endpoint}: answered {} with an HTML page, not the API's JSON: check that the base URL is Savio's API \
+         (https://www.savio.io/app/api/)",
+        status_line(*status)
+    )]
+    NotApi { endpoint: Endpoint, status: u16 },
     /// The payload could not be serialised; nothing was sent.
     #[error("{endpoint}: cannot serialise the request body")]
     Body {
@@ -127,6 +135,7 @@ impl SendError {
             | SendError::Timeout { endpoint, .. }
             | SendError::Connection { endpoint, .. }
             | SendError::Redirect { endpoint, .. }
+            | SendError::NotApi { endpoint, .. }
             | SendError::Body { endpoint, .. } => endpoint,
         }
     }
@@ -134,7 +143,9 @@ impl SendError {
     /// The HTTP status Savio answered with, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            SendError::Status { status, .. } | SendError::Redirect { status, .. } => Some(*status),
+            SendError::Status { status, .. }
+            | SendError::Redirect { status, .. }
+            | SendError::NotApi { status, .. } => Some(*status),
             _ => None,
         }
     }

@@ -14,7 +14,10 @@
 //!   request back); nothing sent. On a reused connection this is the keep-alive race, and the request is
 //!   sent once more on a fresh connection;
 //! - [`LaneError::Timeout`] and [`LaneError::Broken`]: the request was handed to the connection; it may
-//!   have been applied.
+//!   have been applied. Feedback therefore never rides a connection idle for [`UNREPEATABLE_IDLE`] or more,
+//!   the window in which a server's own idle close races the request;
+//! - an answer whose status arrived but whose body was cut off is an answer (`complete: false`): the server
+//!   handled the request.
 //!
 //! Proxies: when `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` is set, the client sends its POSTs through
 //! reqwest instead, whose proxy support (`NO_PROXY` included) is complete (see [`proxy_configured`];
@@ -34,6 +37,12 @@ use tokio::net::TcpStream;
 
 /// Idle connections older than this are closed rather than reused (see `POOL_IDLE_TIMEOUT` in the client).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A request that must not be repeated (feedback) reuses no connection idle longer than this. Servers close
+/// idle connections on their own clock (gunicorn after 2 s, Apache, uvicorn and Node after 5 s), often without
+/// saying so; a request written as the server closes is lost on the way, and since nothing tells that apart
+/// from a server that applied it and died, its outcome is unknown. A fresh connection costs a handshake.
+pub(crate) const UNREPEATABLE_IDLE: Duration = Duration::from_secs(1);
 
 /// Why an exchange failed, by what it implies for a retry.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +73,15 @@ pub(crate) struct LaneResponse {
 struct Idle {
     sender: SendRequest<Full<Bytes>>,
     since: Instant,
+    /// How long it may stay idle: [`IDLE_TIMEOUT`], or half of what the server's `Keep-Alive: timeout=`
+    /// announced when that is less.
+    keep: Duration,
+}
+
+impl Idle {
+    fn stale(&self, now: Instant) -> bool {
+        now.duration_since(self.since) >= self.keep || self.sender.is_closed()
+    }
 }
 
 /// Connections to one origin (scheme, host, port).
@@ -109,16 +127,18 @@ impl Lanes {
     }
 
     /// Sends `request` (its URI in origin form, `/path?query`; `Host` is added) and reads the answer's body,
-    /// at most `limit` bytes. Connecting is bounded by the connect timeout (a failure there sent nothing);
-    /// the exchange, from handing the request to the connection to the end of the answer, by the request
-    /// timeout. A timeout drops the exchange, which closes its connection.
+    /// at most `limit` bytes, on a connection idle for less than `max_idle` (or a new one). Connecting is
+    /// bounded by the connect timeout (a failure there sent nothing); the exchange, from handing the request
+    /// to the connection to the end of the answer, by the request timeout. A timeout drops the exchange, which
+    /// closes its connection. A body cut off after the status arrived is returned as it is, not complete.
     pub(crate) async fn send(
         &self,
         mut request: Request<Full<Bytes>>,
         limit: usize,
+        max_idle: Duration,
     ) -> Result<LaneResponse, LaneError> {
         request.headers_mut().insert(HOST, self.authority.clone());
-        let (sender, reused) = match self.checkout().await {
+        let (sender, reused) = match self.checkout(max_idle).await {
             Some(sender) => (sender, true),
             // Boxed: the connect future (TCP, TLS, handshake) is large, and inline it would be copied with every
             // request's future although most requests reuse a connection.
@@ -154,7 +174,15 @@ impl Lanes {
         let mut buf = Vec::new();
         let mut complete = true;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(LaneError::Broken)?;
+            // The status has arrived: the server handled the request, whatever becomes of the body.
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    tracing::debug!(status = parts.status.as_u16(), "the answer's body was cut off: {e}");
+                    complete = false;
+                    break;
+                }
+            };
             if let Ok(data) = frame.into_data() {
                 let room = limit - buf.len();
                 if data.len() > room {
@@ -167,18 +195,28 @@ impl Lanes {
         }
         // An answer read to its end leaves the connection ready for the next request; one cut short does not.
         if complete {
-            self.checkin(sender);
+            self.checkin(sender, keep_alive(&parts.headers));
         }
         Ok(LaneResponse { status: parts.status, headers: parts.headers, body: buf, complete })
     }
 
-    /// The most recently used idle connection that is still open and fresh.
-    async fn checkout(&self) -> Option<SendRequest<Full<Bytes>>> {
+    /// The most recently used idle connection, if it is still open and has been idle for less than
+    /// `max_idle` (the others are older still: they stay for requests that may reuse them).
+    async fn checkout(&self, max_idle: Duration) -> Option<SendRequest<Full<Bytes>>> {
         loop {
-            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
-            if idle.since.elapsed() >= IDLE_TIMEOUT || idle.sender.is_closed() {
-                continue;
-            }
+            let idle = {
+                let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                let top = stack.last()?;
+                if top.stale(now) {
+                    stack.pop();
+                    continue;
+                }
+                if now.duration_since(top.since) >= max_idle {
+                    return None;
+                }
+                stack.pop()?
+            };
             let mut sender = idle.sender;
             // Ready at once unless the connection is still finishing the previous answer.
             if sender.ready().await.is_ok() {
@@ -187,11 +225,11 @@ impl Lanes {
         }
     }
 
-    fn checkin(&self, sender: SendRequest<Full<Bytes>>) {
+    fn checkin(&self, sender: SendRequest<Full<Bytes>>, keep: Duration) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        idle.retain(|i| now.duration_since(i.since) < IDLE_TIMEOUT);
-        idle.push(Idle { sender, since: now });
+        idle.retain(|i| !i.stale(now));
+        idle.push(Idle { sender, since: now, keep });
     }
 
     /// A new connection (TCP, then TLS for https, then the HTTP/1.1 handshake), within the connect timeout.
@@ -231,6 +269,16 @@ where
         }
     });
     Ok(sender)
+}
+
+/// How long a connection may stay idle after this answer: half of the `Keep-Alive: timeout=N` the server
+/// announced (it closes at N on its own clock), at most [`IDLE_TIMEOUT`].
+fn keep_alive(headers: &HeaderMap) -> Duration {
+    let announced = headers
+        .get("keep-alive")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(|p| p.trim().strip_prefix("timeout=")?.trim().parse::<u64>().ok()));
+    announced.map_or(IDLE_TIMEOUT, |secs| (Duration::from_secs(secs) / 2).min(IDLE_TIMEOUT))
 }
 
 fn classify_send(mut err: hyper::client::conn::TrySendError<Request<Full<Bytes>>>) -> LaneError {

@@ -97,13 +97,20 @@ impl SavioClient {
     /// either way it must be on the configured origin. One attempt, no retry: classify a
     /// [`ClientError::Request`] with `idempotent = true`.
     pub async fn list_page<T: DeserializeOwned>(&self, url: &str) -> Result<Page<T>, ClientError> {
+        Ok(self.list_page_from(url).await?.0)
+    }
+
+    /// [`SavioClient::list_page`], with the URL the page finally came from (after same-origin redirects):
+    /// resolve the page's relative `next` link against it.
+    pub async fn list_page_from<T: DeserializeOwned>(&self, url: &str) -> Result<(Page<T>, Url), ClientError> {
         let parsed = self.inner.base.join(url).map_err(|source| ClientError::InvalidPageUrl {
             endpoint: Endpoint::new("GET", &self.inner.base),
             link: shorten(url),
             source,
         })?;
-        self.check_origin(&parsed, &Endpoint::new("GET", &parsed))?;
-        Ok(self.fetch_page(&parsed).await?.0)
+        let endpoint = Endpoint::new("GET", &parsed);
+        let parsed = self.on_base_origin(parsed, &endpoint)?;
+        self.fetch_page(&parsed).await
     }
 
     async fn with_total<T>(
@@ -163,15 +170,28 @@ impl SavioClient {
         Ok((page, response.url().clone()))
     }
 
-    /// Refuses a URL on another origin than the base URL's: the token would be sent there.
-    fn check_origin(&self, url: &Url, endpoint: &Endpoint) -> Result<(), ClientError> {
-        if url.origin() == self.inner.base.origin() {
-            Ok(())
+    /// Refuses a URL on another origin than the base URL's: the token would be sent there. One exception:
+    /// a plain `http://` link to the base's own host when the base is `https://` is read as the base's
+    /// origin. A server behind a TLS proxy that does not tell it so (Django without its proxy setting) writes
+    /// such links; following them as given would send the token in clear. Never the other way round.
+    fn on_base_origin(&self, mut url: Url, endpoint: &Endpoint) -> Result<Url, ClientError> {
+        let base = &self.inner.base;
+        if url.scheme() == "http"
+            && base.scheme() == "https"
+            && url.host() == base.host()
+            && url.port().is_none_or(|p| p == 80)
+            && url.set_scheme("https").is_ok()
+            && url.set_port(base.port()).is_ok()
+        {
+            tracing::debug!("{endpoint}: a next link on http:// read as https://");
+        }
+        if url.origin() == base.origin() {
+            Ok(url)
         } else {
             Err(ClientError::ForeignPage {
                 endpoint: endpoint.clone(),
-                found: origin_of(url),
-                expected: origin_of(&self.inner.base),
+                found: origin_of(&url),
+                expected: origin_of(base),
             })
         }
     }
@@ -211,7 +231,7 @@ impl<T: DeserializeOwned> Cursor<T> {
             link: shorten(link),
             source,
         })?;
-        client.check_origin(&next, &endpoint)?;
+        let next = client.on_base_origin(next, &endpoint)?;
         if self.seen.contains(next.as_str()) {
             return Err(ClientError::PageLoop { endpoint });
         }
@@ -268,6 +288,27 @@ mod tests {
             with_query(&base, &q).as_str(),
             "https://h.example/app/api/users/?search=a+b%26c&ordering=-updated&page_size=50"
         );
+    }
+
+    #[test]
+    fn an_http_link_to_the_https_base_host_is_upgraded_and_no_other_origin_passes() {
+        let mut config = super::super::ClientConfig::new(crate::client::ApiToken::new("t0k3n".into()).unwrap());
+        config.base_url = "https://savio.example:8443/app/api/".into();
+        let client = SavioClient::new(config).unwrap();
+        let endpoint = Endpoint::new("GET", &client.inner.base);
+        let check = |link: &str| client.on_base_origin(Url::parse(link).unwrap(), &endpoint).map(|u| u.to_string());
+        // Django behind a TLS proxy that was not told so writes its own links as http on port 80.
+        assert_eq!(
+            check("http://savio.example/app/api/users/?page=2").unwrap(),
+            "https://savio.example:8443/app/api/users/?page=2"
+        );
+        assert_eq!(
+            check("https://savio.example:8443/app/api/users/?page=3").unwrap(),
+            "https://savio.example:8443/app/api/users/?page=3"
+        );
+        for foreign in ["http://savio.example:8080/x", "http://other.example/x", "https://savio.example/x"] {
+            assert!(matches!(check(foreign), Err(ClientError::ForeignPage { .. })), "{foreign}");
+        }
     }
 
     #[test]

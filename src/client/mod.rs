@@ -302,6 +302,9 @@ impl SavioClient {
     /// A POST over the writer's own connections ([`lanes`]), following same-origin 307/308 itself.
     async fn post_lanes(&self, lanes: &Lanes, target: &PostTarget, body: Bytes) -> Result<Accepted, SendError> {
         let endpoint = &target.endpoint;
+        // Feedback must not be repeated: see `lanes::UNREPEATABLE_IDLE`.
+        let max_idle =
+            if std::ptr::eq(target, &self.inner.feedback) { lanes::UNREPEATABLE_IDLE } else { Duration::MAX };
         let mut current = Cow::Borrowed(&target.url);
         let mut uri = target.uri.clone();
         for hop in 0..=MAX_REDIRECTS {
@@ -313,8 +316,9 @@ impl SavioClient {
             headers.insert(ACCEPT, APPLICATION_JSON);
             headers.insert(CONTENT_TYPE, APPLICATION_JSON);
             headers.insert(USER_AGENT, self.inner.user_agent.clone());
-            let answer = lanes.send(request, SUCCESS_BODY_READ).await.map_err(|e| lane_error(endpoint, e))?;
+            let answer = lanes.send(request, SUCCESS_BODY_READ, max_idle).await.map_err(|e| lane_error(endpoint, e))?;
             if answer.status.is_success() {
+                not_an_api_page(endpoint, answer.status.as_u16(), &answer.headers)?;
                 let id = if answer.complete {
                     serde_json::from_slice::<IdOnly>(&answer.body).ok().and_then(|a| a.id)
                 } else {
@@ -366,6 +370,7 @@ impl SavioClient {
         if !status.is_success() {
             return Err(self.read_status_error(endpoint, response).await);
         }
+        not_an_api_page(endpoint, status.as_u16(), response.headers())?;
         // The request was applied: whatever happens while reading the answer, this is a success. An
         // unreadable or non-JSON body only loses the id.
         let mut body = Vec::new();
@@ -443,6 +448,16 @@ impl SavioClient {
         }
         SendError::Status { endpoint, status, body: clean_body(raw, &self.inner.token, !complete), retry_after }
     }
+}
+
+/// A 2xx answered with an HTML page is not the API's: a login page or a catch-all front end answering
+/// for a base URL that does not point at the API. Nothing was created; the row fails and says what to check.
+fn not_an_api_page(endpoint: &Endpoint, status: u16, headers: &HeaderMap) -> Result<(), SendError> {
+    let html = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
+    if html { Err(SendError::NotApi { endpoint: endpoint.clone(), status }) } else { Ok(()) }
 }
 
 /// What a failed exchange on the writer's connections means for a retry (see [`lanes`]).

@@ -49,8 +49,8 @@ pub fn idempotent(entity: Entity) -> bool {
 /// | cannot connect (refused, DNS, TLS handshake, connect timeout): nothing sent | Retry | Retry |
 /// | timeout, connection broken mid-request | Retry | Unknown |
 /// | 429 Too Many Requests | Retry | Retry |
-/// | 500, 502, 503 | Retry | Retry |
-/// | 504 Gateway Timeout | Retry | Unknown |
+/// | 503 Service Unavailable | Retry | Retry |
+/// | 500, 502, 504 | Retry | Unknown |
 /// | other 5xx not listed below (507, 509, 520–599…) | Retry | Unknown |
 /// | 501, 505, 506, 508, 510, 511: the server will not change its mind | Fail | Fail |
 /// | 408 Request Timeout | Retry | Unknown |
@@ -61,17 +61,14 @@ pub fn idempotent(entity: Entity) -> bool {
 ///
 /// Every `Retry` from a status answer carries the server's `Retry-After` (either form), when it sent one.
 ///
-/// Why 500/502/503 are retried even for feedback: 429 and 503 say the request was refused, not processed.
-/// Savio answers validation problems with 400, so a 500 is an unhandled failure, and a Django REST framework
-/// server (Savio's answers have its shapes) typically fails before its writes commit, or rolls them back in a
-/// request transaction; 502 means the gateway got no valid answer from the application, which in practice
-/// means the application was down or restarting. The sandbox fails the
-/// same way (5xx before applying). Not retrying these would turn every transient blip into a failed row. The
-/// residual risk, a duplicate feedback when a server committed and then failed, is documented for users.
-///
-/// Why 504 is not retried for feedback: a gateway timeout is issued while the application may still be
-/// working on the request, which is exactly our own client-side timeout, and that is `Unknown` for feedback.
-/// Treating the two differently would make the outcome depend on where the timer ran out.
+/// Why only 429 and 503 are retried for feedback: they say the request was refused, not processed. A 500
+/// is an unhandled failure, which a server may raise after its writes committed: Django (whose shapes Savio's
+/// answers have) runs without a request transaction by default, and creating a feedback also creates its
+/// person, company, tags and feature request. A 502 can follow a worker killed after it committed, and a 504
+/// is issued while the application may still be working, exactly like our own timeout. For feedback, all
+/// three are `Unknown`: reported, never repeated blindly (`--retry-unknown` repeats them). Upserts repeat.
+/// The sandbox fails with 500 or 503 before applying anything, so its 500s come out `unknown` too: the
+/// client cannot know that.
 pub fn classify(err: &SendError, idempotent: bool) -> RetryAction {
     classify_at(err, idempotent, SystemTime::now())
 }
@@ -81,7 +78,7 @@ pub fn classify_at(err: &SendError, idempotent: bool, now: SystemTime) -> RetryA
     match err {
         SendError::Connect { .. } => RetryAction::Retry { after: None },
         SendError::Timeout { .. } | SendError::Connection { .. } => unless_unsafe(idempotent, None),
-        SendError::Redirect { .. } | SendError::Body { .. } => RetryAction::Fail,
+        SendError::Redirect { .. } | SendError::NotApi { .. } | SendError::Body { .. } => RetryAction::Fail,
         SendError::Status { status, retry_after, .. } => {
             classify_status(*status, idempotent, retry_after.map(|r| r.delay_from(now)))
         }
@@ -92,8 +89,8 @@ pub fn classify_at(err: &SendError, idempotent: bool, now: SystemTime) -> RetryA
 pub fn classify_status(status: u16, idempotent: bool, after: Option<Duration>) -> RetryAction {
     match status {
         401 | 403 | 407 => RetryAction::AbortAuth,
-        429 | 500 | 502 | 503 => RetryAction::Retry { after },
-        408 | 504 => unless_unsafe(idempotent, after),
+        429 | 503 => RetryAction::Retry { after },
+        408 | 500 | 502 | 504 => unless_unsafe(idempotent, after),
         501 | 505 | 506 | 508 | 510 | 511 => RetryAction::Fail,
         500..=599 => unless_unsafe(idempotent, after),
         _ => RetryAction::Fail,
@@ -206,9 +203,9 @@ mod tests {
             (413, Fail, Fail),
             (422, Fail, Fail),
             (429, RETRY, RETRY),
-            (500, RETRY, RETRY),
+            (500, RETRY, Unknown),
             (501, Fail, Fail),
-            (502, RETRY, RETRY),
+            (502, RETRY, Unknown),
             (503, RETRY, RETRY),
             (504, RETRY, Unknown),
             (505, Fail, Fail),

@@ -560,7 +560,8 @@ fn short(err: &SendError) -> String {
         SendError::Connect { .. } => "cannot connect".into(),
         SendError::Timeout { .. } => "timeout".into(),
         SendError::Connection { .. } => "connection lost".into(),
-        SendError::Redirect { .. } => "redirect to another host".into(),
+        SendError::Redirect { .. } => "redirect not followed".into(),
+        SendError::NotApi { .. } => "HTML page, not the API".into(),
         SendError::Body { .. } => "body not serialisable".into(),
     }
 }
