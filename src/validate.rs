@@ -119,7 +119,10 @@ pub fn run(
                 continue;
             }
             RowKind::Mapped { payloads, dropped }
-                if payloads.is_empty() && dropped.iter().all(|d| matches!(d.reason, DropReason::Filter(_))) =>
+                if payloads.is_empty()
+                    && dropped
+                        .iter()
+                        .all(|d| matches!(d.reason, DropReason::Filter(_) | DropReason::Incomplete(_))) =>
             {
                 let reason = dropped.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
                 s.skip_row(reason, row.line);
@@ -138,7 +141,7 @@ pub fn run(
                 }
                 for d in dropped {
                     match &d.reason {
-                        DropReason::Filter(reason) => {
+                        DropReason::Filter(reason) | DropReason::Incomplete(reason) => {
                             s.skipped.add(reason.clone(), row.line);
                             s.skipped_entities.add(reason.clone(), row.line);
                         }

@@ -46,12 +46,15 @@ pub enum DropReason {
     /// The same entity was already sent by the row on `first_line` this run: a company derived from an
     /// earlier row, or a contact or feedback identical to an earlier one.
     Duplicate { first_line: u64 },
+    /// A company derived from a contact or feedback row lacks its id or its name (say what and where
+    /// from): the row's other entities are still sent.
+    Incomplete(String),
 }
 
 impl fmt::Display for Dropped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.reason, self.entity) {
-            (DropReason::Filter(reason), _) => f.write_str(reason),
+            (DropReason::Filter(reason) | DropReason::Incomplete(reason), _) => f.write_str(reason),
             (DropReason::Duplicate { first_line }, Entity::Company) => {
                 write!(f, "company '{}' already sent with line {first_line}", self.key)
             }
@@ -329,6 +332,7 @@ impl Mapper {
         // conflict); its contacts still link to it by internal_id.
         let mut seen_company: Option<SeenCompany<'_>> = None;
         let mut company = None;
+        let mut unsent_link = None;
         if let Some(m) = &self.company {
             if let Some(s) = first_skip(&m.skips, record) {
                 dropped.push(filtered(Entity::Company, "company", s, m.internal_id.text(record)));
@@ -337,17 +341,29 @@ impl Mapper {
                 let id_hash = dedup::key_hash(&id);
                 if !id.is_empty() && self.seen_companies.contains(id_hash) {
                     let name = m.name.value(record);
-                    if name.is_empty() {
-                        errors.push(m.name.required_error());
+                    if name.is_empty() && m.optional {
+                        // Sent already, with its name: this row only links to it.
+                        unsent_link = Some(id.into_owned());
+                    } else {
+                        if name.is_empty() {
+                            errors.push(m.name.required_error());
+                        }
+                        seen_company = Some(SeenCompany { id: id.into_owned(), id_hash, name });
                     }
-                    seen_company = Some(SeenCompany { id: id.into_owned(), id_hash, name });
+                } else if let Some(why) = incomplete_company(m, &id, record) {
+                    // The contact still links to it by id: Savio may have it from a companies import.
+                    unsent_link = (!id.is_empty()).then(|| id.clone().into_owned());
+                    dropped.push(Dropped { entity: Entity::Company, key: id.into_owned(), reason: why });
                 } else {
                     company = build_company(m, id.into_owned(), record, &mut errors).map(|c| (c, id_hash));
                 }
             }
         }
-        let link =
-            company.as_ref().map(|(c, _)| c.internal_id.as_str()).or(seen_company.as_ref().map(|s| s.id.as_str()));
+        let link = company
+            .as_ref()
+            .map(|(c, _)| c.internal_id.as_str())
+            .or(seen_company.as_ref().map(|s| s.id.as_str()))
+            .or(unsent_link.as_deref());
         let mut contact = None;
         if let Some(m) = &self.contact {
             if let Some(s) = first_skip(&m.skips, record) {
@@ -451,6 +467,26 @@ fn sight_company(
             Some(first_line)
         }
     }
+}
+
+/// Why a company derived from another entity's row is not sent, when it has only one of its id and name.
+/// (Neither: the row simply has no company. A company mapped on its own fails the row instead.)
+fn incomplete_company(m: &CompanyMap, id: &str, record: &Record) -> Option<DropReason> {
+    if !m.optional {
+        return None;
+    }
+    let name = m.name.value(record);
+    let why = match (id.is_empty(), name.is_empty()) {
+        (false, true) => format!(
+            "company '{id}' not sent: its name is empty (from {}); the contact still links to it by id",
+            m.name.describe
+        ),
+        (true, false) => {
+            format!("company '{name}' not sent: its internal_id is empty (from {})", m.internal_id.describe)
+        }
+        _ => return None,
+    };
+    Some(DropReason::Incomplete(why))
 }
 
 fn build_company(

@@ -154,6 +154,43 @@ fn contact_without_company_is_fine_when_company_is_secondary() {
 }
 
 #[test]
+fn a_derived_company_with_only_its_id_or_its_name_is_not_sent_and_the_contact_still_is() {
+    let mut m = mapper(CONTACT_MAPPING, CONTACTS);
+    let contact_link = |p: &[Payload]| match p.last() {
+        Some(Payload::Contact(c)) => c.company_internal_id.clone(),
+        other => panic!("{other:?}"),
+    };
+    // HubSpot exports a company without a name with its id only.
+    let MapOutcome::Mapped { payloads: first, dropped } = m.map(&row(2, &["1", "Ada", "L", "", "c9", "", "", "", ""]))
+    else {
+        panic!()
+    };
+    assert_eq!(first.len(), 1);
+    assert_eq!(contact_link(&first).as_deref(), Some("c9"), "Savio may have it from a companies import");
+    assert_eq!(
+        dropped[0].to_string(),
+        "company 'c9' not sent: its name is empty (from column 'Company'); the contact still links to it by id"
+    );
+    // A later row names it: it is sent then, once.
+    let p = payloads(m.map(&row(3, &["2", "Bob", "K", "", "c9", "Acme", "", "", ""])));
+    assert!(matches!(&p[0], Payload::Company(c) if c.internal_id == "c9" && c.name == "Acme"));
+    // Rows after that without its name just link to it.
+    let p = payloads(m.map(&row(4, &["3", "Cy", "M", "", "c9", "", "", "", ""])));
+    assert_eq!((p.len(), contact_link(&p).as_deref()), (1, Some("c9")));
+    // A name without an id: no company, no link, and the report says why.
+    let MapOutcome::Mapped { payloads: last, dropped } =
+        m.map(&row(5, &["4", "Di", "N", "", "", "Globex", "", "", ""]))
+    else {
+        panic!()
+    };
+    assert_eq!((last.len(), contact_link(&last)), (1, None));
+    assert_eq!(
+        dropped[0].to_string(),
+        "company 'Globex' not sent: its internal_id is empty (from column 'Company ID')"
+    );
+}
+
+#[test]
 fn every_bad_field_of_a_row_is_reported() {
     let mut m = mapper(CONTACT_MAPPING, CONTACTS);
     let errs = failures(m.map(&row(7, &["", " ", "", "bob@", "c1", "", "", "12a", "someday"])));
