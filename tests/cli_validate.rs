@@ -187,7 +187,6 @@ const HUBSPOT_CONTACTS: Case = Case {
     enc: Enc::Utf8,
     delimiter: b',',
     failed: &[
-        (9, "contact.name is required but empty (from template \"{First Name} {Last Name}\")"),
         (10, "contact.internal_id is required but empty (from column 'Record ID')"),
         (11, "contact.email \"sarah.connor@cyberdyne\" is not a valid email address"),
         (20, "contact.email \"tom.jones@gmail,com\" is not a valid email address"),
@@ -203,11 +202,11 @@ fn hubspot_contacts_counts_and_failures_by_reason_with_lines() {
         Counts::of(&s),
         Counts {
             rows: 24,
-            valid_rows: 20,
+            valid_rows: 21,
             companies: 13,
-            contacts: 19,
+            contacts: 20,
             duplicate_rows: 1,
-            failed_rows: 4,
+            failed_rows: 3,
             ..Default::default()
         },
         "line 8 repeats line 2 exactly: a valid row with nothing new to send"
@@ -218,7 +217,6 @@ fn hubspot_contacts_counts_and_failures_by_reason_with_lines() {
         expect_groups(&[
             ("contact.email: invalid email address", 2, &[11, 20]),
             ("contact.internal_id: required but empty", 1, &[10]),
-            ("contact.name: required but empty", 1, &[9]),
         ])
     );
     assert_eq!(s["encoding"], "UTF-8 (BOM)");
@@ -234,7 +232,9 @@ fn hubspot_contacts_counts_and_failures_by_reason_with_lines() {
 fn hubspot_contacts_preview_sends_each_company_once_before_its_first_contact() {
     let sb = Sandbox::new();
     let p = all_previews(&sb, &fixture("hubspot-contacts.csv"), &preset("hubspot-contacts"), &[]);
-    assert_eq!(p.len(), 32, "13 companies and 19 contacts");
+    assert_eq!(p.len(), 33, "13 companies and 20 contacts");
+    // Line 9 has an email and no name: the preset names the contact by its email (Savio requires a name).
+    assert_eq!(preview_at(&p, 9, "contact")["name"], "noname@example.com");
     assert_eq!(
         entities_by_line(&p[..6]),
         vec![(2, "company"), (2, "contact"), (3, "company"), (3, "contact"), (4, "company"), (4, "contact")]
@@ -1535,7 +1535,7 @@ fn json_summary_with_previews_is_one_document() {
 fn failures_file_ending_in_gz_is_gzipped_and_reads_back() {
     use std::io::Read;
     for (fixture_name, preset_name, ext, failed) in
-        [("hubspot-contacts.csv", "hubspot-contacts", "csv", 4), ("feedback.jsonl", "feedback", "jsonl", 5)]
+        [("hubspot-contacts.csv", "hubspot-contacts", "csv", 3), ("feedback.jsonl", "feedback", "jsonl", 5)]
     {
         let sb = Sandbox::new();
         let plain = sb.path(&format!("failures.{ext}"));

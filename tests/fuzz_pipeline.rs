@@ -7,6 +7,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use savio_sync::mapping::Mapping;
+use savio_sync::model::Entity;
 use savio_sync::pipeline::{DropReason, Pipeline, RowKind};
 use savio_sync::report::failures::FailuresWriter;
 use savio_sync::source::{Format, InputPath, InputSpec, RawRow, Source, TextEncoding};
@@ -94,6 +95,9 @@ fn run(bytes: &[u8], format: Format, encoding: &str) {
                     match &d.reason {
                         DropReason::Filter(reason) => assert!(reason.contains("filter")),
                         DropReason::Duplicate { first_line } => assert!(*first_line < row.line),
+                        DropReason::Incomplete(reason) => {
+                            assert!(d.entity == Entity::Company && reason.contains(" not sent: "), "{reason}")
+                        }
                     }
                 }
             }

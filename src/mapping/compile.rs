@@ -8,7 +8,7 @@ use super::convert::{OrderFrom, TypeOptions};
 use super::error::{Problem, ProblemKind};
 use super::field::{Field, Origin, ValueMap};
 use super::mapper::{Attrs, CompanyMap, Cond, ContactMap, FeedbackMap, Mapper, Skip, Unmapped, normalise_key};
-use super::spec::{self, Case, DateOrder, FieldSpec, FieldTable, MappingSpec, SkipSpec};
+use super::spec::{self, Case, DateOrder, FieldSpec, FieldTable, MappingSpec, MissingColumns, SkipSpec};
 use super::value::{Accessor, JsonPath, TemplatePart, looks_like_template, parse_template};
 use crate::model::{FEEDBACK_STATES, FEEDBACK_TYPES, intern};
 use crate::source::Header;
@@ -44,6 +44,10 @@ struct Ctx<'a> {
     warnings: Vec<String>,
     /// `[input] date_order`, when given.
     date_order: Option<DateOrder>,
+    /// `[input] missing_columns`.
+    missing_columns: MissingColumns,
+    /// Whether the field being compiled is one Savio requires (its columns must exist).
+    in_required: bool,
     /// Whether a JSONL path no sampled object has is an error here (the source of a field Savio requires,
     /// of an entity every row must have) rather than a warning.
     strict_here: bool,
@@ -61,6 +65,8 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         problems: Vec::new(),
         warnings: Vec::new(),
         date_order: spec.input.date_order,
+        missing_columns: spec.input.missing_columns.unwrap_or_default(),
+        in_required: false,
         strict_here: false,
         naming_only: false,
     };
@@ -221,12 +227,15 @@ pub(crate) fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a s
         // Containment is a strong hint ("Email" in "Email Address") only between names of similar length: a
         // whole header line read with the wrong delimiter contains every column name.
         let (short, long) = if lc.len() <= wanted.len() { (lc.len(), wanted.len()) } else { (wanted.len(), lc.len()) };
+        let edits = strsim::normalized_damerau_levenshtein(&wanted, &lc);
         let score = if lc == wanted {
             2.0
         } else if short >= 3 && long <= 2 * short && (lc.contains(&wanted) || wanted.contains(&lc)) {
-            0.9
+            // Of two containing names, the one nearer in length ("Associated Company IDs" for "... ID", not
+            // "Associated Company"); a near-exact spelling still wins ("author.email" for "author.mail").
+            edits.max(0.8 + 0.09 * short as f64 / long as f64)
         } else {
-            strsim::normalized_damerau_levenshtein(&wanted, &lc)
+            edits
         };
         if score >= 0.6 && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, c));
@@ -267,6 +276,14 @@ impl Ctx<'_> {
                 Some(i) => Some(Accessor::Column(i)),
                 None => {
                     let suggestion = closest(name, header.names.iter().map(String::as_str));
+                    if self.missing_columns == MissingColumns::Empty && !self.in_required && !self.naming_only {
+                        let hint = suggestion.map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
+                        self.warnings.push(format!(
+                            "{field}: no column '{}' in the input{hint}; read as empty (missing_columns = \"empty\")",
+                            name.trim()
+                        ));
+                        return Some(Accessor::Absent);
+                    }
                     self.problem(field, ProblemKind::UnknownColumn { column: name.to_string(), suggestion });
                     None
                 }
@@ -354,8 +371,10 @@ impl Ctx<'_> {
         match spec {
             Some(s) => {
                 self.strict_here = entity_required;
+                self.in_required = entity_required;
                 let f = self.field(field, s, target);
                 self.strict_here = false;
+                self.in_required = false;
                 f
             }
             None => {
@@ -631,7 +650,7 @@ impl Ctx<'_> {
                     .chain(excluded.iter())
                     .filter_map(|a| match a {
                         Accessor::Path(p) => Some(p.full.clone()),
-                        Accessor::Column(_) => None,
+                        Accessor::Column(_) | Accessor::Absent => None,
                     })
                     .collect();
                 Some(Unmapped::Json { skip_paths, taken_keys: taken })
@@ -653,6 +672,8 @@ mod tests {
         assert_eq!(closest("RecordID", headers), Some("Record ID".into()));
         assert_eq!(closest("Zip", headers), None);
         assert_eq!(closest("Email", ["Work Email"]), Some("Work Email".into()), "contained, similar length");
+        let hubspot = ["Associated Company", "Associated Company IDs (Primary)", "Associated Company IDs"];
+        assert_eq!(closest("Associated Company ID", hubspot), Some("Associated Company IDs".into()), "nearest length");
         let line = "Record ID,First Name,Last Name,Email,Phone Number";
         assert_eq!(closest("Email", [line]), None, "contained in a much longer name is no hint");
         assert_eq!(closest("Record ID", [line]), None);

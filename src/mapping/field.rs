@@ -50,7 +50,9 @@ impl Origin {
     }
 }
 
-/// A `map = { ... }` table: exact keys first, then keys compared case-insensitively.
+/// A `map = { ... }` table: exact keys first, then keys compared ignoring case, spaces and punctuation, so
+/// that one table reads both a CRM's labels and its internal values ("Sales Qualified Lead" and HubSpot's
+/// `salesqualifiedlead`, "Closed Won" and `closed_won`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ValueMap {
     exact: HashMap<String, String>,
@@ -62,7 +64,7 @@ impl ValueMap {
     pub fn new(entries: impl IntoIterator<Item = (String, String)>, other: Option<String>) -> ValueMap {
         let mut m = ValueMap { other, ..Default::default() };
         for (k, v) in entries {
-            m.folded.entry(k.trim().to_lowercase()).or_insert_with(|| v.clone());
+            m.folded.entry(fold(&k)).or_insert_with(|| v.clone());
             m.exact.insert(k, v);
         }
         m
@@ -72,7 +74,7 @@ impl ValueMap {
         if let Some(v) = self.exact.get(s.as_ref()) {
             return Cow::Borrowed(v);
         }
-        if let Some(v) = self.folded.get(&s.to_lowercase()) {
+        if let Some(v) = self.folded.get(&fold(&s)) {
             return Cow::Borrowed(v);
         }
         match &self.other {
@@ -85,6 +87,11 @@ impl ValueMap {
     pub fn outputs(&self) -> impl Iterator<Item = &String> {
         self.exact.values().chain(self.other.iter())
     }
+}
+
+/// A map key as compared second: lowercase letters and digits only.
+fn fold(s: &str) -> String {
+    s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
 }
 
 #[derive(Debug, Clone)]

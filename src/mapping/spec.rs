@@ -36,6 +36,21 @@ pub struct InputSection {
     pub strict_paths: Option<bool>,
     /// Default order of day and month in dates like `03/04/2024`, for every date attribute.
     pub date_order: Option<DateOrder>,
+    /// CSV: what a column that an optional field names, and the input lacks, means.
+    pub missing_columns: Option<MissingColumns>,
+}
+
+/// `[input] missing_columns`: exports whose columns vary (HubSpot's "properties in the view", a Salesforce
+/// report's chosen columns) need not refuse a preset over an optional column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingColumns {
+    /// The mapping is refused, naming the closest header (the default: a typo is caught before any row).
+    #[default]
+    Error,
+    /// The column reads as empty in every row, with a warning. Not for the fields Savio requires, nor row
+    /// filters: those columns must exist.
+    Empty,
 }
 
 /// Extra values accepted besides the documented ones (Savio may have added some).

@@ -191,12 +191,49 @@ fn a_derived_company_with_only_its_id_or_its_name_is_not_sent_and_the_contact_st
 }
 
 #[test]
+fn missing_columns_read_as_empty_when_the_mapping_says_so_except_required_ones() {
+    let toml = "[input]\nmissing_columns = \"empty\"\n[contact]\ninternal_id = \"Record ID\"\n\
+                name = \"{First Name} {Last Name}\"\nemail = \"Email\"\n[contact.filterable_attributes]\n\
+                city = \"City\"\ntitle = \"Job Title\"\n";
+    // HubSpot's "properties in the view" export: no City column.
+    let headers = ["Record ID", "First Name", "Last Name", "Email", "Job Title"];
+    let compiled = Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&csv_info(&headers), &[]).unwrap();
+    let warnings = compiled.warnings.join("\n");
+    assert!(
+        warnings.contains("contact.filterable_attributes.city: no column 'City' in the input; read as empty"),
+        "{warnings}"
+    );
+    let mut m = compiled.mapper;
+    let p = payloads(m.map(&row(2, &["7", "Ada", "Lovelace", "ada@x.io", "CTO"])));
+    let Payload::Contact(c) = &p[0] else { panic!() };
+    assert_eq!(c.filterable_attributes.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["title"]);
+    // A field Savio requires must still have its columns, and so must a row filter.
+    let err = compile_err(&toml.replace("\"Record ID\"\n", "\"Contact ID\"\n"), &headers);
+    assert!(err.contains("no column 'Contact ID'"), "{err}");
+    let err = compile_err(toml, &["Record ID", "First Name", "Email", "Job Title"]);
+    assert!(err.contains("contact.name: no column 'Last Name'"), "{err}");
+    let err = compile_err(&format!("{toml}[[skip]]\nif_empty = \"Lifecycle Stage\"\n"), &headers);
+    assert!(err.contains("no column 'Lifecycle Stage'"), "{err}");
+    // Without the setting, a missing column refuses the mapping.
+    let err = compile_err(&toml.replace("missing_columns = \"empty\"", ""), &headers);
+    assert!(err.contains("no column 'City'"), "{err}");
+}
+
+#[test]
+fn a_header_differing_only_in_letter_case_is_the_column_when_there_is_one() {
+    let toml = "[company]\ninternal_id = \"Id\"\nname = \"Name\"\n";
+    let mut m = mapper(toml, &["ID", "NAME"]);
+    assert!(matches!(&payloads(m.map(&row(2, &["001", "Acme"])))[0], Payload::Company(c) if c.internal_id == "001"));
+    let err = compile_err(toml, &["ID", "id", "NAME"]);
+    assert!(err.contains("no column 'Id'"), "two candidates: no guess: {err}");
+}
+
+#[test]
 fn every_bad_field_of_a_row_is_reported() {
     let mut m = mapper(CONTACT_MAPPING, CONTACTS);
     let errs = failures(m.map(&row(7, &["", " ", "", "bob@", "c1", "", "", "12a", "someday"])));
     let all = errs.join("\n");
     for needle in [
-        "company.name is required but empty (from column 'Company')",
         "contact.internal_id is required",
         "contact.name is required but empty (from template \"{First Name} {Last Name}\")",
         "contact.email \"bob@\" is not a valid email address",

@@ -11,6 +11,8 @@ use crate::source::{Record, RecordData};
 pub(crate) enum Accessor {
     Column(usize),
     Path(JsonPath),
+    /// A column the input lacks, read as empty (`missing_columns = "empty"`).
+    Absent,
 }
 
 /// A dotted path into a JSON object: `author.email`, `tags`, `items.0.name`. A key that itself contains dots
@@ -110,6 +112,7 @@ impl Accessor {
                 None => Raw::Missing,
             },
             (Accessor::Path(p), RecordData::Json { object, .. }) => p.resolve(object),
+            (Accessor::Absent, _) => Raw::Missing,
             // A mapping is compiled for one input format; the other combination cannot occur.
             _ => Raw::Missing,
         }

@@ -157,8 +157,17 @@ impl Header {
         }
     }
 
+    /// The column named `name`: exactly, or else the one column whose name differs only in letter case
+    /// (Salesforce's Data Loader writes `ACCOUNTID` where the API name is `AccountId`).
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| n == name)
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            return Some(i);
+        }
+        let mut folded = self.names.iter().enumerate().filter(|(_, n)| n.to_lowercase() == name.to_lowercase());
+        match (folded.next(), folded.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => None,
+        }
     }
 
     /// Whether every field of the header line is written in double quotes (HubSpot, Salesforce), so files
