@@ -307,12 +307,24 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
             return Ok(d.format("%Y-%m-%d").to_string());
         }
     }
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s.len() == 10 || s.len() == 13) {
-        let n: i64 = s.parse().map_err(|_| "not a date".to_string())?;
-        let dt = if s.len() == 13 { DateTime::from_timestamp_millis(n) } else { DateTime::from_timestamp(n, 0) };
-        if let Some(dt) = dt {
-            return Ok(dt.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-        }
+    if let Some(dt) = unix_timestamp(s) {
+        return Ok(dt.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    }
+    // "2024-03-05 14:22:10 UTC": the wall time is UTC.
+    if let Some(rest) = [" UTC", " GMT", " utc", " gmt"].iter().find_map(|z| s.strip_suffix(z)) {
+        let wall = parse_date(rest, opts)?;
+        let zoned = wall.len() > 10 && (wall.ends_with('Z') || wall[10..].contains(['+', '-']));
+        return Ok(if wall.len() > 10 && !zoned { wall + "Z" } else { wall });
+    }
+    // PostgreSQL writes whole-hour offsets as "+01": chrono wants "+01:00".
+    let b = s.as_bytes();
+    if b.len() > 16
+        && matches!(b[b.len() - 3], b'+' | b'-')
+        && b[b.len() - 2..].iter().all(u8::is_ascii_digit)
+        && b[b.len() - 4].is_ascii_digit()
+        && s.contains(':')
+    {
+        return parse_date(&format!("{s}:00"), opts);
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Ok(fmt_offset(dt));
@@ -339,6 +351,25 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
             let time = parse_time(t).ok_or_else(|| format!("date has an unrecognised time part '{t}'"))?;
             Ok(fmt_naive(NaiveDateTime::new(date, time)))
         }
+    }
+}
+
+/// Unix time as CRM APIs export it: seconds (9 or 10 digits, from 1973 on, possibly with a fraction) or
+/// milliseconds (12 or 13 digits).
+fn unix_timestamp(s: &str) -> Option<DateTime<chrono::Utc>> {
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) || (s.contains('.') && fraction.is_empty()) {
+        return None;
+    }
+    let n: i64 = whole.parse().ok()?;
+    match (whole.len(), fraction.is_empty()) {
+        (9 | 10, _) => {
+            let nanos = format!("{fraction:0<9}").get(..9)?.parse().ok()?;
+            DateTime::from_timestamp(n, nanos)
+        }
+        (12 | 13, true) => DateTime::from_timestamp_millis(n),
+        _ => None,
     }
 }
 
@@ -553,6 +584,13 @@ mod tests {
         assert_eq!(date("Tue, 05 Mar 2024 10:00:00 +0000").unwrap(), "2024-03-05T10:00:00Z");
         assert_eq!(date("1709633000000").unwrap(), "2024-03-05T10:03:20Z");
         assert_eq!(date("1709633000").unwrap(), "2024-03-05T10:03:20Z");
+        assert_eq!(date("1709633000.5").unwrap(), "2024-03-05T10:03:20Z");
+        assert_eq!(date("946684800").unwrap(), "2000-01-01T00:00:00Z", "nine digits: before 2001");
+        assert_eq!(date("2024-03-05 14:22:10 UTC").unwrap(), "2024-03-05T14:22:10Z");
+        assert_eq!(date("2024-03-05 UTC").unwrap(), "2024-03-05");
+        assert_eq!(date("2024-03-05 14:22:10+01").unwrap(), "2024-03-05T14:22:10+01:00", "PostgreSQL");
+        assert_eq!(date("2024-03-05 14:22:10.5-05").unwrap(), "2024-03-05T14:22:10-05:00");
+        assert!(date("12345678").is_err(), "eight digits are no timestamp");
         assert_eq!(date("03/05/24").unwrap(), "2024-03-05");
         assert!(date("next tuesday").is_err());
         assert!(date("2024-13-45").is_err());

@@ -130,6 +130,11 @@ pub enum FieldProblem {
         ty: AttrType,
         reason: String,
     },
+    /// An id a spreadsheet rewrote in scientific notation (`5,12346E+11`): its digits are gone, and rows
+    /// that shared the rounding would overwrite one another in Savio.
+    ScientificId {
+        value: String,
+    },
 }
 
 impl FieldError {
@@ -140,6 +145,7 @@ impl FieldError {
             FieldProblem::InvalidEmail { .. } => "invalid email address".to_string(),
             FieldProblem::InvalidChoice { .. } => "not an accepted value".to_string(),
             FieldProblem::Conversion { ty, .. } => format!("not a valid {}", ty.as_str()),
+            FieldProblem::ScientificId { .. } => "an id in scientific notation".to_string(),
         };
         format!("{}: {what}", self.field)
     }
@@ -163,6 +169,12 @@ impl fmt::Display for FieldError {
             FieldProblem::Conversion { value, reason, .. } => {
                 write!(f, "{field} \"{}\": {reason}", clip(value))
             }
+            FieldProblem::ScientificId { value } => write!(
+                f,
+                "{field} \"{}\" is an id a spreadsheet rewrote in scientific notation, and its digits are lost: \
+                 export again, or format the column as Text before saving",
+                clip(value)
+            ),
         }
     }
 }
@@ -170,12 +182,27 @@ impl fmt::Display for FieldError {
 impl std::error::Error for FieldError {}
 
 /// Keeps messages readable when a cell holds a whole essay.
+/// A value for a message: at most 80 characters, and characters that show as nothing (a zero-width space
+/// pasted into an email, a control character) written as `\u{200b}`, so the reader sees what is wrong.
 fn clip(s: &str) -> String {
     const MAX: usize = 80;
-    if s.chars().count() <= MAX {
-        s.to_string()
-    } else {
-        let cut: String = s.chars().take(MAX).collect();
-        format!("{cut}…")
+    let mut out = String::with_capacity(s.len().min(4 * MAX));
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        if invisible(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
     }
+    out
+}
+
+/// Characters that print as nothing or move the text: controls, zero-width and direction marks, BOM.
+pub(crate) fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{00ad}')
 }

@@ -503,6 +503,7 @@ fn build_company(
     if internal_id.is_empty() {
         errors.push(m.internal_id.required_error());
     }
+    check_id(&m.internal_id, &internal_id, errors);
     if name.is_empty() {
         errors.push(m.name.required_error());
     }
@@ -525,6 +526,7 @@ fn build_contact(
     if internal_id.is_empty() {
         errors.push(m.internal_id.required_error());
     }
+    check_id(&m.internal_id, &internal_id, errors);
     if name.is_empty() {
         errors.push(m.name.required_error());
     }
@@ -548,7 +550,7 @@ fn build_contact(
         },
     };
     let company_internal_id = match &m.company_internal_id {
-        Some(f) => f.opt_text(record),
+        Some(f) => f.opt_text(record).inspect(|id| check_id(f, id, errors)),
         None => company.map(str::to_string),
     };
     let filterable_attributes = m.attrs.build(record, errors);
@@ -564,12 +566,43 @@ fn build_contact(
 
 fn checked_email(field: Option<&Field>, record: &Record, errors: &mut Vec<FieldError>) -> Option<String> {
     let f = field?;
-    let v = f.opt_text(record)?;
+    let v = clean_email(f.opt_text(record)?);
     if is_valid_email(&v) {
         Some(v)
     } else {
         errors.push(FieldError { field: f.label.clone(), problem: FieldProblem::InvalidEmail { value: v } });
         None
+    }
+}
+
+/// An address as people paste it: `Ada Lovelace <ada@example.com>` is `ada@example.com`, and characters that
+/// show as nothing (a zero-width space copied from a web page, a BOM) are dropped.
+fn clean_email(v: String) -> String {
+    let v = match (v.rfind('<'), v.ends_with('>')) {
+        (Some(open), true) if v[open + 1..].contains('@') => v[open + 1..v.len() - 1].trim().to_string(),
+        _ => v,
+    };
+    if v.chars().any(super::error::invisible) {
+        v.chars().filter(|c| !super::error::invisible(*c)).collect()
+    } else {
+        v
+    }
+}
+
+/// Fails an id that a spreadsheet rewrote in scientific notation (`5,12346E+11`, `1.2E+15`): CRM ids are
+/// digits or letters, never that, and the rounding merges distinct records.
+fn check_id(field: &Field, id: &str, errors: &mut Vec<FieldError>) {
+    let b = id.as_bytes();
+    let Some(e) = b.iter().position(|c| *c == b'E' || *c == b'e') else { return };
+    let (mantissa, exponent) = (&b[..e], &b[e + 1..]);
+    let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+    let mantissa_ok = match mantissa.iter().position(|c| *c == b'.' || *c == b',') {
+        Some(p) => p == 1 && digits(&mantissa[..p]) && digits(&mantissa[p + 1..]),
+        None => mantissa.len() == 1 && digits(mantissa),
+    };
+    if mantissa_ok && exponent.first() == Some(&b'+') && digits(&exponent[1..]) {
+        errors
+            .push(FieldError { field: field.label.clone(), problem: FieldProblem::ScientificId { value: id.into() } });
     }
 }
 

@@ -229,6 +229,38 @@ fn a_header_differing_only_in_letter_case_is_the_column_when_there_is_one() {
 }
 
 #[test]
+fn ids_a_spreadsheet_rewrote_in_scientific_notation_fail_their_row() {
+    let mut m = mapper(CONTACT_MAPPING, CONTACTS);
+    let err = failures(m.map(&row(4, &["5,12346E+11", "Ada", "L", "", "", "", "", "", ""])));
+    assert_eq!(
+        err,
+        ["contact.internal_id \"5,12346E+11\" is an id a spreadsheet rewrote in scientific notation, and its digits \
+          are lost: export again, or format the column as Text before saving"]
+    );
+    let err = failures(m.map(&row(5, &["7", "Ada", "L", "", "1.2E+15", "Acme", "", "", ""])));
+    assert!(err[0].starts_with("company.internal_id \"1.2E+15\" is an id a spreadsheet rewrote"), "{err:?}");
+    // Ids with an "e" in them are ids.
+    for id in ["0015e00000AbCdE", "1e5", "E+12", "12E+3x"] {
+        assert!(matches!(m.map(&row(6, &[id, "Ada", "L", "", "", "", "", "", ""])), MapOutcome::Mapped { .. }), "{id}");
+    }
+}
+
+#[test]
+fn emails_as_people_paste_them_are_cleaned_and_invisible_characters_are_shown() {
+    let mut m = mapper(CONTACT_MAPPING, CONTACTS);
+    let email = |o: MapOutcome| match &payloads(o)[0] {
+        Payload::Contact(c) => c.email.clone(),
+        other => panic!("{other:?}"),
+    };
+    let r = |e: &str| row(2, &["1", "Ada", "L", e, "", "", "", "", ""]);
+    assert_eq!(email(m.map(&r("Ada Lovelace <Ada@Example.com>"))).as_deref(), Some("ada@example.com"));
+    assert_eq!(email(m.map(&r("\u{feff}zed@x.com\u{200b}"))).as_deref(), Some("zed@x.com"));
+    // A value that is wrong is shown with what cannot be seen spelt out.
+    let err = failures(m.map(&row(3, &["2", "Bo", "K", "", "", "", "", "12\u{200b}", ""])));
+    assert!(err[0].starts_with("contact.filterable_attributes.score \"12\\u{200b}\": not an integer"), "{err:?}");
+}
+
+#[test]
 fn every_bad_field_of_a_row_is_reported() {
     let mut m = mapper(CONTACT_MAPPING, CONTACTS);
     let errs = failures(m.map(&row(7, &["", " ", "", "bob@", "c1", "", "", "12a", "someday"])));
