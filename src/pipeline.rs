@@ -131,6 +131,7 @@ impl Pipeline {
         let mut lookahead = VecDeque::new();
         if source.info().format == source::Format::Jsonl {
             read_ahead(&mut source, &mut lookahead, mapping::JSON_SAMPLE)?;
+            not_a_json_document(source.info(), &lookahead)?;
         }
         let sample: Vec<Record> = records(&lookahead).cloned().collect();
         let compiled = mapping.compile(source.info(), &sample)?;
@@ -190,6 +191,35 @@ impl Pipeline {
             }
         }))
     }
+}
+
+/// Refuses JSON that is not JSON Lines, which would otherwise fail (or map) line by line: a document
+/// pretty-printed over many lines (its first line is a lone `[` or `{`), or one object that wraps the
+/// records in a list (`{"tickets": [{...}, ...]}`), which would map as a single row.
+fn not_a_json_document(info: &SourceInfo, items: &VecDeque<ReadItem>) -> Result<(), ReadError> {
+    let path = || info.path.clone();
+    let first = items.iter().find(|i| !matches!(i, ReadItem::Blank { .. }));
+    if let Some(ReadItem::Bad(bad)) = first
+        && let source::RawRow::Json(raw) = &bad.raw
+        && let opening @ ("[" | "{") = String::from_utf8_lossy(raw).trim()
+    {
+        return Err(ReadError::JsonDocument {
+            path: path(),
+            line: bad.line,
+            opening: opening.chars().next().unwrap_or('{'),
+        });
+    }
+    let mut records = records(items);
+    if let (Some(only), None) = (records.next(), records.next())
+        && let source::RecordData::Json { object, .. } = &only.data
+        && object.len() == 1
+        && let Some((key, serde_json::Value::Array(list))) = object.iter().next()
+        && !list.is_empty()
+        && list.iter().all(serde_json::Value::is_object)
+    {
+        return Err(ReadError::JsonWrapper { path: path(), key: key.clone(), count: list.len() });
+    }
+    Ok(())
 }
 
 /// Reads up to `records` more records (and what lies between them) into `lookahead`.

@@ -1636,3 +1636,25 @@ fn day_first_dates_are_read_day_first_from_the_first_row_once_a_later_row_shows_
         "{failed}"
     );
 }
+
+#[test]
+fn a_json_document_that_is_not_json_lines_is_refused_with_the_command_that_converts_it() {
+    let sb = Sandbox::new();
+    let mapping = preset("feedback");
+    // Pretty-printed, as an API dump or `jq .` writes it.
+    let pretty = sb.write("tickets.jsonl", "[\n  {\n    \"text\": \"Need SSO\"\n  }\n]\n");
+    let run = sb.validate([pretty.to_str().unwrap(), "-m", mapping.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("is one JSON document written over several lines (line 1 is '[')"), "{}", run.stderr);
+    assert!(run.stderr.contains("jq -c '.[]' export.json > export.jsonl"), "{}", run.stderr);
+    // One object that wraps the records: mapped as it is, it would be one feedback joining every text.
+    let wrapped = sb.write("wrapped.jsonl", "{\"tickets\": [{\"text\": \"Need SSO\"}, {\"text\": \"Dark mode\"}]}\n");
+    let run = sb.validate([wrapped.to_str().unwrap(), "-m", mapping.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("holds one object whose only key, 'tickets', is a list of 2 objects")
+            && run.stderr.contains("jq -c '.tickets[]' export.json > export.jsonl"),
+        "{}",
+        run.stderr
+    );
+}

@@ -332,6 +332,17 @@ pub enum ReadError {
     DuplicateHeader { path: InputPath, name: String, first: usize, second: usize },
     #[error("'{path}': the header is not valid UTF-8; pass --encoding (e.g. windows-1252, latin1, utf-16)")]
     HeaderNotUtf8 { path: InputPath },
+    #[error(
+        "'{path}' is one JSON document written over several lines (line {line} is '{opening}'), not JSON Lines \
+         (one object per line); convert it first: jq -c '.[]' export.json > export.jsonl for an array of \
+         objects, jq -c '.tickets[]' ... when the objects are in a list under a key"
+    )]
+    JsonDocument { path: InputPath, line: u64, opening: char },
+    #[error(
+        "'{path}' holds one object whose only key, '{key}', is a list of {count} objects: the records are inside \
+         it; convert it first: jq -c '.{key}[]' export.json > export.jsonl"
+    )]
+    JsonWrapper { path: InputPath, key: String, count: usize },
 }
 
 /// An open input: call [`Source::next`] until it returns `None`.
