@@ -952,7 +952,7 @@ fn pipedrive_people_spam_is_skipped_in_any_case() {
     );
     assert_eq!(
         groups(&s["skipped"]),
-        expect_groups(&[("filter: 'Person - Label' is \"Spam\"", 3, &[5, 10, 20])]),
+        expect_groups(&[("filter: 'Person - Label' contains \"Spam\"", 3, &[5, 10, 20])]),
         "line 20 is labelled 'spam'"
     );
     assert_eq!(groups(&s["failures"]), expect_groups(&[("contact.email: invalid email address", 2, &[7, 19])]));
@@ -1459,7 +1459,7 @@ fn text_summary_lists_reasons_with_lines() {
         "Rows:     20",
         "Valid:    15 rows → 12 companies, 15 contacts",
         "Skipped:  3 rows",
-        "filter: 'Person - Label' is \"Spam\" (3): lines 5, 10, 20",
+        "filter: 'Person - Label' contains \"Spam\" (3): lines 5, 10, 20",
         "Failed:   2 rows",
         "contact.email: invalid email address (2): lines 7, 19",
     ] {

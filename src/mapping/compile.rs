@@ -212,7 +212,7 @@ fn used_accessors(m: &Mapper) -> Vec<Accessor> {
     for s in skips {
         out.push(match &s.cond {
             Cond::Empty(a) => a.clone(),
-            Cond::Equals { acc, .. } => acc.clone(),
+            Cond::Equals { acc, .. } | Cond::Contains { acc, .. } => acc.clone(),
         });
     }
     out
@@ -474,6 +474,7 @@ impl Ctx<'_> {
         let mut f = Field::new(label.to_string(), origin, describe);
         f.trim = t.trim.unwrap_or(true);
         f.collapse = t.collapse_whitespace.unwrap_or(is_template);
+        f.strip_html = t.strip_html.unwrap_or(false);
         f.case = t.case.unwrap_or(Case::Keep);
         if t.map_default.is_some() && t.map.is_none() {
             self.invalid(label, "map_default needs a map = { ... } table");
@@ -570,15 +571,30 @@ impl Ctx<'_> {
 
     fn skip(&mut self, label: &str, s: &SkipSpec) -> Option<Skip> {
         let as_values = |v: &spec::OneOrMany| -> Vec<String> { v.0.iter().map(|x| x.trim().to_string()).collect() };
-        match (&s.if_empty, &s.column, &s.equals, &s.not_equals) {
-            (Some(col), None, None, None) => {
+        match (&s.if_empty, &s.column, &s.equals, &s.not_equals, &s.contains) {
+            (None, Some(col), None, None, Some(parts)) => {
+                let acc = self.column(label, col)?;
+                let mut values = as_values(parts);
+                values.retain(|v| !v.is_empty());
+                if values.is_empty() {
+                    self.invalid(label, "contains needs a non-empty string");
+                    return None;
+                }
+                let shown = values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(" or ");
+                if !s.case_sensitive {
+                    values.iter_mut().for_each(|v| *v = v.to_lowercase());
+                }
+                let describe = format!("'{col}' contains {shown}");
+                Some(Skip { cond: Cond::Contains { acc, values, case_sensitive: s.case_sensitive }, describe })
+            }
+            (Some(col), None, None, None, None) => {
                 self.naming_only = true;
                 let acc = self.column(label, col);
                 self.naming_only = false;
                 let acc = acc?;
                 Some(Skip { cond: Cond::Empty(acc), describe: format!("'{col}' is empty") })
             }
-            (None, Some(col), Some(eq), None) | (None, Some(col), None, Some(eq)) => {
+            (None, Some(col), Some(eq), None, None) | (None, Some(col), None, Some(eq), None) => {
                 let acc = self.column(label, col)?;
                 let negate = s.not_equals.is_some();
                 let mut values = as_values(eq);
@@ -593,7 +609,7 @@ impl Ctx<'_> {
                 self.invalid(
                     label,
                     "a filter is either { if_empty = \"Column\" } or { column = \"Column\", equals = \"value\" } \
-                     (or not_equals = ...), one condition per [[skip]]",
+                     (or not_equals = ..., or contains = ...), one condition per [[skip]]",
                 );
                 None
             }

@@ -110,6 +110,100 @@ fn title_case(s: &str) -> String {
     out
 }
 
+/// The text of an HTML fragment, as a message body reads: tags dropped (`script` and `style` with their
+/// content), `<br>` and the ends of blocks (`p`, `div`, `li`, headings, rows) as line breaks, entities
+/// decoded, at most one empty line in a row. A `<` that does not open a tag (`a < b`) stays.
+pub(crate) fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    let mut skip_until: Option<&str> = None;
+    while let Some(i) = rest.find(['<', '&']) {
+        if skip_until.is_none() {
+            out.push_str(&rest[..i]);
+        }
+        let at = &rest[i..];
+        if at.starts_with('&') {
+            let (text, used) = entity(at);
+            if skip_until.is_none() {
+                out.push_str(&text);
+            }
+            rest = &at[used..];
+            continue;
+        }
+        let opens_tag = at[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!');
+        let Some(end) = at.find('>').filter(|_| opens_tag) else {
+            if skip_until.is_none() {
+                out.push('<');
+            }
+            rest = &at[1..];
+            continue;
+        };
+        let tag = at[1..end].trim_start_matches('/').split([' ', '/', '\t', '\n']).next().unwrap_or("");
+        let tag = tag.to_ascii_lowercase();
+        let closing = at[1..].starts_with('/');
+        match skip_until {
+            Some(until) if closing && tag == until => skip_until = None,
+            Some(_) => {}
+            None if !closing && (tag == "script" || tag == "style") => {
+                skip_until = Some(if tag == "script" { "script" } else { "style" })
+            }
+            None => {
+                let breaks = tag == "br"
+                    || (closing
+                        && matches!(
+                            tag.as_str(),
+                            "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "blockquote" | "pre"
+                        ));
+                if breaks {
+                    out.push('\n');
+                }
+            }
+        }
+        rest = &at[end + 1..];
+    }
+    if skip_until.is_none() {
+        out.push_str(rest);
+    }
+    // Lines trimmed at their end, and no more than one empty line in a row.
+    let mut text = String::with_capacity(out.len());
+    let mut empty_run = 0;
+    for line in out.lines() {
+        let line = line.trim_end();
+        empty_run = if line.trim().is_empty() { empty_run + 1 } else { 0 };
+        if empty_run <= 1 {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text.trim().to_string()
+}
+
+/// An HTML entity at the start of `s` and how many bytes it took; a `&` that starts none stays.
+fn entity(s: &str) -> (Cow<'static, str>, usize) {
+    let Some(end) = s.bytes().take(12).position(|b| b == b';') else { return (Cow::Borrowed("&"), 1) };
+    let name = &s[1..end];
+    let named = match name {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" | "#39" => Some('\''),
+        "nbsp" => Some(' '),
+        _ => None,
+    };
+    let c = named.or_else(|| {
+        let code = match name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+            None => name.strip_prefix('#').and_then(|d| d.parse().ok()),
+        };
+        code.and_then(char::from_u32)
+    });
+    match c {
+        Some(c) => (Cow::Owned(c.to_string()), end + 1),
+        None => (Cow::Borrowed("&"), 1),
+    }
+}
+
 /// Options for typed conversion.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TypeOptions {
@@ -645,6 +739,20 @@ mod tests {
         assert!(parse_date("03/25/2024 10:00", &detected).unwrap_err().contains("line 7 shows it"));
         let opts = TypeOptions { date_format: Some("%Y%j".into()), ..Default::default() };
         assert_eq!(parse_date("2024065", &opts).unwrap(), "2024-03-05");
+    }
+
+    #[test]
+    fn html_bodies_become_their_text() {
+        assert_eq!(
+            html_to_text("<p>Need <b>SSO</b> &amp; SCIM</p><p>Thanks,<br/>Ada</p>"),
+            "Need SSO & SCIM\nThanks,\nAda"
+        );
+        assert_eq!(html_to_text("<div>a &lt; b &#8212; c&#x2019;s&nbsp;x</div>"), "a < b \u{2014} c\u{2019}s x");
+        assert_eq!(html_to_text("x < y and AT&T; 1<2"), "x < y and AT&T; 1<2", "no tags, no entities");
+        assert_eq!(html_to_text("<style>p {color: red}</style><p>hi</p><script>alert(1)</script>"), "hi");
+        assert_eq!(html_to_text("<p>one</p>\n\n\n<p>two</p>"), "one\n\ntwo");
+        assert_eq!(html_to_text("&ééééééé; <é>"), "&ééééééé; <é>", "multi-byte text after & and <");
+        assert_eq!(html_to_text("<p unclosed"), "<p unclosed");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One compiled field: where its value comes from and the transforms applied to it, in a fixed order:
-//! extract → split (lists) → trim → collapse whitespace → case → value map → default when empty → type.
+//! extract → split (lists) → HTML to text → trim → collapse whitespace → case → value map → default when
+//! empty → type.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -102,6 +103,7 @@ pub(crate) struct Field {
     /// Where the value comes from, for "required but empty" messages.
     pub describe: String,
     pub trim: bool,
+    pub strip_html: bool,
     pub collapse: bool,
     pub case: Case,
     pub map: Option<ValueMap>,
@@ -118,6 +120,7 @@ impl Field {
             origin,
             describe,
             trim: true,
+            strip_html: false,
             collapse: false,
             case: Case::Keep,
             map: None,
@@ -146,6 +149,7 @@ impl Field {
 
     /// Applies trim, collapse, case and map, copying only when one of them changes the text.
     fn clean<'a>(&'a self, s: Cow<'a, str>) -> Cow<'a, str> {
+        let s = if self.strip_html && s.contains(['<', '&']) { Cow::Owned(convert::html_to_text(&s)) } else { s };
         let mut v = if self.trim { trim_cow(s) } else { s };
         if self.collapse && convert::needs_collapse(&v) {
             v = Cow::Owned(convert::collapse_whitespace(&v));
@@ -180,7 +184,9 @@ impl Field {
     /// The field's text, borrowed from the record when no transform changes it (empty when there is none).
     pub fn value<'a>(&'a self, record: &'a Record) -> Cow<'a, str> {
         let v = match self.single_column(record) {
-            Some(s) if self.trim && !self.collapse && self.case == Case::Keep && self.map.is_none() => {
+            Some(s)
+                if self.trim && !self.strip_html && !self.collapse && self.case == Case::Keep && self.map.is_none() =>
+            {
                 Cow::Borrowed(trim(s))
             }
             Some(s) => self.clean(Cow::Borrowed(s)),

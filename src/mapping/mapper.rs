@@ -85,6 +85,12 @@ pub(crate) enum Cond {
         case_sensitive: bool,
         negate: bool,
     },
+    /// `values` are lowercased when not `case_sensitive`.
+    Contains {
+        acc: Accessor,
+        values: Vec<String>,
+        case_sensitive: bool,
+    },
 }
 
 impl Skip {
@@ -103,6 +109,15 @@ impl Skip {
                     values.contains(&lower)
                 };
                 hit != *negate
+            }
+            Cond::Contains { acc, values, case_sensitive } => {
+                let v = acc.get(record).into_text();
+                if *case_sensitive {
+                    values.iter().any(|x| v.contains(x.as_str()))
+                } else {
+                    let lower = v.to_lowercase();
+                    values.iter().any(|x| lower.contains(x.as_str()))
+                }
             }
         }
     }

@@ -124,7 +124,8 @@ pub enum Unmapped {
     Attributes,
 }
 
-/// A row filter. Exactly one condition: `if_empty = "Col"`, or `column` with `equals` / `not_equals`.
+/// A row filter. Exactly one condition: `if_empty = "Col"`, or `column` with `equals` / `not_equals` /
+/// `contains`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SkipSpec {
@@ -132,6 +133,8 @@ pub struct SkipSpec {
     pub column: Option<String>,
     pub equals: Option<OneOrMany>,
     pub not_equals: Option<OneOrMany>,
+    /// Skip when the value contains one of these (a label among several: `"Spam, Cold lead"`).
+    pub contains: Option<OneOrMany>,
     /// Compare case-sensitively (default: case-insensitive, after trimming).
     #[serde(default)]
     pub case_sensitive: bool,
@@ -155,6 +158,8 @@ pub struct FieldTable {
     pub template: Option<String>,
     pub value: Option<toml::Value>,
     pub trim: Option<bool>,
+    /// Read the value as HTML and keep its text (Intercom and Zendesk message bodies).
+    pub strip_html: Option<bool>,
     pub collapse_whitespace: Option<bool>,
     pub case: Option<Case>,
     pub map: Option<BTreeMap<String, String>>,

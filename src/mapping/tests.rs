@@ -409,6 +409,30 @@ fn row_and_entity_filters_skip_with_a_reason() {
 }
 
 #[test]
+fn a_contains_filter_skips_a_row_holding_one_label_among_several() {
+    let toml = "[[skip]]\ncolumn = \"Labels\"\ncontains = [\"spam\", \"Do not contact\"]\n\
+                [company]\ninternal_id = \"ID\"\nname = \"Name\"\n";
+    let mut m = mapper(toml, &["ID", "Name", "Labels"]);
+    assert_eq!(
+        m.map(&row(2, &["1", "Acme", "Hot lead, SPAM"])),
+        MapOutcome::Skipped("filter: 'Labels' contains \"spam\" or \"Do not contact\"".into())
+    );
+    assert!(matches!(m.map(&row(3, &["2", "Globex", "do not contact"])), MapOutcome::Skipped(_)));
+    assert!(matches!(m.map(&row(4, &["3", "Initech", "Hot lead"])), MapOutcome::Mapped { .. }));
+    let err = compile_err(&toml.replace("[\"spam\", \"Do not contact\"]", "\" \""), &["ID", "Name", "Labels"]);
+    assert!(err.contains("contains needs a non-empty string"), "{err}");
+}
+
+#[test]
+fn an_html_body_is_sent_as_its_text() {
+    let toml = "[feedback]\nproblem = { column = \"body\", strip_html = true }\n";
+    let mut m = mapper(toml, &["body"]);
+    let p = payloads(m.map(&row(2, &["<p>Need SSO &amp; SCIM</p><p>Thanks!</p>"])));
+    let Payload::Feedback(f) = &p[0] else { panic!() };
+    assert_eq!(f.problem, "Need SSO & SCIM\nThanks!");
+}
+
+#[test]
 fn unmapped_columns_become_attributes_with_normalised_keys() {
     let headers =
         &["ID", "Name", "Lifecycle Stage", "Annual Revenue ($)", "Phone", "_savio_line", "_savio_error", "stage"];
