@@ -650,7 +650,7 @@ fn salesforce_api_export_skips_deleted_rows_and_keeps_18_character_ids() {
         Counts::of(&s),
         Counts { rows: 15, valid_rows: 12, contacts: 12, skipped_rows: 2, failed_rows: 1, ..Default::default() }
     );
-    assert_eq!(groups(&s["skipped"]), expect_groups(&[("filter: 'IsDeleted' is \"true\"", 2, &[9, 15])]));
+    assert_eq!(groups(&s["skipped"]), expect_groups(&[("filter: 'IsDeleted' is \"true\" or \"1\"", 2, &[9, 15])]));
     assert_eq!(groups(&s["failures"]), expect_groups(&[("contact.email: invalid email address", 1, &[8])]));
     let p = all_previews(&sb, &input, &mapping, &[]);
     assert_eq!(

@@ -618,6 +618,7 @@ round_trips! {
     salesforce_contacts: "salesforce-contacts", "salesforce-contacts.csv";
     salesforce_contacts_api: "salesforce-contacts-api", "salesforce-contacts-api.csv";
     salesforce_accounts: "salesforce-accounts", "salesforce-accounts.csv";
+    salesforce_accounts_api: "salesforce-accounts-api", "salesforce-accounts-api.csv";
     salesforce_accounts_report: "salesforce-accounts", "salesforce-accounts-report.csv";
     salesforce_accounts_excel: "salesforce-accounts", "salesforce-accounts-excel.csv", "--encoding", "windows-1252";
     pipedrive_people: "pipedrive-people", "pipedrive-people.csv";

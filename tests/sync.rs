@@ -623,3 +623,35 @@ async fn sandbox_flag_runs_the_job_in_process_and_reports_what_landed() {
     assert!(stdout.contains("Landed in the sandbox"), "{stdout}");
     assert!(stdout.contains("1 companies, 2 contacts"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salesforce_data_export_lands_accounts_then_their_contacts() {
+    use savio_sync::sandbox::{Sandbox, SandboxConfig};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["fixtures/salesforce-accounts-api.csv", "fixtures/salesforce-contacts-api.csv"] {
+        std::fs::copy(root.join(f), dir.path().join(Path::new(f).file_name().unwrap())).unwrap();
+    }
+    let preset = |name: &str| root.join("mappings").join(format!("{name}.toml")).display().to_string();
+    let sb = Sandbox::start(SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }).await.unwrap();
+    // Account.csv first: the contacts link to these ids.
+    let accounts =
+        sync(dir.path(), &sb.base_url(), &["salesforce-accounts-api.csv", "-m", &preset("salesforce-accounts-api")])
+            .await;
+    assert_eq!(accounts.code, 0, "{}", accounts.stderr);
+    assert_eq!(sb.snapshot().companies.len(), 11, "12 accounts, one in the recycle bin");
+    std::fs::rename(dir.path().join("reports"), dir.path().join("accounts")).unwrap();
+    let contacts =
+        sync(dir.path(), &sb.base_url(), &["salesforce-contacts-api.csv", "-m", &preset("salesforce-contacts-api")])
+            .await;
+    let results = contacts.results();
+    let not_ok: Vec<_> = results.iter().filter(|r| r[3] != "ok" && r[3] != "skipped").collect();
+    assert!(
+        not_ok.iter().all(|r| r[6].contains("not a valid email address")),
+        "only the invalid email fails: {not_ok:?}"
+    );
+    let snapshot = sb.snapshot();
+    let linked = snapshot.contacts.iter().filter(|c| c.company.is_some()).count();
+    assert!(linked >= 10, "contacts land linked to their accounts: {linked} of {}", snapshot.contacts.len());
+    sb.shutdown().await.unwrap();
+}

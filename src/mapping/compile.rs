@@ -48,6 +48,9 @@ struct Ctx<'a> {
     missing_columns: MissingColumns,
     /// Whether the field being compiled is one Savio requires (its columns must exist).
     in_required: bool,
+    /// Whether the column being resolved must exist whatever `missing_columns` says: a row filter that an
+    /// always-empty column would make match every row (`not_equals`, `equals = ""`).
+    must_exist: bool,
     /// Whether a JSONL path no sampled object has is an error here (the source of a field Savio requires,
     /// of an entity every row must have) rather than a warning.
     strict_here: bool,
@@ -67,6 +70,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         date_order: spec.input.date_order,
         missing_columns: spec.input.missing_columns.unwrap_or_default(),
         in_required: false,
+        must_exist: false,
         strict_here: false,
         naming_only: false,
     };
@@ -276,7 +280,8 @@ impl Ctx<'_> {
                 Some(i) => Some(Accessor::Column(i)),
                 None => {
                     let suggestion = closest(name, header.names.iter().map(String::as_str));
-                    if self.missing_columns == MissingColumns::Empty && !self.in_required && !self.naming_only {
+                    let lenient = !(self.in_required || self.naming_only || self.must_exist);
+                    if self.missing_columns == MissingColumns::Empty && lenient {
                         let hint = suggestion.map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
                         self.warnings.push(format!(
                             "{field}: no column '{}' in the input{hint}; read as empty (missing_columns = \"empty\")",
@@ -573,13 +578,14 @@ impl Ctx<'_> {
         let as_values = |v: &spec::OneOrMany| -> Vec<String> { v.0.iter().map(|x| x.trim().to_string()).collect() };
         match (&s.if_empty, &s.column, &s.equals, &s.not_equals, &s.contains) {
             (None, Some(col), None, None, Some(parts)) => {
-                let acc = self.column(label, col)?;
                 let mut values = as_values(parts);
                 values.retain(|v| !v.is_empty());
                 if values.is_empty() {
                     self.invalid(label, "contains needs a non-empty string");
                     return None;
                 }
+                // A missing column (`missing_columns = "empty"`) never contains anything: no row matches.
+                let acc = self.column(label, col)?;
                 let shown = values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(" or ");
                 if !s.case_sensitive {
                     values.iter_mut().for_each(|v| *v = v.to_lowercase());
@@ -595,9 +601,13 @@ impl Ctx<'_> {
                 Some(Skip { cond: Cond::Empty(acc), describe: format!("'{col}' is empty") })
             }
             (None, Some(col), Some(eq), None, None) | (None, Some(col), None, Some(eq), None) => {
-                let acc = self.column(label, col)?;
                 let negate = s.not_equals.is_some();
                 let mut values = as_values(eq);
+                // Read as empty, a missing column would make `not_equals` (or `equals = ""`) skip every row.
+                self.must_exist = negate || values.iter().any(String::is_empty);
+                let acc = self.column(label, col);
+                self.must_exist = false;
+                let acc = acc?;
                 let shown = values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(" or ");
                 let describe = if negate { format!("'{col}' is not {shown}") } else { format!("'{col}' is {shown}") };
                 if !s.case_sensitive {

@@ -214,6 +214,13 @@ fn missing_columns_read_as_empty_when_the_mapping_says_so_except_required_ones()
     assert!(err.contains("contact.name: no column 'Last Name'"), "{err}");
     let err = compile_err(&format!("{toml}[[skip]]\nif_empty = \"Lifecycle Stage\"\n"), &headers);
     assert!(err.contains("no column 'Lifecycle Stage'"), "{err}");
+    let err = compile_err(&format!("{toml}[[skip]]\ncolumn = \"Status\"\nnot_equals = \"active\"\n"), &headers);
+    assert!(err.contains("no column 'Status'"), "it would skip every row: {err}");
+    // A filter that a missing column can never match is harmless: it is kept, and matches nothing.
+    let deleted = format!("{toml}[[skip]]\ncolumn = \"IsDeleted\"\nequals = \"true\"\n");
+    let mut m =
+        Mapping::parse(&deleted, Path::new("m.toml")).unwrap().compile(&csv_info(&headers), &[]).unwrap().mapper;
+    assert!(matches!(m.map(&row(2, &["7", "Ada", "Lovelace", "ada@x.io", "CTO"])), MapOutcome::Mapped { .. }));
     // Without the setting, a missing column refuses the mapping.
     let err = compile_err(&toml.replace("missing_columns = \"empty\"", ""), &headers);
     assert!(err.contains("no column 'City'"), "{err}");
