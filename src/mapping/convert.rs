@@ -333,12 +333,43 @@ fn strip_grouping(s: &str, sep: char) -> Option<String> {
     (first_ok && rest_ok).then(|| format!("{sign}{}", groups.concat()))
 }
 
+/// A number without the currency a report writes around it: `$1,500.00`, `-€20`, `1.500,00 €`,
+/// `USD 1,500,000.00`, `1 250 CHF` (a symbol, or a three-letter ISO code, before or after).
+fn without_currency(s: &str) -> Cow<'_, str> {
+    const SYMBOLS: &[char] = &['$', '€', '£', '¥', '₹', '₩', '₽', '₺', '₪', '฿', '¢'];
+    let t = s.trim();
+    let (sign, body) = match t.strip_prefix(['-', '+']) {
+        Some(rest) => (&t[..1], rest.trim_start()),
+        None => ("", t),
+    };
+    let code = |w: &str| w.len() == 3 && w.bytes().all(|b| b.is_ascii_uppercase());
+    let stripped = if let Some(rest) = body.strip_prefix(SYMBOLS) {
+        rest
+    } else if let Some(rest) = body.strip_suffix(SYMBOLS) {
+        rest
+    } else if let Some((head, rest)) = body.split_once(' ')
+        && code(head)
+    {
+        rest
+    } else if let Some((rest, tail)) = body.rsplit_once(' ')
+        && code(tail)
+    {
+        rest
+    } else {
+        return Cow::Borrowed(s);
+    };
+    let stripped = stripped.trim();
+    // A sign written after the symbol: `$-20`.
+    if sign.is_empty() { Cow::Owned(stripped.to_string()) } else { Cow::Owned(format!("{sign}{stripped}")) }
+}
+
 /// An integer: `1234`, `+7`, `-42`, grouped `1,234` / `1 234` / `1_234` (with `decimal_comma`, `1.234`), and
 /// whole numbers written with a fraction of zeros (`12.0`; with `decimal_comma`, `12,0`).
 fn parse_integer(s: &str, decimal_comma: bool) -> Result<i64, String> {
     if let Ok(i) = s.parse::<i64>() {
         return Ok(i);
     }
+    let s = &*without_currency(s);
     let (group, decimal) = if decimal_comma { ('.', ',') } else { (',', '.') };
     let cleaned: String = s.chars().filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}')).collect();
     let candidate = strip_grouping(&cleaned, group).unwrap_or(cleaned);
@@ -358,6 +389,7 @@ fn parse_integer(s: &str, decimal_comma: bool) -> Result<i64, String> {
 }
 
 fn parse_float(s: &str, decimal_comma: bool) -> Result<f64, String> {
+    let s = &*without_currency(s);
     let cleaned: String = s.chars().filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}')).collect();
     let normal = if decimal_comma {
         let no_groups = strip_grouping(&cleaned, '.').unwrap_or(cleaned);
@@ -795,6 +827,20 @@ mod tests {
         assert!(parse_float("0,75", false).unwrap_err().contains("decimal"));
         assert!(parse_float("NaN", false).is_err());
         assert!(parse_float("inf", false).is_err());
+    }
+
+    #[test]
+    fn numbers_in_a_currency() {
+        let float = |s| parse_float(s, false);
+        assert_eq!(float("$1,500,000.00"), Ok(1_500_000.0));
+        assert_eq!(float("USD 1,500,000.00"), Ok(1_500_000.0));
+        assert_eq!(float("-€20.5"), Ok(-20.5));
+        assert_eq!(float("$-20"), Ok(-20.0));
+        assert_eq!(parse_float("1.500,50 €", true), Ok(1500.5));
+        assert_eq!(parse_float("1 250 CHF", true), Ok(1250.0));
+        assert_eq!(parse_integer("£1,200", false), Ok(1200));
+        assert!(float("USD").is_err());
+        assert!(float("12 apples").is_err(), "not a currency code");
     }
 
     #[test]
