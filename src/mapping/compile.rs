@@ -48,6 +48,9 @@ struct Ctx<'a> {
     missing_columns: MissingColumns,
     /// Whether the field being compiled is one Savio requires (its columns must exist).
     in_required: bool,
+    /// JSONL paths whose value a field sends (not those a filter only tests), with the field: checked on
+    /// every line for objects, which the sample may not have shown.
+    value_paths: Vec<(String, JsonPath)>,
     /// Whether the column being resolved must exist whatever `missing_columns` says: a row filter that an
     /// always-empty column would make match every row (`not_equals`, `equals = ""`).
     must_exist: bool,
@@ -71,6 +74,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         missing_columns: spec.input.missing_columns.unwrap_or_default(),
         in_required: false,
         must_exist: false,
+        value_paths: Vec::new(),
         strict_here: false,
         naming_only: false,
     };
@@ -163,6 +167,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         seen_contacts: Default::default(),
         seen_feedback: Default::default(),
         stats: Default::default(),
+        value_paths: std::mem::take(&mut cx.value_paths),
     };
     // Unmapped columns are resolved last: they are whatever no field above refers to.
     let used = used_accessors(&mapper);
@@ -322,6 +327,9 @@ impl Ctx<'_> {
                         "{field}: no object among the first {sampled} has the path '{path}'{hint}; it is empty \
                          wherever the path is missing"
                     ));
+                }
+                if !self.naming_only {
+                    self.value_paths.push((field.to_string(), JsonPath::new(path)));
                 }
                 Some(Accessor::Path(JsonPath::new(path)))
             }

@@ -130,6 +130,14 @@ pub enum FieldProblem {
         ty: AttrType,
         reason: String,
     },
+    /// A JSONL path that holds an object (or a list of objects) on this line, past the sample the mapping
+    /// was checked against: its JSON text would be sent as the value.
+    NotAValue {
+        path: String,
+        shape: &'static str,
+        keys: Vec<String>,
+        example: String,
+    },
     /// An id a spreadsheet rewrote in scientific notation (`5,12346E+11`): its digits are gone, and rows
     /// that shared the rounding would overwrite one another in Savio.
     ScientificId {
@@ -146,6 +154,7 @@ impl FieldError {
             FieldProblem::InvalidChoice { .. } => "not an accepted value".to_string(),
             FieldProblem::Conversion { ty, .. } => format!("not a valid {}", ty.as_str()),
             FieldProblem::ScientificId { .. } => "an id in scientific notation".to_string(),
+            FieldProblem::NotAValue { shape, .. } => format!("{shape}, not a value"),
         };
         format!("{}: {what}", self.field)
     }
@@ -169,6 +178,11 @@ impl fmt::Display for FieldError {
             FieldProblem::Conversion { value, reason, .. } => {
                 write!(f, "{field} \"{}\": {reason}", clip(value))
             }
+            FieldProblem::NotAValue { path, shape, keys, example } => write!(
+                f,
+                "{field}: '{path}' holds {shape} on this line (keys: {}), not a value; map a key inside, e.g. '{example}'",
+                clip(&keys.join(", "))
+            ),
             FieldProblem::ScientificId { value } => write!(
                 f,
                 "{field} \"{}\" is an id a spreadsheet rewrote in scientific notation, and its digits are lost: \

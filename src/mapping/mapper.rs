@@ -11,7 +11,7 @@ use super::check::{Choices, is_valid_email};
 use super::dedup::{self, Seen, Sighting};
 use super::error::{FieldError, FieldProblem};
 use super::field::Field;
-use super::value::{Accessor, trim};
+use super::value::{Accessor, JsonPath, trim};
 use crate::model::{Attributes, Company, Contact, Entity, Feedback, Payload, intern};
 use crate::source::{Record, RecordData};
 
@@ -309,6 +309,8 @@ pub struct Mapper {
     /// Feedback sent this run, by content.
     pub(crate) seen_feedback: Seen,
     pub(crate) stats: MapperStats,
+    /// JSONL: the paths fields send, with the field, to refuse a line where one holds an object.
+    pub(crate) value_paths: Vec<(String, JsonPath)>,
 }
 
 /// A company already sent this run, met again on a row.
@@ -396,6 +398,15 @@ impl Mapper {
             }
         }
 
+        if let RecordData::Json { object, .. } = &record.data {
+            for (field, path) in &self.value_paths {
+                if let Some(found) = path.object_at(object) {
+                    let (shape, keys, example) = (found.shape, found.keys, found.example);
+                    let problem = FieldProblem::NotAValue { path: path.full.clone(), shape, keys, example };
+                    errors.push(FieldError { field: field.clone(), problem });
+                }
+            }
+        }
         if !errors.is_empty() {
             return MapOutcome::Failed(errors);
         }

@@ -560,6 +560,26 @@ fn objects_and_lists_of_objects_are_refused_with_a_key_to_map_and_paths_inside_w
 }
 
 #[test]
+fn a_line_past_the_sample_whose_path_holds_an_object_fails_instead_of_sending_its_json() {
+    // The first lines have tags as a list of names; a later one has Intercom's tag.list object.
+    let sample = [jrow(1, json!({"body": "SSO please", "tags": ["sso"]}))];
+    let mut m = Mapping::parse("[feedback]\nproblem = \"body\"\ntags = \"tags\"\n", Path::new("m.toml"))
+        .unwrap()
+        .compile(&json_info(), &sample)
+        .unwrap()
+        .mapper;
+    assert!(matches!(m.map(&sample[0]), MapOutcome::Mapped { .. }));
+    let later = jrow(1500, json!({"body": "Dark mode", "tags": {"type": "tag.list", "tags": [{"name": "ui"}]}}));
+    assert_eq!(
+        failures(m.map(&later)),
+        ["feedback.tags: 'tags' holds an object on this line (keys: type, tags), not a value; map a key inside, \
+          e.g. 'tags.tags.name'"]
+    );
+    let list = jrow(1501, json!({"body": "Dark mode", "tags": [{"id": 1, "name": "ui"}]}));
+    assert!(failures(m.map(&list))[0].contains("'tags' holds a list of objects on this line (keys: id, name)"));
+}
+
+#[test]
 fn coalescing_columns_and_typed_constants() {
     let headers = &["ID", "Name", "Legal Name", "Employees"];
     let toml = r#"

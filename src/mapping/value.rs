@@ -31,6 +31,29 @@ impl JsonPath {
         JsonPath { full: path.to_string(), segments: path.split('.').map(str::to_string).collect() }
     }
 
+    /// When the path leads to one object, or to a non-empty list of objects, what it is, its keys (of the
+    /// first) and a path to map instead: a field given it would send its JSON text. `None` for values,
+    /// lists of values, nothing.
+    pub(crate) fn object_at(&self, object: &serde_json::Map<String, Value>) -> Option<ObjectFound> {
+        let v = match object.get(&self.full) {
+            Some(v) => v,
+            None if self.segments.len() < 2 => return None,
+            None => walk(object.get(&self.segments[0])?, &self.segments[1..], &mut Vec::new())?,
+        };
+        let (shape, first) = match v {
+            Value::Object(o) => ("an object", o),
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+                ("a list of objects", items[0].as_object()?)
+            }
+            _ => return None,
+        };
+        Some(ObjectFound {
+            shape,
+            keys: first.keys().cloned().collect(),
+            example: format!("{}.{}", self.full, inner_key(first)),
+        })
+    }
+
     pub(crate) fn resolve<'a>(&self, object: &'a serde_json::Map<String, Value>) -> Raw<'a> {
         if let Some(v) = object.get(&self.full) {
             return json_to_raw(v);
@@ -47,6 +70,35 @@ impl JsonPath {
             None => Raw::List(found),
         }
     }
+}
+
+/// An object met where a value was expected (see [`JsonPath::object_at`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ObjectFound {
+    pub shape: &'static str,
+    pub keys: Vec<String>,
+    /// A path inside that leads to a value: `tags.tags.name` for Intercom's `tags`.
+    pub example: String,
+}
+
+/// The key path inside `o` most likely meant: `name` or `email`, else such a key one level down (Intercom's
+/// `{"type": "tag.list", "tags": [{"name": ...}]}` gives `tags.name`), else the first key.
+fn inner_key(o: &serde_json::Map<String, Value>) -> String {
+    let wanted = |m: &serde_json::Map<String, Value>| ["name", "email"].into_iter().find(|k| m.contains_key(*k));
+    if let Some(k) = wanted(o) {
+        return k.to_string();
+    }
+    for (k, v) in o {
+        let inner = match v {
+            Value::Object(m) => Some(m),
+            Value::Array(items) => items.first().and_then(Value::as_object),
+            _ => None,
+        };
+        if let Some(found) = inner.and_then(wanted) {
+            return format!("{k}.{found}");
+        }
+    }
+    o.keys().next().cloned().unwrap_or_default()
 }
 
 /// Follows `path` from `cur`. `Some` when it leads to one value; `None` when it leads nowhere or, past an
