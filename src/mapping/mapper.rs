@@ -608,10 +608,12 @@ fn clean_email(v: String) -> String {
         (Some(open), true) if v[open + 1..].contains('@') => v[open + 1..v.len() - 1].trim().to_string(),
         _ => v,
     };
-    if v.chars().any(super::error::invisible) {
-        v.chars().filter(|c| !super::error::invisible(*c)).collect()
-    } else {
+    // Printable ASCII (nearly every address) holds none: one byte pass.
+    let plain = v.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if plain || !v.chars().any(super::error::invisible) {
         v
+    } else {
+        v.chars().filter(|c| !super::error::invisible(*c)).collect()
     }
 }
 
