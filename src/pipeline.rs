@@ -212,14 +212,42 @@ fn not_a_json_document(info: &SourceInfo, items: &VecDeque<ReadItem>) -> Result<
     let mut records = records(items);
     if let (Some(only), None) = (records.next(), records.next())
         && let source::RecordData::Json { object, .. } = &only.data
-        && object.len() == 1
-        && let Some((key, serde_json::Value::Array(list))) = object.iter().next()
-        && !list.is_empty()
-        && list.iter().all(serde_json::Value::is_object)
+        && let Some((key, count)) = wrapped_list(object)
     {
-        return Err(ReadError::JsonWrapper { path: path(), key: key.clone(), count: list.len() });
+        return Err(ReadError::JsonWrapper { path: path(), key: key.to_string(), count });
     }
     Ok(())
+}
+
+/// The key of the list of records an API page wraps, and its length: the object's only key, or a key APIs
+/// name their records by (`{"tickets": [...], "count": 4, "next_page": null}`, Zendesk's), holding a
+/// non-empty list of objects.
+fn wrapped_list(object: &serde_json::Map<String, serde_json::Value>) -> Option<(&str, usize)> {
+    const RECORDS: &[&str] = &[
+        "tickets",
+        "conversations",
+        "results",
+        "data",
+        "items",
+        "records",
+        "users",
+        "contacts",
+        "companies",
+        "organizations",
+        "people",
+        "persons",
+        "entries",
+        "value",
+        "feedback",
+        "responses",
+        "requests",
+    ];
+    object.iter().find_map(|(key, v)| {
+        let serde_json::Value::Array(list) = v else { return None };
+        let named = object.len() == 1 || RECORDS.contains(&key.to_ascii_lowercase().as_str());
+        (named && !list.is_empty() && list.iter().all(serde_json::Value::is_object))
+            .then_some((key.as_str(), list.len()))
+    })
 }
 
 /// Reads up to `records` more records (and what lies between them) into `lookahead`.

@@ -1648,13 +1648,32 @@ fn a_json_document_that_is_not_json_lines_is_refused_with_the_command_that_conve
     assert!(run.stderr.contains("is one JSON document written over several lines (line 1 is '[')"), "{}", run.stderr);
     assert!(run.stderr.contains("jq -c '.[]' export.json > export.jsonl"), "{}", run.stderr);
     // One object that wraps the records: mapped as it is, it would be one feedback joining every text.
-    let wrapped = sb.write("wrapped.jsonl", "{\"tickets\": [{\"text\": \"Need SSO\"}, {\"text\": \"Dark mode\"}]}\n");
+    let wrapped = sb.write(
+        "wrapped.jsonl",
+        "{\"tickets\": [{\"text\": \"Need SSO\"}, {\"text\": \"Dark mode\"}], \"count\": 2, \"next_page\": null}\n",
+    );
     let run = sb.validate([wrapped.to_str().unwrap(), "-m", mapping.to_str().unwrap()]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(
-        run.stderr.contains("holds one object whose only key, 'tickets', is a list of 2 objects")
+        run.stderr.contains("holds one object whose 'tickets' is a list of 2 objects (an API page)")
             && run.stderr.contains("jq -c '.tickets[]' export.json > export.jsonl"),
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn a_zipped_export_or_a_workbook_is_refused_with_what_to_do() {
+    let sb = Sandbox::new();
+    // HubSpot and Salesforce's Data Export download as .zip; the first bytes tell.
+    let zip = sb.write("hubspot-crm-exports-all-contacts.zip", b"PK\x03\x04\x14\x00\x08\x00contacts.csv");
+    let run = sb.validate([zip.to_str().unwrap(), "-m", preset("hubspot-contacts").to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("is a ZIP archive (a zipped export, or an .xlsx workbook)"), "{}", run.stderr);
+    assert!(run.stderr.contains("unzip it and pass the CSV inside"), "{}", run.stderr);
+    let utf16: Vec<u8> = "Record ID,Email\n1,a@x.io\n".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let bare = sb.write("people.txt", utf16);
+    let run = sb.validate([bare.to_str().unwrap(), "-m", preset("hubspot-contacts").to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("pass --encoding utf-16"), "{}", run.stderr);
 }

@@ -347,6 +347,28 @@ async fn a_feedback_timeout_is_unknown_and_never_resent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feedback_answered_500_is_unknown_and_never_resent() {
+    // A server may fail after it saved (Django runs without a request transaction by default).
+    let mut server = mockito::Server::new_async().await;
+    let failing = server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(500)
+        .with_body("<h1>Server Error (500)</h1>")
+        .expect(1)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    failing.assert_async().await;
+    let r = &run.results()[0];
+    assert_eq!((r[3].as_str(), r[4].as_str(), r[5].as_str()), ("unknown", "500", "1"), "{r:?}");
+    assert_eq!(run.summary()["exit_reason"], "unknown_outcomes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upsert_timeout_is_retried() {
     let (url, seen) = silent_server().await;
     let dir = tempfile::tempdir().unwrap();

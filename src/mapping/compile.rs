@@ -51,8 +51,8 @@ struct Ctx<'a> {
     /// JSONL paths whose value a field sends (not those a filter only tests), with the field: checked on
     /// every line for objects, which the sample may not have shown.
     value_paths: Vec<(String, JsonPath)>,
-    /// Whether the column being resolved must exist whatever `missing_columns` says: a row filter that an
-    /// always-empty column would make match every row (`not_equals`, `equals = ""`).
+    /// Whether the column being resolved must exist whatever `missing_columns` says: a row filter's (a
+    /// filter silently off would let through what it was written to stop).
     must_exist: bool,
     /// Whether a JSONL path no sampled object has is an error here (the source of a field Savio requires,
     /// of an entity every row must have) rather than a warning.
@@ -384,7 +384,9 @@ impl Ctx<'_> {
         match spec {
             Some(s) => {
                 self.strict_here = entity_required;
-                self.in_required = entity_required;
+                // Even for an entity rows may lack: read as empty, a missing key column would drop every
+                // such entity (and a contact's company link) without a word.
+                self.in_required = true;
                 let f = self.field(field, s, target);
                 self.strict_here = false;
                 self.in_required = false;
@@ -583,6 +585,13 @@ impl Ctx<'_> {
     }
 
     fn skip(&mut self, label: &str, s: &SkipSpec) -> Option<Skip> {
+        self.must_exist = true;
+        let skip = self.skip_of(label, s);
+        self.must_exist = false;
+        skip
+    }
+
+    fn skip_of(&mut self, label: &str, s: &SkipSpec) -> Option<Skip> {
         let as_values = |v: &spec::OneOrMany| -> Vec<String> { v.0.iter().map(|x| x.trim().to_string()).collect() };
         match (&s.if_empty, &s.column, &s.equals, &s.not_equals, &s.contains) {
             (None, Some(col), None, None, Some(parts)) => {
@@ -592,7 +601,6 @@ impl Ctx<'_> {
                     self.invalid(label, "contains needs a non-empty string");
                     return None;
                 }
-                // A missing column (`missing_columns = "empty"`) never contains anything: no row matches.
                 let acc = self.column(label, col)?;
                 let shown = values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(" or ");
                 if !s.case_sensitive {
@@ -611,11 +619,7 @@ impl Ctx<'_> {
             (None, Some(col), Some(eq), None, None) | (None, Some(col), None, Some(eq), None) => {
                 let negate = s.not_equals.is_some();
                 let mut values = as_values(eq);
-                // Read as empty, a missing column would make `not_equals` (or `equals = ""`) skip every row.
-                self.must_exist = negate || values.iter().any(String::is_empty);
-                let acc = self.column(label, col);
-                self.must_exist = false;
-                let acc = acc?;
+                let acc = self.column(label, col)?;
                 let shown = values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(" or ");
                 let describe = if negate { format!("'{col}' is not {shown}") } else { format!("'{col}' is {shown}") };
                 if !s.case_sensitive {

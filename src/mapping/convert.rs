@@ -442,16 +442,6 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
         let zoned = wall.len() > 10 && (wall.ends_with('Z') || wall[10..].contains(['+', '-']));
         return Ok(if wall.len() > 10 && !zoned { wall + "Z" } else { wall });
     }
-    // PostgreSQL writes whole-hour offsets as "+01": chrono wants "+01:00".
-    let b = s.as_bytes();
-    if b.len() > 16
-        && matches!(b[b.len() - 3], b'+' | b'-')
-        && b[b.len() - 2..].iter().all(u8::is_ascii_digit)
-        && b[b.len() - 4].is_ascii_digit()
-        && s.contains(':')
-    {
-        return parse_date(&format!("{s}:00"), opts);
-    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Ok(fmt_offset(dt));
     }
@@ -462,6 +452,25 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
             return Ok(fmt_offset(dt));
         }
+    }
+    // An offset after a space ("14:22:10 +01", "14:22 -0500"): the space goes.
+    if let Some(space) = s.rfind(' ')
+        && s[..space].contains(':')
+        && s[space + 1..].starts_with(['+', '-'])
+        && s.len() > space + 3
+        && s[space + 2..].bytes().all(|b| b.is_ascii_digit() || b == b':')
+    {
+        return parse_date(&format!("{}{}", &s[..space], &s[space + 1..]), opts);
+    }
+    // PostgreSQL writes whole-hour offsets as "+01": chrono wants "+01:00".
+    let b = s.as_bytes();
+    if b.len() > 16
+        && matches!(b[b.len() - 3], b'+' | b'-')
+        && b[b.len() - 2..].iter().all(u8::is_ascii_digit)
+        && b[b.len() - 4].is_ascii_digit()
+        && s.contains(':')
+    {
+        return parse_date(&format!("{s}:00"), opts);
     }
     let (date_part, time_part) = split_date_time(s);
     let date = parse_date_only(date_part, opts.date_order).ok_or_else(|| {
@@ -716,6 +725,8 @@ mod tests {
         assert_eq!(date("2024-03-05 UTC").unwrap(), "2024-03-05");
         assert_eq!(date("2024-03-05 14:22:10+01").unwrap(), "2024-03-05T14:22:10+01:00", "PostgreSQL");
         assert_eq!(date("2024-03-05 14:22:10.5-05").unwrap(), "2024-03-05T14:22:10-05:00");
+        assert_eq!(date("2024-03-05 14:22:10 +01").unwrap(), "2024-03-05T14:22:10+01:00", "a space before");
+        assert_eq!(date("2024-03-05 14:22 -0500").unwrap(), "2024-03-05T14:22:00-05:00");
         assert!(date("12345678").is_err(), "eight digits are no timestamp");
         assert_eq!(date("03/05/24").unwrap(), "2024-03-05");
         assert!(date("next tuesday").is_err());

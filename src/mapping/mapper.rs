@@ -601,9 +601,16 @@ fn checked_email(field: Option<&Field>, record: &Record, errors: &mut Vec<FieldE
     }
 }
 
-/// An address as people paste it: `Ada Lovelace <ada@example.com>` is `ada@example.com`, and characters that
-/// show as nothing (a zero-width space copied from a web page, a BOM) are dropped.
+/// An address as people paste it: `Ada Lovelace <ada@example.com>` is `ada@example.com`, of several
+/// (`a@x.com, b@y.com`) the first counts, and characters that show as nothing (a zero-width space copied
+/// from a web page, a BOM) are dropped.
 fn clean_email(v: String) -> String {
+    // Several addresses in one cell (Pipedrive, hand-kept sheets): the first is the contact's.
+    // (Both sides hold an `@`: `tom@gmail,com` is one mistyped address, reported as it is.)
+    let v = match v.find([',', ';']) {
+        Some(cut) if v[..cut].contains('@') && v[cut + 1..].contains('@') => v[..cut].trim().to_string(),
+        _ => v,
+    };
     let v = match (v.rfind('<'), v.ends_with('>')) {
         (Some(open), true) if v[open + 1..].contains('@') => v[open + 1..v.len() - 1].trim().to_string(),
         _ => v,

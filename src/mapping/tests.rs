@@ -216,11 +216,9 @@ fn missing_columns_read_as_empty_when_the_mapping_says_so_except_required_ones()
     assert!(err.contains("no column 'Lifecycle Stage'"), "{err}");
     let err = compile_err(&format!("{toml}[[skip]]\ncolumn = \"Status\"\nnot_equals = \"active\"\n"), &headers);
     assert!(err.contains("no column 'Status'"), "it would skip every row: {err}");
-    // A filter that a missing column can never match is harmless: it is kept, and matches nothing.
-    let deleted = format!("{toml}[[skip]]\ncolumn = \"IsDeleted\"\nequals = \"true\"\n");
-    let mut m =
-        Mapping::parse(&deleted, Path::new("m.toml")).unwrap().compile(&csv_info(&headers), &[]).unwrap().mapper;
-    assert!(matches!(m.map(&row(2, &["7", "Ada", "Lovelace", "ada@x.io", "CTO"])), MapOutcome::Mapped { .. }));
+    // Any filter: silently off, it would let through what it was written to stop (spam, deleted records).
+    let err = compile_err(&format!("{toml}[[skip]]\ncolumn = \"Label\"\ncontains = \"Spam\"\n"), &headers);
+    assert!(err.contains("no column 'Label'"), "{err}");
     // Without the setting, a missing column refuses the mapping.
     let err = compile_err(&toml.replace("missing_columns = \"empty\"", ""), &headers);
     assert!(err.contains("no column 'City'"), "{err}");
@@ -262,9 +260,25 @@ fn emails_as_people_paste_them_are_cleaned_and_invisible_characters_are_shown() 
     let r = |e: &str| row(2, &["1", "Ada", "L", e, "", "", "", "", ""]);
     assert_eq!(email(m.map(&r("Ada Lovelace <Ada@Example.com>"))).as_deref(), Some("ada@example.com"));
     assert_eq!(email(m.map(&r("\u{feff}zed@x.com\u{200b}"))).as_deref(), Some("zed@x.com"));
+    assert_eq!(email(m.map(&r("ana@lima.br, ana.lima@lima.br"))).as_deref(), Some("ana@lima.br"));
+    assert_eq!(email(m.map(&r("Bea <bea@lima.br>; other@x.io"))).as_deref(), Some("bea@lima.br"));
     // A value that is wrong is shown with what cannot be seen spelt out.
     let err = failures(m.map(&row(3, &["2", "Bo", "K", "", "", "", "", "12\u{200b}", ""])));
     assert!(err[0].starts_with("contact.filterable_attributes.score \"12\\u{200b}\": not an integer"), "{err:?}");
+}
+
+#[test]
+fn a_template_whose_placeholders_are_all_empty_is_empty() {
+    let toml = "[contact]\ninternal_id = \"ID\"\nname = { template = \"{Last}, {First}\", default = \"{Email}\" }\n";
+    let mut m = mapper(toml, &["ID", "First", "Last", "Email"]);
+    let name = |o: MapOutcome| match &payloads(o)[0] {
+        Payload::Contact(c) => c.name.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(name(m.map(&row(2, &["1", "", "", "ann@x.io"]))), "ann@x.io", "the default, not \", \"");
+    assert_eq!(name(m.map(&row(3, &["2", "Ada", "Lovelace", ""]))), "Lovelace, Ada");
+    let err = failures(m.map(&row(4, &["3", "", "", ""])));
+    assert!(err[0].starts_with("contact.name is required but empty"), "{err:?}");
 }
 
 #[test]

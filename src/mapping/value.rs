@@ -254,13 +254,25 @@ pub(crate) fn parse_template(s: &str) -> Result<Vec<TemplatePart<String>>, Strin
 }
 
 /// Renders a compiled template: placeholders are trimmed, lists joined with ", ".
+/// A template's text; empty when every placeholder is, so that `"{Last}, {First}"` of a row without names is
+/// empty (its `default` applies, a required field fails) rather than `", "`.
 pub(crate) fn render(parts: &[TemplatePart<Accessor>], record: &Record) -> String {
     let mut out = String::with_capacity(32);
+    let mut any = false;
     for part in parts {
         match part {
             TemplatePart::Literal(l) => out.push_str(l),
-            TemplatePart::Placeholder(acc) => out.push_str(trim(&acc.get(record).into_text())),
+            TemplatePart::Placeholder(acc) => {
+                let v = acc.get(record).into_text();
+                let v = trim(&v);
+                any |= !v.is_empty();
+                out.push_str(v);
+            }
         }
+    }
+    let placeholders = parts.iter().any(|p| matches!(p, TemplatePart::Placeholder(_)));
+    if placeholders && !any {
+        out.clear();
     }
     out
 }

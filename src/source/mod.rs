@@ -339,10 +339,12 @@ pub enum ReadError {
     )]
     JsonDocument { path: InputPath, line: u64, opening: char },
     #[error(
-        "'{path}' holds one object whose only key, '{key}', is a list of {count} objects: the records are inside \
-         it; convert it first: jq -c '.{key}[]' export.json > export.jsonl"
+        "'{path}' holds one object whose '{key}' is a list of {count} objects (an API page): the records are \
+         inside it; convert it first: jq -c '.{key}[]' export.json > export.jsonl"
     )]
     JsonWrapper { path: InputPath, key: String, count: usize },
+    #[error("'{path}' is {what}, not CSV or JSON Lines: {fix}")]
+    NotText { path: InputPath, what: &'static str, fix: &'static str },
 }
 
 /// An open input: call [`Source::next`] until it returns `None`.
@@ -374,6 +376,9 @@ impl Source {
         let unzipped = decode::maybe_gunzip(raw).map_err(io_err)?;
         let (text, encoding) = decode::decode(unzipped, spec.encoding).map_err(io_err)?;
         let (sample, complete, replay) = sample(text, 64 * 1024).map_err(io_err)?;
+        if let Some((what, fix)) = sniff::not_text(&sample, encoding.is_utf8()) {
+            return Err(ReadError::NotText { path: spec.path.clone(), what, fix });
+        }
         let shape = sniff::sniff_shape(&sample);
         let format = spec.format.or_else(|| spec.path.format_from_extension()).unwrap_or(match shape {
             sniff::Shape::JsonObject => Format::Jsonl,

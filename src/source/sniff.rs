@@ -99,9 +99,43 @@ pub fn sniff_shape(sample: &[u8]) -> Shape {
     }
 }
 
+/// What the start of an input is when it is no text this reader can read, with what to do: a ZIP archive
+/// (HubSpot and Salesforce's Data Export download as .zip; an .xlsx workbook is one too), a legacy .xls
+/// workbook, or UTF-16 read as UTF-8 (no byte-order mark, so every other byte is NUL).
+pub fn not_text(sample: &[u8], read_as_utf8: bool) -> Option<(&'static str, &'static str)> {
+    if sample.starts_with(b"PK\x03\x04") {
+        return Some((
+            "a ZIP archive (a zipped export, or an .xlsx workbook)",
+            "unzip it and pass the CSV inside, or save the sheet as CSV UTF-8",
+        ));
+    }
+    if sample.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
+        return Some(("a legacy Excel workbook (.xls)", "save the sheet as CSV UTF-8"));
+    }
+    let head = &sample[..sample.len().min(4096)];
+    let nuls = head.iter().filter(|b| **b == 0).count();
+    if read_as_utf8 && head.len() >= 16 && nuls * 3 >= head.len() {
+        return Some((
+            "UTF-16 text without a byte-order mark (every other byte is 0)",
+            "pass --encoding utf-16 (or utf-16be)",
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archives_workbooks_and_bare_utf16_are_named() {
+        assert!(not_text(b"PK\x03\x04\x14\x00rest", true).unwrap().0.starts_with("a ZIP archive"));
+        assert!(not_text(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1], true).unwrap().0.contains(".xls"));
+        let utf16: Vec<u8> = "Record ID,Email\n1,a@x.io\n".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        assert!(not_text(&utf16, true).unwrap().1.contains("--encoding utf-16"));
+        assert_eq!(not_text(&utf16, false), None, "already decoded as asked");
+        assert_eq!(not_text(b"Record ID,Email\n", true), None);
+    }
 
     #[test]
     fn excel_sep_line_gives_the_delimiter_and_its_length() {
