@@ -251,7 +251,7 @@ impl ValidateSummary {
         write_groups(out, &self.skipped_row_reasons)?;
         if !self.skipped_entities.is_empty() {
             let n = self.skipped_entities.total();
-            writeln!(out, "Entities skipped by filters: {} (in rows whose other entities are sent)", n)?;
+            writeln!(out, "Entities not sent: {} (filtered or incomplete, in rows whose other entities are sent)", n)?;
             write_groups(out, &self.skipped_entities)?;
         }
         writeln!(out, "Failed:   {}", plural(self.failed_rows, "row"))?;

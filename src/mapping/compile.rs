@@ -270,6 +270,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// Whether the input has this column (CSV) or the sample this path (JSONL; true without a sample).
+    fn has_column(&self, name: &str) -> bool {
+        match self.schema {
+            Schema::Csv(header) => header.index_of(name.trim()).is_some(),
+            Schema::Json { .. } => self.path_seen(name),
+        }
+    }
+
     /// Whether a JSONL path appears in the sampled objects (always true for CSV and without a sample).
     fn path_seen(&self, name: &str) -> bool {
         match self.schema {
@@ -407,6 +415,22 @@ impl Ctx<'_> {
     }
 
     fn choice(&mut self, field: &str, spec: Option<&FieldSpec>, choices: &Choices) -> Option<Field> {
+        // `state = "PENDING"` reads a column named PENDING; the user meant the value.
+        if let Some(FieldSpec::Short(s)) = spec
+            && !looks_like_template(s)
+            && !self.has_column(s)
+            && let Some(value) = choices.resolve(s)
+        {
+            self.invalid(
+                field,
+                format!(
+                    "'{s}' is one of the accepted values, not a {} of the input: for a constant write {} = {{ value = \"{value}\" }}",
+                    self.noun(),
+                    field.rsplit('.').next().unwrap_or(field)
+                ),
+            );
+            return None;
+        }
         let f = self.field(field, spec?, Target::Text)?;
         let mut fixed: Vec<String> = f.map.iter().flat_map(|m| m.outputs().cloned()).collect();
         if let Origin::Const(c) = &f.origin {

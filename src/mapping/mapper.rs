@@ -504,7 +504,8 @@ fn incomplete_company(m: &CompanyMap, id: &str, record: &Record) -> Option<DropR
     let name = m.name.value(record);
     let why = match (id.is_empty(), name.is_empty()) {
         (false, true) => format!(
-            "company '{id}' not sent: its name is empty (from {}); the contact still links to it by id",
+            "company '{id}' not sent: its name is empty (from {}); the contact still links to it by id, which \
+             Savio accepts if it has the company (sync your companies export first)",
             m.name.describe
         ),
         (true, false) => {

@@ -169,7 +169,8 @@ fn a_derived_company_with_only_its_id_or_its_name_is_not_sent_and_the_contact_st
     assert_eq!(contact_link(&first).as_deref(), Some("c9"), "Savio may have it from a companies import");
     assert_eq!(
         dropped[0].to_string(),
-        "company 'c9' not sent: its name is empty (from column 'Company'); the contact still links to it by id"
+        "company 'c9' not sent: its name is empty (from column 'Company'); the contact still links to it by id, \
+         which Savio accepts if it has the company (sync your companies export first)"
     );
     // A later row names it: it is sent then, once.
     let p = payloads(m.map(&row(3, &["2", "Bob", "K", "", "c9", "Acme", "", "", ""])));
@@ -372,6 +373,21 @@ fn feedback_with_value_map_default_split_tags_and_choices() {
     assert!(f.tags.is_empty());
     let errs = failures(m.map(&row(4, &["x", "", "", "", "", "Closed"])));
     assert!(errs[0].contains("feedback.state \"Closed\" is not an accepted value"), "{errs:?}");
+}
+
+#[test]
+fn an_accepted_value_written_as_a_column_says_how_to_write_a_constant() {
+    let err = compile_err("[feedback]\nproblem = \"Text\"\nstate = \"PENDING\"\n", &["Text", "Status"]);
+    assert!(
+        err.contains(
+            "feedback.state: 'PENDING' is one of the accepted values, not a column of the input: for a constant \
+             write state = { value = \"PENDING\" }"
+        ),
+        "{err}"
+    );
+    // A column that happens to be named like a value is that column.
+    let m = mapper("[feedback]\nproblem = \"Text\"\nstate = \"Active\"\n", &["Text", "Active"]);
+    assert!(m.feedback.as_ref().unwrap().state.is_some());
 }
 
 #[test]

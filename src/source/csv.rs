@@ -67,8 +67,10 @@ impl CsvSource {
             return Ok(Some(ReadItem::Blank { line }));
         }
         let expected = self.header.names.len();
-        // One cell where the header has several: the start of a report footer, or a line inside one.
-        self.in_footer = fields.len() == 1 && expected > 1 && (self.in_footer || footer_starts(&fields[0]));
+        // One cell where the header has several (or only the first filled: Excel pads rows it saves): the start
+        // of a report footer, or a line inside one.
+        let one_cell = fields.len() == 1 || fields.iter().skip(1).all(|f| f.trim_ascii().is_empty());
+        self.in_footer = one_cell && expected > 1 && (self.in_footer || footer_starts(&fields[0]));
         if self.in_footer {
             return Ok(Some(ReadItem::Footer { line }));
         }
@@ -94,11 +96,14 @@ impl CsvSource {
 }
 
 /// Whether a one-cell row opens the footer of a Salesforce report export
-/// (`"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved."`).
+/// (`"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved."`), or is the grand-totals row a
+/// report can end with (`"Grand Totals (16 records)"`).
 fn footer_starts(cell: &[u8]) -> bool {
     let cell = cell.trim_ascii();
     let lower = cell.to_ascii_lowercase();
-    lower.starts_with(b"copyright") && memchr::memmem::find(&lower, b"salesforce.com").is_some()
+    let copyright = lower.starts_with(b"copyright") && memchr::memmem::find(&lower, b"salesforce.com").is_some();
+    let totals = lower.starts_with(b"grand total") && (lower.ends_with(b" records)") || lower.ends_with(b" record)"));
+    copyright || totals
 }
 
 /// Sees every byte the parser reads, to give each record its exact bytes and its true first line.
@@ -411,6 +416,17 @@ mod tests {
         assert!(matches!(items[1], ReadItem::Bad(BadRow { line: 3, .. })));
         assert!(matches!(items[2], ReadItem::Footer { line: 5 }));
         assert!(matches!(items[3], ReadItem::Footer { line: 6 }));
+        // The same report re-saved by Excel pads every row to the header's width; it may end in grand totals.
+        let items = records(
+            b"a;b;c\n1;2;3\nGrand Totals (1 record);;\n;;\nCopyright (c) 2000-2024 salesforce.com, inc.;;\nConfidential;;\n",
+        );
+        assert!(matches!(items[0], ReadItem::Record(_)));
+        assert!(matches!(items[1], ReadItem::Footer { line: 3 }));
+        assert!(matches!(items[2], ReadItem::Blank { line: 4 }));
+        assert!(matches!(items[3], ReadItem::Footer { line: 5 }));
+        assert!(matches!(items[4], ReadItem::Footer { line: 6 }));
+        // A row with only its first cell filled is data (and fails later if incomplete) outside a footer.
+        assert!(matches!(records(b"a;b\nAcme;\n")[0], ReadItem::Record(_)));
     }
 
     #[test]
