@@ -511,6 +511,23 @@ async fn a_success_whose_body_is_cut_off_is_a_success_without_an_id() {
 }
 
 #[tokio::test]
+async fn a_gzipped_success_still_gives_its_id() {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(br#"{"id": 41}"#).unwrap();
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(201)
+        .with_header("content-encoding", "gzip")
+        .with_body(gz.finish().unwrap())
+        .create_async()
+        .await;
+    let accepted = client(&server).send(&Payload::Feedback(feedback())).await.outcome.expect("accepted");
+    assert_eq!(accepted.id, Some(SavioId::Int(41)));
+}
+
+#[tokio::test]
 async fn a_2xx_html_page_is_not_the_api_and_fails_the_row() {
     let mut server = Server::new_async().await;
     server

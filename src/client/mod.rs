@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, Uri};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER, USER_AGENT,
+};
 use reqwest::{Response, Url, redirect};
 use serde::Deserialize;
 
@@ -319,11 +321,7 @@ impl SavioClient {
             let answer = lanes.send(request, SUCCESS_BODY_READ, max_idle).await.map_err(|e| lane_error(endpoint, e))?;
             if answer.status.is_success() {
                 not_an_api_page(endpoint, answer.status.as_u16(), &answer.headers)?;
-                let id = if answer.complete {
-                    serde_json::from_slice::<IdOnly>(&answer.body).ok().and_then(|a| a.id)
-                } else {
-                    None
-                };
+                let id = if answer.complete { answer_id(&answer.headers, &answer.body) } else { None };
                 return Ok(Accepted { status: answer.status.as_u16(), id });
             }
             if matches!(answer.status.as_u16(), 307 | 308)
@@ -448,6 +446,24 @@ impl SavioClient {
         }
         SendError::Status { endpoint, status, body: clean_body(raw, &self.inner.token, !complete), retry_after }
     }
+}
+
+/// The `id` of a success's JSON body. The writer asks for no compression, but a server (or a proxy) may
+/// gzip anyway: such a body is decompressed first, at most [`SUCCESS_BODY_READ`] bytes of it.
+fn answer_id(headers: &HeaderMap, body: &[u8]) -> Option<SavioId> {
+    let gzipped = headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let json: Cow<'_, [u8]> = if gzipped {
+        let mut out = Vec::new();
+        let mut decoder = std::io::Read::take(flate2::read::GzDecoder::new(body), SUCCESS_BODY_READ as u64);
+        std::io::Read::read_to_end(&mut decoder, &mut out).ok()?;
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(body)
+    };
+    serde_json::from_slice::<IdOnly>(&json).ok().and_then(|a| a.id)
 }
 
 /// A 2xx answered with an HTML page is not the API's: a login page or a catch-all front end answering
