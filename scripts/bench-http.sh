@@ -4,8 +4,9 @@
 #   (a) a server answering at once: savio-sync's requests/s next to wrk's against the same server;
 #   (b) a server adding 50 ms per request, --concurrency 16: requests/s next to the 320 req/s ideal;
 #   (c) --rate 200: the most requests seen in any one-second window, and the achieved rate.
-# Every run uses the default state file (the journal of a durable run: what users run); (a) is also run with
-# --no-state to show what the journal costs.
+# Every run uses a state file of its own (the journal of a durable run: what users run; a shared one would
+# hold the feedback of the run before as created, and skip it); (a) is also run with --no-state to show what
+# the journal costs.
 # Needs wrk (apt-get install wrk) and python3. Prints a table for BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,8 +47,10 @@ stop_server() { exec 9>&-; wait "$SERVER_PID" || true; }
 
 run_sync() { # run_sync REPORT_DIR [flags]: prints requests/s from summary.json
   local dir=$1; shift
+  local state=(--state "$WORK/$dir.sqlite")
+  case " $* " in *" --no-state "*) state=() ;; esac
   SAVIO_API_TOKEN=bench "$BIN" -q sync "$WORK/in.csv" -m "$WORK/m.toml" --base-url "$URL" \
-    --report-dir "$WORK/$dir" "$@" > /dev/null
+    --report-dir "$WORK/$dir" "${state[@]}" "$@" > /dev/null
   python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert s["payloads"]["feedback"]["ok"]==int(sys.argv[2]), s; print("%.0f" % (s["requests"]/s["duration_secs"]))' \
     "$WORK/$dir/summary.json" "$ROWS"
 }

@@ -516,9 +516,12 @@ fn spawn_reader(
     std::thread::spawn(move || {
         let mut end = ReaderEnd { blank: 0, other_shard: 0 };
         let mut batch = Vec::with_capacity(READ_BATCH);
+        // `last_line` is the last line handed to the writer: a batch the writer no longer takes (the run
+        // stopped) was not read as far as the reports go, and "rows after line N were not read" says so.
+        let mut read_to = 0;
         while let Some(mut row) = pipeline.next_row()? {
             counters.bytes.store(pipeline.bytes_read(), Ordering::Relaxed);
-            last_line.store(row.line, Ordering::Relaxed);
+            read_to = row.line;
             if matches!(row.kind, RowKind::Blank) {
                 end.blank += 1;
                 continue;
@@ -550,9 +553,12 @@ fn spawn_reader(
             if sent.is_err() {
                 return Ok(end);
             }
+            if batch.is_empty() {
+                last_line.store(read_to, Ordering::Relaxed);
+            }
         }
-        if !batch.is_empty() {
-            let _ = rows.blocking_send(batch);
+        if batch.is_empty() || rows.blocking_send(batch).is_ok() {
+            last_line.store(read_to, Ordering::Relaxed);
         }
         Ok(end)
     })

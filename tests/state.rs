@@ -478,3 +478,57 @@ async fn a_state_file_from_a_newer_version_or_another_program_is_refused_untouch
     assert_eq!(sb.requests().total, requests, "nothing was sent");
     sb.shutdown().await.unwrap();
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_within_the_grace_period_and_every_row_read_is_reported_once() {
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(2000));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    // At 20 requests/s the whole file would take minutes: after Ctrl-C, what is queued must be reported
+    // "not sent" at once, not paced out at that rate.
+    let args = ["in.csv", "-m", "m.toml", "--rate", "20", "--grace", "2s", "--report-dir", "r"];
+    let mut child =
+        command(dir.path(), &sb.base_url(), &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stopped = Instant::now();
+    assert!(StdCommand::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code()).await.unwrap();
+    let took = stopped.elapsed();
+    assert_eq!(code, Some(3), "interrupted");
+    assert!(took < Duration::from_secs(6), "stopped {took:?} after Ctrl-C, grace 2 s");
+    let run = Run { code: 3, stdout: String::new(), stderr: String::new(), reports: dir.path().join("r") };
+    let summary = run.summary();
+    let last = summary["stopped_after_line"].as_u64().expect("the line reading stopped after");
+    // Every row up to that line has its outcome, and none after it.
+    let lines: BTreeSet<u64> = run.results().keys().map(|(line, _)| *line).collect();
+    assert_eq!(lines, (2..=last).collect::<BTreeSet<u64>>(), "rows 2..={last}, each reported");
+    assert_eq!(summary["rows"].as_u64().unwrap(), last - 1);
+    // A row whose contact landed and whose feedback did too is ok; sent payloads are never "skipped".
+    let ok_rows = summary["rows_by_status"]["ok"].as_u64().unwrap_or(0);
+    assert!(ok_rows > 0, "{summary:#}");
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_rerun_never_creates_feedback_savio_already_has() {
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(30));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    let args = ["in.csv", "-m", "m.toml", "--rate", "5000"];
+    let first = sync(dir.path(), &sb.base_url(), "night1", &args).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(sb.snapshot().feedback.len(), 30);
+    // The same export, the default (full) mode: contacts are upserted again, feedback is not created twice.
+    let second = sync(dir.path(), &sb.base_url(), "night2", &args).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(sb.snapshot().feedback.len(), 30, "no feedback created twice");
+    let results = second.results();
+    let (status, reason) = &results[&(2, "feedback".to_string())];
+    assert_eq!(status, "skipped");
+    assert!(reason.starts_with("Savio already has this feedback"), "{reason}");
+    assert_eq!(results[&(2, "contact".to_string())].0, "ok", "upserts are sent again in full mode");
+    sb.shutdown().await.unwrap();
+}

@@ -46,11 +46,13 @@ impl Status {
         matches!(self, Status::Failed | Status::Blocked | Status::Unknown)
     }
 
-    /// Severity, to pick the outcome of a row from those of its payloads.
+    /// Severity, to pick the outcome of a row from those of its payloads: a row that sent something and
+    /// skipped the rest (an unchanged company, a repeated one) is `ok`; only a row that sent nothing is
+    /// `skipped`.
     pub fn severity(self) -> u8 {
         match self {
-            Status::Ok => 0,
-            Status::Skipped => 1,
+            Status::Skipped => 0,
+            Status::Ok => 1,
             Status::Unknown => 2,
             Status::Blocked => 3,
             Status::Failed => 4,

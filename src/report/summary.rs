@@ -197,7 +197,14 @@ impl SyncSummary {
         if let Some(dir) = report_dir {
             writeln!(out, "Reports:   {}", dir.display())?;
         }
-        if let Some(f) = &self.failures_file
+        if self.stopped_after_line.is_some() && self.state.is_some() {
+            // Most of the input was never sent: the failures file is not what to run next.
+            writeln!(
+                out,
+                "Continue with the same command: it resumes this run (what was sent is skipped), then re-run \
+                 its failures file"
+            )?;
+        } else if let Some(f) = &self.failures_file
             && self.rows_with(Status::Failed) + self.rows_with(Status::Blocked) + self.rows_with(Status::Unknown) > 0
         {
             writeln!(out, "Re-run the failed rows with: savio-sync sync {f} --mapping {}", self.mapping)?;

@@ -173,6 +173,12 @@ impl Shared {
         });
     }
 
+    /// Resolves when the run is asked to stop (soft or hard).
+    async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        let _ = rx.wait_for(|s| s.reason.is_some()).await;
+    }
+
     /// Resolves when a hard stop is requested.
     async fn hard_stop(&self) {
         let mut rx = self.stop.subscribe();
@@ -437,7 +443,14 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
             r.group = format!("{entity}: not sent (run stopped)");
             return r;
         }
-        let Ok(slot) = shared.slots.acquire().await else {
+        // Waiting for a slot, and below for the rate limiter, ends as soon as the run stops: what was queued
+        // is reported "not sent" at once, not paced out at `--rate` (which could outlast any grace period).
+        let acquired = tokio::select! {
+            biased;
+            () = shared.stopped() => continue,
+            acquired = shared.slots.acquire() => acquired,
+        };
+        let Ok(slot) = acquired else {
             r.reason = "not sent: the writer shut down".into();
             return r;
         };
@@ -454,7 +467,11 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
             r.group = format!("{entity}: not sent (state journal failed)");
             return r;
         }
-        shared.limiter.ready().await;
+        tokio::select! {
+            biased;
+            () = shared.stopped() => {}
+            () = shared.limiter.ready() => {}
+        }
         if let Some(stop) = shared.stop_reason() {
             r.reason = not_sent(&stop, last_error.as_deref());
             r.group = format!("{entity}: not sent (run stopped)");

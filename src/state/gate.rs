@@ -7,7 +7,7 @@
 //! 2. **Unsure feedback**: an identical feedback's creation is unknown from an earlier run → unknown, not
 //!    re-sent unless `--retry-unknown` (a failures file re-run must not create it twice).
 //! 3. **Incremental**: the payload's hash equals the last one Savio accepted for its key → skipped
-//!    (`unchanged`).
+//!    (`unchanged`). For feedback in every mode: an identical feedback was created → skipped (never twice).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -100,7 +100,9 @@ impl Gate {
                  not re-sent (--retry-unknown re-sends it, at the risk of a duplicate)"
             ))));
         }
-        if self.mode == Mode::Incremental {
+        // Feedback Savio accepted is never created again, whatever the mode: it is not idempotent, and a
+        // `--full` re-run of last night's export would duplicate every piece. Upserts are re-sent in full mode.
+        if self.mode == Mode::Incremental || entity == Entity::Feedback {
             let key = payload.report_key();
             let last: Option<(String, Option<String>, String)> = self
                 .conn
@@ -112,10 +114,15 @@ impl Gate {
             if let Some((hash, id, at)) = last
                 && hash == payload.content_hash()
             {
+                let reason = if entity == Entity::Feedback {
+                    format!("Savio already has this feedback (created at {at}); it is not created twice")
+                } else {
+                    format!("unchanged since Savio accepted it at {at}")
+                };
                 return Ok(Some(Settled {
                     status: Status::Skipped,
                     savio_id: id.map(parse_id),
-                    reason: format!("unchanged since Savio accepted it at {at}"),
+                    reason,
                     group: Settled::UNCHANGED.into(),
                 }));
             }
