@@ -1,8 +1,8 @@
 //! The writer stage: sends mapped payloads to Savio as fast as the API allows, without losing or duplicating
 //! any, and hands every row's outcome to the reports.
 //!
-//! - **Bounded everything.** Rows arrive through a bounded channel; at most [`WINDOW`] payloads are in
-//!   progress (dispatched, waiting or sending); at most `concurrency` requests are in flight; one rate limiter
+//! - **Bounded everything.** Rows arrive through a bounded channel; at most about two seconds of the rate
+//!   ([`WINDOW`] at most) of payloads are in progress (dispatched, waiting or sending); at most `concurrency` requests are in flight; one rate limiter
 //!   paces every request of the run ([`limiter`]).
 //! - **Order where it matters** ([`order`]): a contact waits for its company, and for an earlier upsert of
 //!   the same contact; a company that failed blocks its contacts; feedback waits for the company and person
@@ -34,9 +34,24 @@ use crate::state::{Journal, JournalEntry};
 use limiter::Limiter;
 use order::{Done, Registry, Waits};
 
-/// How many payloads may be in progress at once (dispatched but not finished). Bounds memory whatever the
-/// input size, and is far above any useful concurrency.
+/// The most payloads in progress at once (dispatched but not finished). Bounds memory whatever the input
+/// size, and is far above any useful concurrency.
 pub const WINDOW: usize = 2048;
+
+/// How far ahead of the rate the writer dispatches: about this much of `--rate`'s requests (see
+/// [`window_for`]).
+const LOOK_AHEAD: Duration = Duration::from_secs(2);
+
+/// The payloads in progress for a run: about [`LOOK_AHEAD`] of its rate, at least four per request in
+/// flight, at most [`WINDOW`]. A window far beyond the rate only queues payloads at the rate limiter, where
+/// a feedback that waited for its row's upserts lands behind hundreds of later rows' (at 10 requests/s,
+/// minutes): rows then finish late and out of order, and a killed run's results file shows little of what
+/// it sent.
+fn window_for(cfg: &SinkConfig) -> usize {
+    let rate = u64::from(cfg.rate.get() / cfg.rate_shares.get()).max(1);
+    let ahead = usize::try_from(rate.saturating_mul(LOOK_AHEAD.as_secs())).unwrap_or(usize::MAX);
+    ahead.max(cfg.concurrency.get().saturating_mul(4)).clamp(1, WINDOW)
+}
 
 /// How the writer behaves. Built from flags by the binary.
 #[derive(Debug, Clone)]
@@ -223,7 +238,8 @@ impl Sink {
         mut interrupt: watch::Receiver<bool>,
         grace: Duration,
     ) -> Option<StopReason> {
-        let window = Arc::new(Semaphore::new(WINDOW));
+        let size = window_for(&self.shared.cfg);
+        let window = Arc::new(Semaphore::new(size));
         let mut stop_rx = self.shared.stop.subscribe();
         let mut reports_gone = false;
         loop {
@@ -253,7 +269,7 @@ impl Sink {
         while !reports_gone && let Some(batch) = rows.recv().await {
             reports_gone = !self.dispatch_all(batch, &window, &out).await;
         }
-        let everything = u32::try_from(WINDOW).unwrap_or(u32::MAX);
+        let everything = u32::try_from(size).unwrap_or(u32::MAX);
         let drain = Arc::clone(&window).acquire_many_owned(everything);
         if self.shared.stop_reason() == Some(StopReason::Interrupted) {
             tracing::warn!("interrupted: sending nothing new, waiting up to {grace:?} for requests in flight");
@@ -594,5 +610,22 @@ fn not_sent(stop: &StopReason, last_error: Option<&str>) -> String {
     match last_error {
         None => format!("not sent: run stopped ({stop})"),
         Some(e) => format!("not sent again: run stopped ({stop}); last attempt: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_about_two_seconds_of_the_rate() {
+        let cfg = |rate: u32, concurrency: usize| SinkConfig {
+            rate: NonZeroU32::new(rate).unwrap(),
+            concurrency: NonZeroUsize::new(concurrency).unwrap(),
+            ..SinkConfig::default()
+        };
+        assert_eq!(window_for(&cfg(10, 8)), 32, "four per request in flight");
+        assert_eq!(window_for(&cfg(100, 8)), 200);
+        assert_eq!(window_for(&cfg(1_000_000, 16)), WINDOW);
     }
 }
