@@ -390,8 +390,22 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// Prints an error and its causes once, on stderr.
+/// Whether `--log-format json` was asked: a fatal error is then one JSON line too, so that a log shipper
+/// reading stderr line by line parses every line.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn report_error(err: &anyhow::Error) {
     let mut stderr = io::stderr().lock();
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        let causes: Vec<String> = err.chain().skip(1).map(ToString::to_string).collect();
+        let line = serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": "ERROR",
+            "fields": { "message": err.to_string(), "causes": causes },
+        });
+        let _ = writeln!(stderr, "{line}");
+        return;
+    }
     let _ = writeln!(stderr, "error: {err}");
     for cause in err.chain().skip(1) {
         let _ = writeln!(stderr, "  caused by: {cause}");
@@ -412,7 +426,12 @@ fn init_tracing(g: &GlobalArgs) {
         .with_ansi(io::stderr().is_terminal())
         .with_target(false);
     match g.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.without_time().init(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            builder.json().init()
+        }
+        // A terminal shows the time already; a log file appended night after night needs it on each line.
+        LogFormat::Text if io::stderr().is_terminal() => builder.without_time().init(),
+        LogFormat::Text => builder.init(),
     }
 }

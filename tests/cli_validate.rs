@@ -1677,3 +1677,22 @@ fn a_zipped_export_or_a_workbook_is_refused_with_what_to_do() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("pass --encoding utf-16"), "{}", run.stderr);
 }
+
+#[test]
+fn with_json_logs_a_fatal_error_is_one_json_line_too() {
+    let sb = Sandbox::new();
+    let input = fixture("hubspot-contacts.csv");
+    let run = Run::from(
+        sb.savio()
+            .args(["--log-format", "json", "validate", input.to_str().unwrap(), "-m", "nope.toml"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    for line in run.stderr.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(v["level"], "ERROR");
+        assert_eq!(v["fields"]["message"], "cannot read mapping file 'nope.toml'");
+    }
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+}
