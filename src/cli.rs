@@ -166,7 +166,8 @@ pub struct SyncArgs {
     pub dry_run: bool,
     /// Send to an in-process sandbox instead of Savio (no token, no network), then print what landed.
     /// Runs without a state file unless --state is given.
-    #[arg(long, conflicts_with_all = ["base_url", "token_file"])]
+    /// (A base URL, from --base-url or SAVIO_BASE_URL, is ignored then, with a warning.)
+    #[arg(long, conflicts_with_all = ["token_file"])]
     pub sandbox: bool,
     #[command(flatten)]
     pub state: StateArgs,

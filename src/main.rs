@@ -164,6 +164,12 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
     }
     let rt = writer_runtime()?;
     rt.block_on(async move {
+        if args.sandbox && args.conn.base_url != savio_sync::client::DEFAULT_BASE_URL {
+            tracing::warn!(
+                "--sandbox: ignoring the base URL {} (from --base-url or SAVIO_BASE_URL)",
+                args.conn.base_url
+            );
+        }
         let sandbox = if args.sandbox { Some(Sandbox::start(SandboxConfig::default()).await?) } else { None };
         let (base_url, token) = match &sandbox {
             Some(sb) => (sb.base_url(), ApiToken::new(SandboxConfig::default().token)?),

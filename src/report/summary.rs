@@ -168,7 +168,8 @@ impl SyncSummary {
         if self.unknown > 0 {
             writeln!(
                 out,
-                "Unknown:   {} feedback may or may not have been created (timeout or lost connection after sending); \
+                "Unknown:   {} feedback may or may not have been created (a timeout, a lost connection or a \
+                 500/502/504 after sending); \
                  check in Savio before re-sending them, or re-run the failures file with --retry-unknown",
                 self.unknown
             )?;
