@@ -461,10 +461,11 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
         }
         // Waiting for a slot, and below for the rate limiter, ends as soon as the run stops: what was queued
         // is reported "not sent" at once, not paced out at `--rate` (which could outlast any grace period).
+        // (The wait itself first: when it is ready at once, the stop signal is never even looked at.)
         let acquired = tokio::select! {
             biased;
-            () = shared.stopped() => continue,
             acquired = shared.slots.acquire() => acquired,
+            () = shared.stopped() => continue,
         };
         let Ok(slot) = acquired else {
             r.reason = "not sent: the writer shut down".into();
@@ -485,8 +486,8 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
         }
         tokio::select! {
             biased;
-            () = shared.stopped() => {}
             () = shared.limiter.ready() => {}
+            () = shared.stopped() => {}
         }
         if let Some(stop) = shared.stop_reason() {
             r.reason = not_sent(&stop, last_error.as_deref());
