@@ -42,6 +42,9 @@ pub struct Gate {
     /// Feedback unsure from earlier runs, by key: its run and line. Read once at the start (the table is
     /// small: only feedback whose creation is unknown), so feedback costs no query here.
     unsure: HashMap<String, (i64, i64)>,
+    /// Whether Savio accepted any feedback in an earlier run: when not (a first migration), a full run's
+    /// feedback needs no lookup. What this run creates is kept apart by the mapping's own repeat check.
+    feedback_accepted: bool,
 }
 
 impl Gate {
@@ -57,7 +60,10 @@ impl Gate {
                 unsure.insert(key, at);
             }
         }
-        Ok(Gate { conn, path: path.into(), mode, resume, retry_unknown, unsure })
+        let feedback_accepted = conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM accepted WHERE entity = 'feedback')", [], |r| r.get(0))
+            .map_err(sqlite)?;
+        Ok(Gate { conn, path: path.into(), mode, resume, retry_unknown, unsure, feedback_accepted })
     }
 
     /// What the state says about `payload` from input line `line`: `None` means send it.
@@ -102,7 +108,7 @@ impl Gate {
         }
         // Feedback Savio accepted is never created again, whatever the mode: it is not idempotent, and a
         // `--full` re-run of last night's export would duplicate every piece. Upserts are re-sent in full mode.
-        if self.mode == Mode::Incremental || entity == Entity::Feedback {
+        if self.mode == Mode::Incremental || (entity == Entity::Feedback && self.feedback_accepted) {
             let key = payload.report_key();
             let last: Option<(String, Option<String>, String)> = self
                 .conn
