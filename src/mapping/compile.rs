@@ -20,8 +20,31 @@ pub(crate) enum Schema<'a> {
     Json {
         seen: super::value::SeenPaths,
         sampled: usize,
-        strict: bool,
+        paths: PathCheck,
     },
+}
+
+/// How a JSONL path no sampled object has is treated (`[input] strict_paths`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathCheck {
+    /// `strict_paths = true`: an error for every path a field reads (a fallback aside).
+    Strict,
+    /// Not set: an error for the fields Savio requires and for the emails people are matched by, and for
+    /// any path two edits from one in the sample (a typo, not a key the first objects happen to lack);
+    /// otherwise a warning.
+    Default,
+    /// `strict_paths = false`: a warning.
+    Lenient,
+}
+
+impl PathCheck {
+    pub(crate) fn from_setting(strict_paths: Option<bool>) -> PathCheck {
+        match strict_paths {
+            Some(true) => PathCheck::Strict,
+            None => PathCheck::Default,
+            Some(false) => PathCheck::Lenient,
+        }
+    }
 }
 
 /// The result of compiling: the mapper, plus warnings worth showing (not errors).
@@ -48,6 +71,11 @@ struct Ctx<'a> {
     missing_columns: MissingColumns,
     /// Whether the field being compiled is one Savio requires (its columns must exist).
     in_required: bool,
+    /// Whether the field being compiled is an email people are matched by (`contact.email`,
+    /// `feedback.person_email`): its column must exist even with `missing_columns = "empty"`, since read as
+    /// empty it would send every contact or feedback without its person, which no later run can undo for
+    /// feedback.
+    in_identity: bool,
     /// JSONL paths whose value a field sends (not those a filter only tests), with the field: checked on
     /// every line for objects, which the sample may not have shown.
     value_paths: Vec<(String, JsonPath)>,
@@ -55,8 +83,11 @@ struct Ctx<'a> {
     /// filter silently off would let through what it was written to stop).
     must_exist: bool,
     /// Whether a JSONL path no sampled object has is an error here (the source of a field Savio requires,
-    /// of an entity every row must have) rather than a warning.
+    /// of an entity every row must have, or an identity email) rather than a warning.
     strict_here: bool,
+    /// Whether the path being resolved is a fallback (a `default`, or one of several `column`s of which
+    /// another is in the sample): its absence from the sample is expected, never an error.
+    fallback: bool,
     /// Whether the path being resolved only names a value (a row filter on emptiness, an exclusion), so an
     /// object or a list of objects is fine there.
     naming_only: bool,
@@ -73,9 +104,11 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         date_order: spec.input.date_order,
         missing_columns: spec.input.missing_columns.unwrap_or_default(),
         in_required: false,
+        in_identity: false,
         must_exist: false,
         value_paths: Vec::new(),
         strict_here: false,
+        fallback: false,
         naming_only: false,
     };
     if spec.company.is_none() && spec.contact.is_none() && spec.feedback.is_none() {
@@ -123,7 +156,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
             "internal_id = \"Record ID\"",
             contact_optional == Some(false),
         ),
-        email: cx.optional("contact.email", c.email.as_ref(), Target::Email),
+        email: cx.identity("contact.email", c.email.as_ref()),
         company: cx.optional("contact.company", c.company.as_ref(), Target::Text),
         company_internal_id: cx.optional("contact.company_internal_id", c.company_internal_id.as_ref(), Target::Text),
         attrs: Attrs::new(cx.attributes("contact", &c.filterable_attributes)),
@@ -143,7 +176,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         state: cx.choice("feedback.state", f.state.as_ref(), &states),
         source_url: cx.optional("feedback.source_url", f.source_url.as_ref(), Target::Text),
         source_username: cx.optional("feedback.source_username", f.source_username.as_ref(), Target::Text),
-        person_email: cx.optional("feedback.person_email", f.person_email.as_ref(), Target::Email),
+        person_email: cx.identity("feedback.person_email", f.person_email.as_ref()),
         person_name: cx.optional("feedback.person_name", f.person_name.as_ref(), Target::Text),
         company_name: cx.optional("feedback.company_name", f.company_name.as_ref(), Target::Text),
         feature_request_title: cx.optional(
@@ -243,6 +276,10 @@ pub(crate) fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a s
             // Of two containing names, the one nearer in length ("Associated Company IDs" for "... ID", not
             // "Associated Company"); a near-exact spelling still wins ("author.email" for "author.mail").
             edits.max(0.8 + 0.09 * short as f64 / long as f64)
+        } else if short >= 3 && contains_words(&lc, &wanted) {
+            // The whole name as words of a slightly longer one ("Email" in "Email Address", "Person - Email
+            // - Work"): a likely rename, weaker than a near-exact spelling.
+            edits.max(0.7)
         } else {
             edits
         };
@@ -293,7 +330,8 @@ impl Ctx<'_> {
                 Some(i) => Some(Accessor::Column(i)),
                 None => {
                     let suggestion = closest(name, header.names.iter().map(String::as_str));
-                    let lenient = !(self.in_required || self.naming_only || self.must_exist);
+                    let lenient =
+                        self.fallback || !(self.in_required || self.in_identity || self.naming_only || self.must_exist);
                     if self.missing_columns == MissingColumns::Empty && lenient {
                         let hint = suggestion.map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
                         self.warnings.push(format!(
@@ -302,11 +340,16 @@ impl Ctx<'_> {
                         ));
                         return Some(Accessor::Absent);
                     }
-                    self.problem(field, ProblemKind::UnknownColumn { column: name.to_string(), suggestion });
+                    let kind = if self.in_identity && self.missing_columns == MissingColumns::Empty {
+                        ProblemKind::MissingIdentityColumn { column: name.to_string(), suggestion }
+                    } else {
+                        ProblemKind::UnknownColumn { column: name.to_string(), suggestion }
+                    };
+                    self.problem(field, kind);
                     None
                 }
             },
-            Schema::Json { seen, sampled, strict } => {
+            Schema::Json { seen, sampled, paths } => {
                 let path = name.trim();
                 if *sampled > 0
                     && !self.naming_only
@@ -325,7 +368,13 @@ impl Ctx<'_> {
                 }
                 if *sampled > 0 && !super::value::path_known(&seen.paths, path) {
                     let suggestion = closest(path, seen.paths.iter().map(String::as_str));
-                    if *strict && self.strict_here {
+                    let refused = !self.fallback
+                        && match paths {
+                            PathCheck::Strict => true,
+                            PathCheck::Default => self.strict_here || misspelt(path, &seen.paths),
+                            PathCheck::Lenient => false,
+                        };
+                    if refused {
                         let kind = ProblemKind::UnknownPath { column: path.to_string(), sampled: *sampled, suggestion };
                         self.problem(field, kind);
                         return None;
@@ -414,6 +463,15 @@ impl Ctx<'_> {
         self.field(field, spec?, target)
     }
 
+    /// An email people are matched by (see [`Ctx::in_identity`]): optional, but its column must exist.
+    fn identity(&mut self, field: &str, spec: Option<&FieldSpec>) -> Option<Field> {
+        let spec = spec?;
+        (self.in_identity, self.strict_here) = (true, true);
+        let f = self.field(field, spec, Target::Email);
+        (self.in_identity, self.strict_here) = (false, false);
+        f
+    }
+
     fn choice(&mut self, field: &str, spec: Option<&FieldSpec>, choices: &Choices) -> Option<Field> {
         // `state = "PENDING"` reads a column named PENDING; the user meant the value.
         if let Some(FieldSpec::Short(s)) = spec
@@ -487,13 +545,13 @@ impl Ctx<'_> {
             return None;
         }
         let (origin, describe) = if let Some(cols) = &t.column {
-            // Of several paths, one in the sample is enough for a required field.
-            let strict = self.strict_here;
-            if cols.0.iter().any(|c| self.path_seen(c)) {
-                self.strict_here = false;
+            // Of several paths, one in the sample is enough: the others are fallbacks.
+            let fallback = self.fallback;
+            if cols.0.len() > 1 && cols.0.iter().any(|c| self.has_column(c)) {
+                self.fallback = true;
             }
             let accs: Vec<Accessor> = cols.0.iter().filter_map(|c| self.column(label, c)).collect();
-            self.strict_here = strict;
+            self.fallback = fallback;
             if accs.len() != cols.0.len() {
                 return None;
             }
@@ -523,9 +581,9 @@ impl Ctx<'_> {
         }
         if let Some(d) = &t.default {
             // A fallback: its paths may well be missing from the sample.
-            let strict = std::mem::replace(&mut self.strict_here, false);
+            let fallback = std::mem::replace(&mut self.fallback, true);
             f.default = self.text_origin(label, d, false).map(|(o, _)| o);
-            self.strict_here = strict;
+            self.fallback = fallback;
         }
         if let Some(sep) = &t.split {
             if sep.is_empty() {
@@ -721,6 +779,24 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether a JSONL path reads as a misspelling of one the sample has (`requester.emial`, `author.mail`): at
+/// most two edits from it. A path merely absent from the first objects (`author.name` where only
+/// `author.email` was seen) is further off.
+fn misspelt(path: &str, seen: &std::collections::BTreeSet<String>) -> bool {
+    let path = path.to_lowercase();
+    path.chars().count() >= 6 && seen.iter().any(|p| strsim::damerau_levenshtein(&path, &p.to_lowercase()) <= 2)
+}
+
+/// Whether the words of one of `a` and `b` (letters and digits) run, in order, inside the other's, which has
+/// at most two words more.
+fn contains_words(a: &str, b: &str) -> bool {
+    let words =
+        |s: &str| s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect();
+    let (wa, wb): (Vec<String>, Vec<String>) = (words(a), words(b));
+    let (short, long) = if wa.len() <= wb.len() { (wa, wb) } else { (wb, wa) };
+    !short.is_empty() && long.len() <= short.len() + 2 && long.windows(short.len()).any(|w| w == short.as_slice())
+}
+
 #[cfg(test)]
 mod tests {
     use super::closest;
@@ -739,5 +815,13 @@ mod tests {
         let line = "Record ID,First Name,Last Name,Email,Phone Number";
         assert_eq!(closest("Email", [line]), None, "contained in a much longer name is no hint");
         assert_eq!(closest("Record ID", [line]), None);
+        assert_eq!(
+            closest("Email", ["Email Address", "Phone"]),
+            Some("Email Address".into()),
+            "a longer name, as words"
+        );
+        assert_eq!(closest("Email", ["Person - Email - Work"]), Some("Person - Email - Work".into()));
+        assert_eq!(closest("Email", ["Emails"]), Some("Emails".into()));
+        assert_eq!(closest("Email", ["Secondary Email Address Opt Out"]), None, "too many words more");
     }
 }

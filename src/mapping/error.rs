@@ -76,6 +76,13 @@ pub enum ProblemKind {
     #[error("no column '{column}' in the input{}", suggest(suggestion.as_deref()))]
     UnknownColumn { column: String, suggestion: Option<String> },
     #[error(
+        "no column '{column}' in the input{}; Savio matches people by email, so this column must exist even \
+         with missing_columns = \"empty\" (if the export has no email, remove the field; of several possible \
+         columns write column = [\"Email\", \"Email Address\"])",
+        suggest(suggestion.as_deref())
+    )]
+    MissingIdentityColumn { column: String, suggestion: Option<String> },
+    #[error(
         "no object among the first {sampled} has the path '{column}'{}; \
          if it only appears later in the file, set strict_paths = false under [input]",
         suggest(suggestion.as_deref())

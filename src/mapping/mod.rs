@@ -96,11 +96,17 @@ impl Mapping {
                         sampled += 1;
                     }
                 }
-                compile::Schema::Json { seen, sampled, strict: self.spec.input.strict_paths.unwrap_or(true) }
+                compile::Schema::Json {
+                    seen,
+                    sampled,
+                    paths: compile::PathCheck::from_setting(self.spec.input.strict_paths),
+                }
             }
         };
         compile::compile(&self.spec, &schema).map_err(|(problems, warnings)| {
-            let unknown_column = problems.iter().any(|p| matches!(p.kind, ProblemKind::UnknownColumn { .. }));
+            let unknown_column = problems.iter().any(|p| {
+                matches!(p.kind, ProblemKind::UnknownColumn { .. } | ProblemKind::MissingIdentityColumn { .. })
+            });
             let hint = match &info.header {
                 Some(header) if unknown_column => delimiter_hint(header, info),
                 _ => None,

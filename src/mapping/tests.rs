@@ -540,15 +540,73 @@ fn jsonl_unknown_paths_are_checked_against_the_sample() {
         err.contains("feedback.problem: no object among the first 1 has the path 'txt'; did you mean 'text'?"),
         "{err}"
     );
-    assert!(err.contains("(1 problem)"), "an optional field's path is no error: {err}");
+    // The email a person is matched by must be found too: read as empty, every feedback would go out without
+    // its person, and feedback cannot be taken back.
+    assert!(err.contains("(2 problems)"), "{err}");
     assert!(
-        err.contains("\n  warning: feedback.person_email: no object among the first 1 has the path 'author.mail' (did you mean 'author.email'?)"),
-        "warnings are shown with the errors: {err}"
+        err.contains("feedback.person_email: no object among the first 1 has the path 'author.mail'; did you mean 'author.email'?"),
+        "{err}"
     );
-    let lenient =
-        Mapping::parse("[input]\nstrict_paths = false\n[feedback]\nproblem = \"txt\"\n", Path::new("m.toml")).unwrap();
+    // An optional path that is merely absent from the sample is a warning, shown with the errors.
+    let mapping =
+        Mapping::parse("[feedback]\nproblem = \"txt\"\nsource_url = \"link\"\n", Path::new("m.toml")).unwrap();
+    let err = mapping.compile(&json_info(), &sample).err().unwrap().to_string();
+    assert!(err.contains("(1 problem)"), "{err}");
+    assert!(err.contains("\n  warning: feedback.source_url: no object among the first 1 has the path 'link'"), "{err}");
+    let lenient = Mapping::parse(
+        "[input]\nstrict_paths = false\n[feedback]\nproblem = \"txt\"\nperson_email = \"author.mail\"\n",
+        Path::new("m.toml"),
+    )
+    .unwrap();
     let compiled = lenient.compile(&json_info(), &sample).unwrap();
-    assert_eq!(compiled.warnings.len(), 1);
+    assert_eq!(compiled.warnings.len(), 2, "strict_paths = false: warnings only");
+}
+
+#[test]
+fn jsonl_optional_paths_that_look_misspelt_are_errors_and_strict_paths_makes_every_one_an_error() {
+    let sample = [jrow(1, json!({"description": "x", "requester": {"email": "a@b.co", "name": "A"}, "url": "u"}))];
+    let compile = |toml: &str| Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&json_info(), &sample);
+    // Two edits from a path of the sample: a typo, refused before anything is sent.
+    let err = compile("[feedback]\nproblem = \"description\"\nperson_name = \"requester.nmae\"\n").err().unwrap();
+    assert!(err.to_string().contains("did you mean 'requester.name'?"), "{err}");
+    // Further from every sampled path: a key the first objects lack, a warning.
+    let ok = compile("[feedback]\nproblem = \"description\"\nsource_username = \"assignee.name\"\n").unwrap();
+    assert_eq!(ok.warnings.len(), 1, "{:?}", ok.warnings);
+    // strict_paths = true: every path must be in the sample.
+    let err = compile(
+        "[input]\nstrict_paths = true\n[feedback]\nproblem = \"description\"\nsource_username = \"assignee.name\"\n",
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("feedback.source_username: no object among the first 1"), "{err}");
+    // A fallback never is: one of several columns seen, or a default.
+    let ok = compile(
+        "[input]\nstrict_paths = true\n[feedback]\nproblem = \"description\"\n\
+         person_name = { column = [\"requester.full_name\", \"requester.name\"], default = \"{requester.nick}\" }\n",
+    )
+    .unwrap();
+    assert!(ok.warnings.iter().any(|w| w.contains("requester.full_name")), "{:?}", ok.warnings);
+}
+
+#[test]
+fn an_identity_email_column_must_exist_even_when_missing_columns_read_as_empty() {
+    let headers = ["Record ID", "First Name", "Email Address", "Phone"];
+    let toml = "[input]\nmissing_columns = \"empty\"\n[contact]\ninternal_id = \"Record ID\"\nname = \"First Name\"\n\
+                email = \"Email\"\n[contact.filterable_attributes]\nphone = \"Phone Number\"\n";
+    let err = compile_err(toml, &headers);
+    assert!(err.contains("(1 problem)"), "the attribute's column reads as empty: {err}");
+    assert!(
+        err.contains("contact.email: no column 'Email' in the input; did you mean 'Email Address'?; Savio matches people by email"),
+        "{err}"
+    );
+    // Of several columns, one is enough.
+    let toml = toml.replace("email = \"Email\"", "email = { column = [\"Email\", \"Email Address\"] }");
+    let compiled = Mapping::parse(&toml, Path::new("m.toml")).unwrap().compile(&csv_info(&headers), &[]).unwrap();
+    assert!(
+        compiled.warnings.iter().any(|w| w.contains("contact.email: no column 'Email'")),
+        "{:?}",
+        compiled.warnings
+    );
 }
 
 #[test]
@@ -802,16 +860,16 @@ fn jsonl_paths_of_optional_fields_are_warnings_and_required_ones_errors() {
         internal_id = { column = ["author.uid", "author.id"] }
         name = "author.fullname"
         [[contact.skip]]
-        if_empty = "author.mail"
+        if_empty = "author.banned"
     "#;
     let compiled = Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&json_info(), &sample).unwrap();
     let warnings = compiled.warnings.join("\n");
-    for path in ["assignee.name", "author.name", "author.nick", "author.uid", "author.fullname", "author.mail"] {
+    for path in ["assignee.name", "author.name", "author.nick", "author.uid", "author.fullname", "author.banned"] {
         assert!(warnings.contains(&format!("the path '{path}'")), "{path} in:\n{warnings}");
     }
     assert!(!warnings.contains("strict_paths"), "{warnings}");
     // The contact is the main entity here: its required paths must be in the sample.
-    let toml = "[contact]\ninternal_id = \"author.id\"\nname = \"author.fullname\"\nemail = \"author.mail\"\n";
+    let toml = "[contact]\ninternal_id = \"author.id\"\nname = \"author.fullname\"\nemail = \"author.email\"\n";
     let err = Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&json_info(), &sample).err().unwrap();
     let err = err.to_string();
     assert!(err.contains("(1 problem)") && err.contains("contact.name: no object among the first 1"), "{err}");
