@@ -117,10 +117,8 @@ async fn shutdown_signal() {
 fn cmd_validate(args: cli::ValidateArgs) -> anyhow::Result<Exit> {
     let mapping = Mapping::load(&args.mapping)?;
     let spec = settings::input_spec(&args.input, &(&args.input_args).into(), &mapping)?;
+    // The mapping's warnings are in the summary (text or JSON): not logged as well.
     let mut pipeline = Pipeline::open(&spec, &mapping)?;
-    for w in pipeline.warnings() {
-        tracing::warn!("{w}");
-    }
     let opts = validate::ValidateOptions { preview: args.preview, failures: args.failures.clone(), json: args.json };
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -264,10 +262,8 @@ fn cmd_runs(args: &cli::RunsArgs) -> anyhow::Result<Exit> {
 
 /// `--dry-run`: the pipeline with no network; every request that would be sent, one JSON object per line.
 fn dry_run(args: &cli::SyncArgs, mapping: &Mapping, input: &savio_sync::source::InputSpec) -> anyhow::Result<Exit> {
+    // The mapping's warnings are in the summary on stderr: not logged as well.
     let mut pipeline = Pipeline::open(input, mapping)?;
-    for w in pipeline.warnings() {
-        tracing::warn!("{w}");
-    }
     let opts = validate::ValidateOptions { preview: usize::MAX, failures: None, json: false };
     let mut out = io::stdout().lock();
     let summary = validate::run(&mut pipeline, &args.mapping.display().to_string(), &opts, &mut out)?;

@@ -250,6 +250,35 @@ fn hubspot_contacts_preview_sends_each_company_once_before_its_first_contact() {
 }
 
 #[test]
+fn hubspot_contacts_with_several_associated_companies_link_the_primary_one_and_derive_no_mixed_company() {
+    let sb = Sandbox::new();
+    let input = sb.write(
+        "contacts.csv",
+        "\u{feff}\"Record ID\",\"First Name\",\"Last Name\",\"Email\",\"Primary Associated Company ID\",\"Associated Company\"\n\
+         \"101\",\"Ada\",\"Lovelace\",\"ada@x.com\",\"9001\",\"Analytical Engines\"\n\
+         \"102\",\"Grace\",\"Hopper\",\"grace@navy.mil\",\"9002\",\"Navy Systems, Inc.;US Navy\"\n",
+    );
+    let p = all_previews(&sb, &input, &preset("hubspot-contacts"), &[]);
+    assert_eq!(entities_by_line(&p), vec![(2, "company"), (2, "contact"), (3, "contact")]);
+    assert_eq!(preview_at(&p, 3, "contact")["company_internal_id"], "9002");
+    assert_eq!(preview_at(&p, 2, "contact")["company_internal_id"], "9001");
+}
+
+#[test]
+fn validate_shows_each_mapping_warning_once() {
+    let sb = Sandbox::new();
+    let input = sb.write("contacts.csv", "Record ID,First Name,Email\n1,Ada,ada@x.com\n");
+    let mapping = sb.write(
+        "m.toml",
+        "[input]\nmissing_columns = \"empty\"\n[contact]\ninternal_id = \"Record ID\"\nname = \"First Name\"\n\
+         email = \"Email\"\n[contact.filterable_attributes]\ncity = \"City\"\n",
+    );
+    let out = sb.savio().arg("validate").arg(&input).arg("-m").arg(&mapping).output().unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(all.matches("no column 'City' in the input").count(), 1, "{all}");
+}
+
+#[test]
 fn hubspot_contacts_preview_values_are_cleaned() {
     let sb = Sandbox::new();
     let p = all_previews(&sb, &fixture("hubspot-contacts.csv"), &preset("hubspot-contacts"), &[]);

@@ -588,8 +588,12 @@ impl Ctx<'_> {
         if let Some(sep) = &t.split {
             if sep.is_empty() {
                 self.invalid(label, "split needs a separator, e.g. split = \";\"");
-            } else if !matches!(target, Target::List | Target::Attr) {
-                self.invalid(label, "split applies only to feedback.tags and filterable_attributes");
+            } else if !matches!(target, Target::List | Target::Attr) && !single_valued(label) {
+                self.invalid(
+                    label,
+                    "split applies only to feedback.tags, filterable_attributes, and the fields that take one value \
+                     (ids, names, emails: the first item)",
+                );
             }
             f.split = Some(sep.clone());
         }
@@ -777,6 +781,19 @@ impl Ctx<'_> {
             }
         }
     }
+}
+
+/// The fields that take one value, where `split` keeps the first item (see `Field::single`).
+fn single_valued(label: &str) -> bool {
+    matches!(
+        label,
+        "company.internal_id"
+            | "company.name"
+            | "contact.internal_id"
+            | "contact.email"
+            | "contact.company_internal_id"
+            | "feedback.person_email"
+    )
 }
 
 /// Whether a JSONL path reads as a misspelling of one the sample has (`requester.emial`, `author.mail`): at

@@ -150,6 +150,16 @@ pub enum FieldProblem {
     ScientificId {
         value: String,
     },
+    /// A whole-number id written as a decimal (`9001.0`): a spreadsheet or pandas read the id column as
+    /// numbers. Sent as it is, it would be another record than `9001`.
+    DecimalId {
+        value: String,
+    },
+    /// A JSON list of several values where one is expected (an id, an email): joined, they would make up an
+    /// id for all of them.
+    SeveralValues {
+        values: Vec<String>,
+    },
 }
 
 impl FieldError {
@@ -161,6 +171,8 @@ impl FieldError {
             FieldProblem::InvalidChoice { .. } => "not an accepted value".to_string(),
             FieldProblem::Conversion { ty, .. } => format!("not a valid {}", ty.as_str()),
             FieldProblem::ScientificId { .. } => "an id in scientific notation".to_string(),
+            FieldProblem::DecimalId { .. } => "an id written as a decimal number".to_string(),
+            FieldProblem::SeveralValues { .. } => "several values where one is expected".to_string(),
             FieldProblem::NotAValue { shape, .. } => format!("{shape}, not a value"),
         };
         format!("{}: {what}", self.field)
@@ -195,6 +207,21 @@ impl fmt::Display for FieldError {
                 "{field} \"{}\" is an id a spreadsheet rewrote in scientific notation, and its digits are lost: \
                  export again, or format the column as Text before saving",
                 clip(value)
+            ),
+            FieldProblem::DecimalId { value } => write!(
+                f,
+                "{field} \"{}\" is a whole-number id written as a decimal (a spreadsheet or pandas read the ids as \
+                 numbers), which would be another record than \"{}\": export again keeping ids as text (pandas: \
+                 dtype=str)",
+                clip(value),
+                clip(value.split('.').next().unwrap_or(value))
+            ),
+            FieldProblem::SeveralValues { values } => write!(
+                f,
+                "{field} holds {} values on this line ({}) where one is expected; map one of them (a path with \
+                 an index such as 'items.0.id'), or split = \"...\" to take the first",
+                values.len(),
+                clip(&values.join(", "))
             ),
         }
     }

@@ -182,7 +182,11 @@ impl Field {
     }
 
     /// The field's text, borrowed from the record when no transform changes it (empty when there is none).
+    /// With `split` (a field that takes one value), the first item.
     pub fn value<'a>(&'a self, record: &'a Record) -> Cow<'a, str> {
+        if self.split.is_some() {
+            return Cow::Owned(self.list(record).into_iter().next().unwrap_or_default());
+        }
         let v = match self.single_column(record) {
             Some(s)
                 if self.trim && !self.strip_html && !self.collapse && self.case == Case::Keep && self.map.is_none() =>
@@ -193,6 +197,31 @@ impl Field {
             None => self.clean(self.origin.raw(record).into_text()),
         };
         if v.is_empty() { self.default_value(record) } else { v }
+    }
+
+    /// The value of a field that takes exactly one value, an id or an email: with `split`, the first item
+    /// (`"9002;9003"`, HubSpot's several associated companies, gives `9002`); a JSON list of several distinct
+    /// values is an error rather than their join, which would be one made-up id for them all.
+    pub fn single<'a>(&'a self, record: &'a Record) -> Result<Cow<'a, str>, FieldError> {
+        if self.split.is_none() && self.single_column(record).is_some() {
+            return Ok(self.value(record));
+        }
+        if self.split.is_some() {
+            return Ok(self.value(record));
+        }
+        if let Raw::List(items) = self.origin.raw(record) {
+            let mut values: Vec<Cow<'_, str>> = Vec::new();
+            for item in items.into_iter().map(|i| self.clean(i)).filter(|i| !i.is_empty()) {
+                if !values.contains(&item) {
+                    values.push(item);
+                }
+            }
+            if values.len() > 1 {
+                let values = values.iter().map(|v| v.to_string()).collect();
+                return Err(FieldError { field: self.label.clone(), problem: FieldProblem::SeveralValues { values } });
+            }
+        }
+        Ok(self.value(record))
     }
 
     /// The field as one string (empty when there is nothing).

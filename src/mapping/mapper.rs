@@ -333,7 +333,7 @@ impl Mapper {
         // On a large run the contact's slot in `seen_contacts` is a cache miss: start loading it now, while
         // the row's payloads are built, and keep the key's hash for the sighting at the end.
         let contact_key = self.contact.as_ref().map(|m| {
-            let h = dedup::key_hash(&m.internal_id.value(record));
+            let h = dedup::key_hash(&m.internal_id.single(record).unwrap_or_default());
             self.seen_contacts.prefetch(h);
             h
         });
@@ -354,7 +354,7 @@ impl Mapper {
             if let Some(s) = first_skip(&m.skips, record) {
                 dropped.push(filtered(Entity::Company, "company", s, m.internal_id.text(record)));
             } else {
-                let id = m.internal_id.value(record);
+                let id = single(&m.internal_id, record, &mut errors);
                 let id_hash = dedup::key_hash(&id);
                 if !id.is_empty() && self.seen_companies.contains(id_hash) {
                     let name = m.name.value(record);
@@ -544,13 +544,13 @@ fn build_contact(
     company: Option<&str>,
     errors: &mut Vec<FieldError>,
 ) -> Option<Contact> {
-    let internal_id = m.internal_id.text(record);
-    if internal_id.is_empty() && m.optional {
+    let before = errors.len();
+    let internal_id = single(&m.internal_id, record, errors).into_owned();
+    if internal_id.is_empty() && m.optional && errors.len() == before {
         return None;
     }
-    let before = errors.len();
     let name = m.name.text(record);
-    if internal_id.is_empty() {
+    if internal_id.is_empty() && errors.len() == before {
         errors.push(m.internal_id.required_error());
     }
     check_id(&m.internal_id, &internal_id, errors);
@@ -577,7 +577,9 @@ fn build_contact(
         },
     };
     let company_internal_id = match &m.company_internal_id {
-        Some(f) => f.opt_text(record).inspect(|id| check_id(f, id, errors)),
+        Some(f) => Some(single(f, record, errors).into_owned())
+            .filter(|id| !id.is_empty())
+            .inspect(|id| check_id(f, id, errors)),
         None => company.map(str::to_string),
     };
     let filterable_attributes = m.attrs.build(record, errors);
@@ -591,9 +593,22 @@ fn build_contact(
     })
 }
 
+/// A field that takes one value (see [`Field::single`]); its problem goes to `errors` and the value is then
+/// empty.
+fn single<'a>(f: &'a Field, record: &'a Record, errors: &mut Vec<FieldError>) -> Cow<'a, str> {
+    f.single(record).unwrap_or_else(|e| {
+        errors.push(e);
+        Cow::Borrowed("")
+    })
+}
+
 fn checked_email(field: Option<&Field>, record: &Record, errors: &mut Vec<FieldError>) -> Option<String> {
     let f = field?;
-    let v = clean_email(f.opt_text(record)?);
+    let v = single(f, record, errors);
+    if v.is_empty() {
+        return None;
+    }
+    let v = clean_email(v.into_owned());
     if is_valid_email(&v) {
         Some(v)
     } else {
@@ -628,6 +643,7 @@ fn clean_email(v: String) -> String {
 /// Fails an id that a spreadsheet rewrote in scientific notation (`5,12346E+11`, `1.2E+15`): CRM ids are
 /// digits or letters, never that, and the rounding merges distinct records.
 fn check_id(field: &Field, id: &str, errors: &mut Vec<FieldError>) {
+    check_decimal_id(field, id, errors);
     let b = id.as_bytes();
     let Some(e) = b.iter().position(|c| *c == b'E' || *c == b'e') else { return };
     let (mantissa, exponent) = (&b[..e], &b[e + 1..]);
@@ -639,6 +655,15 @@ fn check_id(field: &Field, id: &str, errors: &mut Vec<FieldError>) {
     if mantissa_ok && exponent.first() == Some(&b'+') && digits(&exponent[1..]) {
         errors
             .push(FieldError { field: field.label.clone(), problem: FieldProblem::ScientificId { value: id.into() } });
+    }
+}
+
+/// Fails a whole-number id written as a decimal (`9001.0`, pandas' float columns): digits, a point, zeros.
+fn check_decimal_id(field: &Field, id: &str, errors: &mut Vec<FieldError>) {
+    let Some((whole, fraction)) = id.split_once('.') else { return };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    if digits(whole) && !fraction.is_empty() && fraction.bytes().all(|c| c == b'0') {
+        errors.push(FieldError { field: field.label.clone(), problem: FieldProblem::DecimalId { value: id.into() } });
     }
 }
 

@@ -898,3 +898,64 @@ fn jsonl_messages_say_path() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_json_list_of_several_values_for_an_id_or_an_email_fails_the_row_and_one_value_is_taken_as_it_is() {
+    let toml = "[feedback]\nproblem = \"body\"\nperson_email = \"emails\"\n\
+                [contact]\ninternal_id = \"contacts.id\"\nname = \"name\"\nemail = \"emails\"\n";
+    let sample = [jrow(1, json!({"body": "b", "name": "A", "contacts": [{"id": "c1"}], "emails": ["a@x.com"]}))];
+    let mut m = Mapping::parse(toml, Path::new("m.toml")).unwrap().compile(&json_info(), &sample).unwrap().mapper;
+    let p = payloads(m.map(&sample[0]));
+    let Payload::Contact(c) = &p[0] else { panic!("{p:?}") };
+    assert_eq!((c.internal_id.as_str(), c.email.as_deref()), ("c1", Some("a@x.com")));
+    // Joined, two ids would make up one contact "c1, c2" for both people.
+    let two =
+        jrow(2, json!({"body": "b", "name": "A", "contacts": [{"id": "c1"}, {"id": "c2"}], "emails": ["a@x.com"]}));
+    let errs = failures(m.map(&two));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("contact.internal_id holds 2 values on this line (c1, c2) where one is expected"),
+        "{errs:?}"
+    );
+    // The same value twice is one value.
+    let same = jrow(
+        3,
+        json!({"body": "c", "name": "B", "contacts": [{"id": "c3"}, {"id": "c3"}], "emails": ["b@x.com", "b@x.com"]}),
+    );
+    assert_eq!(payloads(m.map(&same)).len(), 2);
+}
+
+#[test]
+fn split_on_a_field_that_takes_one_value_keeps_the_first_item() {
+    // HubSpot's several associated companies: "9002;9003" and "Navy Systems, Inc.;US Navy".
+    let headers = ["ID", "Name", "Company IDs", "Companies"];
+    let toml = "[company]\ninternal_id = { column = \"Company IDs\", split = \";\" }\n\
+                name = { column = \"Companies\", split = \";\" }\n[contact]\ninternal_id = \"ID\"\nname = \"Name\"\n";
+    let mut m = mapper(toml, &headers);
+    let p = payloads(m.map(&row(2, &["7", "Grace", " 9002 ; 9003", "Navy Systems, Inc.;US Navy"])));
+    let Payload::Company(c) = &p[0] else { panic!("{p:?}") };
+    assert_eq!((c.internal_id.as_str(), c.name.as_str()), ("9002", "Navy Systems, Inc."));
+    let Payload::Contact(c) = &p[1] else { panic!("{p:?}") };
+    assert_eq!(c.company_internal_id.as_deref(), Some("9002"));
+    let err = compile_err("[contact]\ninternal_id = \"ID\"\nname = { column = \"Name\", split = \";\" }\n", &headers);
+    assert!(
+        err.contains("split applies only to feedback.tags, filterable_attributes, and the fields that take one value"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_id_written_as_a_decimal_fails_its_row_and_other_ids_with_a_point_do_not() {
+    let headers = ["ID", "Name", "Company ID", "Company"];
+    let toml = "[company]\ninternal_id = \"Company ID\"\nname = \"Company\"\n[contact]\ninternal_id = \"ID\"\nname = \"Name\"\n";
+    let mut m = mapper(toml, &headers);
+    let errs = failures(m.map(&row(2, &["101.0", "Ada", "9001.00", "Acme"])));
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.starts_with("company.internal_id \"9001.00\" is a whole-number id written as a decimal"))
+    );
+    assert!(errs.iter().any(|e| e.contains("which would be another record than \"101\"")), "{errs:?}");
+    for id in ["1.5", "v1.0.0", "A.0", "12."] {
+        assert_eq!(payloads(m.map(&row(3, &[id, "Ada", "", ""]))).len(), 1, "{id} is no decimal number");
+    }
+}
