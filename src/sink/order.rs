@@ -1,5 +1,5 @@
 //! Ordering without loading the file: a contact waits for the company it links to (and for an earlier
-//! upsert of the same contact); feedback waits for the company and the person it names; nothing else waits
+//! upsert of the same contact, by id or by email); feedback waits for the company and the person it names; nothing else waits
 //! for anything.
 //!
 //! Feedback has to wait because Savio resolves `company_name` and `person_email` when the feedback arrives,
@@ -89,7 +89,11 @@ impl Registry {
                 waits.previous = inner.in_flight.get(&(Kind::Contact, c.internal_id.clone())).cloned();
                 let mut keys = vec![(Kind::Contact, c.internal_id.clone())];
                 if let Some(email) = &c.email {
-                    keys.push((Kind::ContactEmail, email.to_lowercase()));
+                    let key = (Kind::ContactEmail, email.to_lowercase());
+                    // Savio matches a contact by email too: two rows with one email and different ids are one
+                    // person there, updated by each in turn. In file order, the later row wins every time.
+                    waits.after.extend(inner.in_flight.get(&key).cloned());
+                    keys.push(key);
                 }
                 keys
             }
@@ -233,6 +237,31 @@ mod tests {
         assert_eq!(r.in_flight(), 0, "name and email entries are freed with the payload");
         let (w, _) = r.register(&feedback(Some("Acme Corp"), Some("ada@x.io")));
         assert!(w.after.is_empty() && w.blocked_by.is_none(), "done: no wait, and a failed company does not block");
+    }
+
+    #[tokio::test]
+    async fn a_contact_waits_for_an_earlier_contact_with_the_same_email_whatever_its_id() {
+        let r = Registry::default();
+        let with_email = |id: &str, email: &str| {
+            Payload::Contact(Contact {
+                name: "n".into(),
+                internal_id: id.into(),
+                email: Some(email.into()),
+                company: None,
+                company_internal_id: None,
+                filterable_attributes: Default::default(),
+            })
+        };
+        let (_, a) = r.register(&with_email("a1", "dup@x.com"));
+        let (w, b) = r.register(&with_email("b1", "DUP@x.com"));
+        assert!(w.previous.is_none(), "another id");
+        assert_eq!(w.after.len(), 1, "the same email: Savio's same person");
+        let (w, _) = r.register(&with_email("c1", "other@x.com"));
+        assert!(w.after.is_empty());
+        r.complete(a, Done::Failed("HTTP 400".into()));
+        r.complete(b, Done::Ok);
+        let (w, _) = r.register(&with_email("d1", "dup@x.com"));
+        assert!(w.after.is_empty(), "nothing with that email in flight any more");
     }
 
     #[tokio::test]
