@@ -67,6 +67,8 @@ pub struct ValidateSummary {
     pub failures: Groups,
     /// Rows naming a company id already sent with another name (the first name is kept).
     pub company_name_conflicts: u64,
+    /// Rows giving a company already sent other attributes (the first row's are kept).
+    pub company_attribute_conflicts: u64,
     /// Rows whose contact has the id of a contact already sent with other values (both are sent; the later
     /// wins).
     pub contact_conflicts: u64,
@@ -179,6 +181,7 @@ pub fn run(
     }
     let stats = pipeline.mapper().stats();
     s.company_name_conflicts = stats.company_name_conflicts;
+    s.company_attribute_conflicts = stats.company_attribute_conflicts;
     s.contact_conflicts = stats.contact_conflicts;
     if let Some(w) = failures {
         s.failures_file = Some(w.path().display().to_string());
@@ -265,6 +268,16 @@ impl ValidateSummary {
                 verb(n, "names", "name")
             )?;
         }
+        if self.company_attribute_conflicts > 0 {
+            let n = self.company_attribute_conflicts;
+            writeln!(
+                out,
+                "Warning:  {} {} a company other attributes than the row that sent it (a company is sent once \
+                 per run, with its first row's)",
+                plural(n, "row"),
+                verb(n, "gives", "give")
+            )?;
+        }
         if self.contact_conflicts > 0 {
             let n = self.contact_conflicts;
             writeln!(
@@ -330,6 +343,7 @@ mod tests {
             skipped_rows: 1,
             failed_rows: 1,
             company_name_conflicts: 1,
+            company_attribute_conflicts: 1,
             contact_conflicts: 1,
             ..Default::default()
         };
@@ -339,7 +353,7 @@ mod tests {
         let mut out = Vec::new();
         s.render(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        for wrong in ["1 rows", "1 companies", "1 entities", " 1 row name ", "1 row repeat "] {
+        for wrong in ["1 rows", "1 companies", "1 entities", " 1 row name ", "1 row repeat ", "1 row give "] {
             assert!(!text.contains(wrong), "{wrong:?} in\n{text}");
         }
         assert!(text.contains("(1 row only repeated a company already listed)"), "{text}");

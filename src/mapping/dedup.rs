@@ -29,6 +29,20 @@ pub(crate) fn key_hash(s: &str) -> u64 {
     h.finish()
 }
 
+/// A company's content for its table: the name's hash in the top 16 bits of the recorded 32, its
+/// attributes' in the low 16, so that a conflict says which of the two differs ([`company_parts_differ`]).
+pub(crate) fn company_hash(name: &str, attrs: &Attributes) -> u64 {
+    let mut h = STATE.build_hasher();
+    write_attrs(&mut h, attrs);
+    (key_hash(name) >> 48) << 48 | (h.finish() >> 48) << 32
+}
+
+/// Of a company's content now and the 32 bits recorded for it: (the name differs, the attributes differ).
+pub(crate) fn company_parts_differ(now: u64, recorded: u32) -> (bool, bool) {
+    let now = (now >> 32) as u32;
+    (now >> 16 != recorded >> 16, now & 0xffff != recorded & 0xffff)
+}
+
 /// A hash of a contact exactly as it would be sent.
 pub(crate) fn contact_hash(c: &Contact) -> u64 {
     let mut h = STATE.build_hasher();
@@ -140,8 +154,8 @@ pub(crate) enum Sighting {
     New,
     /// Seen with the same content on `first_line`.
     Same { first_line: u64 },
-    /// Seen on `first_line` with other content.
-    Other { first_line: u64 },
+    /// Seen on `first_line` with other content (`recorded`: the top 32 bits of the content recorded then).
+    Other { first_line: u64, recorded: u32 },
 }
 
 /// key hash → (32-bit content hash << 32 | line).
@@ -222,7 +236,7 @@ impl Seen {
             if replace {
                 *entry = word;
             }
-            Sighting::Other { first_line }
+            Sighting::Other { first_line, recorded: (old >> 32) as u32 }
         }
     }
 
@@ -270,10 +284,14 @@ mod tests {
         let mut s = Seen::default();
         assert_eq!(s.sight(1, 10 << 32, 2, true), Sighting::New);
         assert_eq!(s.sight(1, 10 << 32, 5, true), Sighting::Same { first_line: 2 });
-        assert_eq!(s.sight(1, 11 << 32, 7, true), Sighting::Other { first_line: 2 });
+        assert_eq!(s.sight(1, 11 << 32, 7, true), Sighting::Other { first_line: 2, recorded: 10 });
         assert_eq!(s.sight(1, 11 << 32, 9, true), Sighting::Same { first_line: 7 }, "the later row won");
-        assert_eq!(s.sight(1, 12 << 32, 10, false), Sighting::Other { first_line: 7 });
-        assert_eq!(s.sight(1, 12 << 32, 11, false), Sighting::Other { first_line: 7 }, "the first is kept");
+        assert_eq!(s.sight(1, 12 << 32, 10, false), Sighting::Other { first_line: 7, recorded: 11 });
+        assert_eq!(
+            s.sight(1, 12 << 32, 11, false),
+            Sighting::Other { first_line: 7, recorded: 11 },
+            "the first is kept"
+        );
         assert!(s.contains(1) && !s.contains(2));
     }
 
@@ -293,11 +311,11 @@ mod tests {
                     Sighting::New
                 }
                 Some((c, first_line)) if c == content => Sighting::Same { first_line },
-                Some((_, first_line)) => {
+                Some((c, first_line)) => {
                     if replace {
                         m.insert(key, (content, line));
                     }
-                    Sighting::Other { first_line }
+                    Sighting::Other { first_line, recorded: (c >> 32) as u32 }
                 }
             };
             assert_eq!(s.sight(key, content, line, replace), expected, "key {key} at {i}");

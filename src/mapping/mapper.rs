@@ -222,6 +222,11 @@ impl Attrs {
         Attrs { fields: fields.into_iter().map(|(k, f)| (intern(&k), f)).collect(), unmapped: None }
     }
 
+    /// Whether no attribute is mapped or carried.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.unmapped.is_none()
+    }
+
     fn build(&self, record: &Record, errors: &mut Vec<FieldError>) -> Attributes {
         let unmapped = match &self.unmapped {
             Some(Unmapped::Csv(cols)) => cols.len(),
@@ -285,6 +290,9 @@ pub struct MapperStats {
     /// Rows naming a company id already sent with a different name (the first name is kept; the first few
     /// are logged).
     pub company_name_conflicts: u64,
+    /// Rows giving a company already sent other attributes (a company is sent once per run, with its first
+    /// row's; the first few are logged).
+    pub company_attribute_conflicts: u64,
     /// Rows whose contact has the `internal_id` of a contact already sent this run with other values (the
     /// later row wins, as the upsert would; the first few are logged).
     pub contact_conflicts: u64,
@@ -318,6 +326,8 @@ struct SeenCompany<'a> {
     id: String,
     id_hash: u64,
     name: Cow<'a, str>,
+    /// Its name and attributes on this row ([`dedup::company_hash`]).
+    content: u64,
 }
 
 impl Mapper {
@@ -365,7 +375,11 @@ impl Mapper {
                         if name.is_empty() {
                             errors.push(m.name.required_error());
                         }
-                        seen_company = Some(SeenCompany { id: id.into_owned(), id_hash, name });
+                        // Its attributes only to compare (their problems were the first row's to report).
+                        let attrs =
+                            if m.attrs.is_empty() { Attributes::new() } else { m.attrs.build(record, &mut Vec::new()) };
+                        let content = dedup::company_hash(&name, &attrs);
+                        seen_company = Some(SeenCompany { id: id.into_owned(), id_hash, name, content });
                     }
                 } else if let Some(why) = incomplete_company(m, &id, record) {
                     // The contact still links to it by id: Savio may have it from a companies import.
@@ -413,11 +427,19 @@ impl Mapper {
         let line = record.line;
         let mut payloads = Vec::with_capacity(3);
         if let Some((c, id_hash)) = company {
-            sight_company(&mut self.seen_companies, &mut self.stats, id_hash, &c.internal_id, &c.name, line);
+            let content = dedup::company_hash(&c.name, &c.filterable_attributes);
+            sight_company(&mut self.seen_companies, &mut self.stats, id_hash, &c.internal_id, &c.name, content, line);
             payloads.push(Payload::Company(c));
         } else if let Some(seen) = seen_company
-            && let Some(first_line) =
-                sight_company(&mut self.seen_companies, &mut self.stats, seen.id_hash, &seen.id, &seen.name, line)
+            && let Some(first_line) = sight_company(
+                &mut self.seen_companies,
+                &mut self.stats,
+                seen.id_hash,
+                &seen.id,
+                &seen.name,
+                seen.content,
+                line,
+            )
         {
             let repeat =
                 Dropped { entity: Entity::Company, key: seen.id, reason: DropReason::Duplicate { first_line } };
@@ -432,7 +454,7 @@ impl Mapper {
                     reason: DropReason::Duplicate { first_line },
                 }),
                 Sighting::New => payloads.push(Payload::Contact(c)),
-                Sighting::Other { first_line } => {
+                Sighting::Other { first_line, .. } => {
                     self.stats.contact_conflicts += 1;
                     if self.stats.contact_conflicts <= LOGGED_CONFLICTS {
                         tracing::warn!(
@@ -450,7 +472,7 @@ impl Mapper {
         if let Some(f) = feedback {
             match self.seen_feedback.sight(dedup::feedback_hash(&f), 0, line, false) {
                 Sighting::New => payloads.push(Payload::Feedback(f)),
-                Sighting::Same { first_line } | Sighting::Other { first_line } => {
+                Sighting::Same { first_line } | Sighting::Other { first_line, .. } => {
                     let key = Payload::Feedback(f).key();
                     dropped.push(Dropped {
                         entity: Entity::Feedback,
@@ -468,27 +490,43 @@ impl Mapper {
 }
 
 /// Records a company sent on `line`; if it was already sent this run, returns the line that sent it (and
-/// counts a conflict when the name differs: the first name is kept).
+/// counts a conflict when its name or attributes differ: the first row's are kept).
 fn sight_company(
     seen: &mut Seen,
     stats: &mut MapperStats,
     id_hash: u64,
     id: &str,
     name: &str,
+    content: u64,
     line: u64,
 ) -> Option<u64> {
-    match seen.sight(id_hash, dedup::key_hash(name), line, false) {
+    match seen.sight(id_hash, content, line, false) {
         Sighting::New => None,
         Sighting::Same { first_line } => Some(first_line),
-        Sighting::Other { first_line } => {
-            stats.company_name_conflicts += 1;
-            if stats.company_name_conflicts <= LOGGED_CONFLICTS {
-                tracing::warn!(
-                    company = %id,
-                    line,
-                    first_line,
-                    "company '{id}' appears with another name (\"{name}\") than on line {first_line}; the first is kept"
-                );
+        Sighting::Other { first_line, recorded } => {
+            let (other_name, other_attributes) = dedup::company_parts_differ(content, recorded);
+            if other_name {
+                stats.company_name_conflicts += 1;
+                if stats.company_name_conflicts <= LOGGED_CONFLICTS {
+                    tracing::warn!(
+                        company = %id,
+                        line,
+                        first_line,
+                        "company '{id}' appears with another name (\"{name}\") than on line {first_line}; the first is kept"
+                    );
+                }
+            }
+            if other_attributes {
+                stats.company_attribute_conflicts += 1;
+                if stats.company_attribute_conflicts <= LOGGED_CONFLICTS {
+                    tracing::warn!(
+                        company = %id,
+                        line,
+                        first_line,
+                        "company '{id}' has other attributes on line {line} than on line {first_line}, which sent it; \
+                         a company is sent once per run, with its first row's attributes"
+                    );
+                }
             }
             Some(first_line)
         }

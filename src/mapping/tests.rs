@@ -959,3 +959,21 @@ fn an_id_written_as_a_decimal_fails_its_row_and_other_ids_with_a_point_do_not() 
         assert_eq!(payloads(m.map(&row(3, &[id, "Ada", "", ""]))).len(), 1, "{id} is no decimal number");
     }
 }
+
+#[test]
+fn a_company_seen_again_with_other_attributes_is_counted_apart_from_another_name() {
+    let headers = ["User ID", "Name", "Company ID", "Company", "Plan", "Size"];
+    let toml = "[company]\ninternal_id = \"Company ID\"\nname = \"Company\"\n\
+                [company.filterable_attributes]\nplan = \"Plan\"\nsize = { column = \"Size\", type = \"integer\" }\n\
+                [contact]\ninternal_id = \"User ID\"\nname = \"Name\"\n";
+    let mut m = mapper(toml, &headers);
+    assert_eq!(payloads(m.map(&row(2, &["u1", "Ann", "c1", "Acme", "", ""]))).len(), 2);
+    // The same company, sent already: its other attributes are not sent, but counted (and logged).
+    assert_eq!(payloads(m.map(&row(3, &["u2", "Bob", "c1", "Acme", "Enterprise", "250"]))).len(), 1);
+    assert_eq!(payloads(m.map(&row(4, &["u3", "Cy", "c1", "Acme", "", ""]))).len(), 1, "as the first: no conflict");
+    assert_eq!(payloads(m.map(&row(5, &["u4", "Di", "c1", "Acme Inc", "", ""]))).len(), 1);
+    // An attribute that does not convert on a later row does not fail it: that company is not sent from it.
+    assert_eq!(payloads(m.map(&row(6, &["u5", "Ed", "c1", "Acme", "", "many"]))).len(), 1);
+    assert_eq!(m.stats().company_attribute_conflicts, 1, "line 3");
+    assert_eq!(m.stats().company_name_conflicts, 1, "line 5");
+}
