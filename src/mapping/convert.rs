@@ -111,25 +111,18 @@ fn title_case(s: &str) -> String {
 }
 
 /// The text of an HTML fragment, as a message body reads: tags dropped (`script` and `style` with their
-/// content), `<br>` and the ends of blocks (`p`, `div`, `li`, headings, rows) as line breaks, entities
-/// decoded, at most one empty line in a row. A `<` that does not open a tag (`a < b`) stays.
+/// content), `<br>` and the ends of blocks (`p`, `div`, `li`, headings, rows) as line breaks, character
+/// references decoded (see [`push_text`]), at most one empty line in a row. A `<` that does not open a tag
+/// (`a < b`) stays.
 pub(crate) fn html_to_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut rest = html;
     let mut skip_until: Option<&str> = None;
-    while let Some(i) = rest.find(['<', '&']) {
+    while let Some(i) = rest.find('<') {
         if skip_until.is_none() {
-            out.push_str(&rest[..i]);
+            push_text(&mut out, &rest[..i]);
         }
         let at = &rest[i..];
-        if at.starts_with('&') {
-            let (text, used) = entity(at);
-            if skip_until.is_none() {
-                out.push_str(&text);
-            }
-            rest = &at[used..];
-            continue;
-        }
         let opens_tag = at[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!');
         let Some(end) = at.find('>').filter(|_| opens_tag) else {
             if skip_until.is_none() {
@@ -162,7 +155,7 @@ pub(crate) fn html_to_text(html: &str) -> String {
         rest = &at[end + 1..];
     }
     if skip_until.is_none() {
-        out.push_str(rest);
+        push_text(&mut out, rest);
     }
     // Lines trimmed at their end, and no more than one empty line in a row.
     let mut text = String::with_capacity(out.len());
@@ -178,29 +171,19 @@ pub(crate) fn html_to_text(html: &str) -> String {
     text.trim().to_string()
 }
 
-/// An HTML entity at the start of `s` and how many bytes it took; a `&` that starts none stays.
-fn entity(s: &str) -> (Cow<'static, str>, usize) {
-    let Some(end) = s.bytes().take(12).position(|b| b == b';') else { return (Cow::Borrowed("&"), 1) };
-    let name = &s[1..end];
-    let named = match name {
-        "amp" => Some('&'),
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "quot" => Some('"'),
-        "apos" | "#39" => Some('\''),
-        "nbsp" => Some(' '),
-        _ => None,
-    };
-    let c = named.or_else(|| {
-        let code = match name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok(),
-            None => name.strip_prefix('#').and_then(|d| d.parse().ok()),
-        };
-        code.and_then(char::from_u32)
-    });
-    match c {
-        Some(c) => (Cow::Owned(c.to_string()), end + 1),
-        None => (Cow::Borrowed("&"), 1),
+/// Appends the text between two tags with its character references decoded as a browser decodes them in
+/// text: every HTML5 named reference (`&rsquo;`, `&hellip;`, `&uuml;`), the legacy ones HTML5 still reads
+/// without their `;` (`&copy 2024`), and numeric ones (`&#233;`, `&#xE9;`, `&#150;` as the windows-1252 dash
+/// it means). A `&` that starts none stays (`AT&T`). Each run is decoded on its own, so that a reference
+/// never spans a tag (`&am<b>p;` is no `&`).
+fn push_text(out: &mut String, text: &str) {
+    let decoded = htmlize::unescape(text);
+    // `&nbsp;` is how editors keep a run of spaces from collapsing; in plain text it is a space, trimmed and
+    // collapsed like one.
+    if decoded.contains('\u{a0}') {
+        out.extend(decoded.chars().map(|c| if c == '\u{a0}' { ' ' } else { c }));
+    } else {
+        out.push_str(&decoded);
     }
 }
 
@@ -796,6 +779,34 @@ mod tests {
         assert_eq!(html_to_text("<p>one</p>\n\n\n<p>two</p>"), "one\n\ntwo");
         assert_eq!(html_to_text("&ééééééé; <é>"), "&ééééééé; <é>", "multi-byte text after & and <");
         assert_eq!(html_to_text("<p unclosed"), "<p unclosed");
+    }
+
+    #[test]
+    fn strip_html_decodes_every_html5_named_entity() {
+        // The QA report's Intercom body: only the six entities of the old table were decoded.
+        assert_eq!(
+            html_to_text(
+                "<p>It&rsquo;s broken&hellip; &uuml;ber &#233;t&#xE9; &#39;q&#39; &quot;x&quot; &copy; &euro;5 \
+                 &mdash; &ndash; &apos;a&apos; &Auml;</p>"
+            ),
+            "It\u{2019}s broken\u{2026} \u{fc}ber \u{e9}t\u{e9} 'q' \"x\" \u{a9} \u{20ac}5 \u{2014} \u{2013} 'a' \u{c4}"
+        );
+        // Names past the old 12-byte window, and ones that map to two code points.
+        assert_eq!(html_to_text("&CounterClockwiseContourIntegral; &NotEqualTilde;"), "\u{2233} \u{2242}\u{338}");
+        // HTML5 reads the legacy names without `;` in text (as browsers show them), and no others.
+        assert_eq!(html_to_text("&copy 2024 &eacute;t&eacute;"), "\u{a9} 2024 \u{e9}t\u{e9}");
+        assert_eq!(html_to_text("&hellip and &rsquo"), "&hellip and &rsquo", "no legacy form: left as written");
+        assert_eq!(
+            html_to_text("I'm &notit; I tell you &zzz;"),
+            "I'm \u{ac}it; I tell you &zzz;",
+            "as the spec's example"
+        );
+        // Numeric references in the C1 range mean the windows-1252 character (Outlook's dashes and quotes).
+        assert_eq!(html_to_text("a &#150; b &#147;c&#148;"), "a \u{2013} b \u{201c}c\u{201d}");
+        assert_eq!(html_to_text("&nbsp;x&#160;y"), "x y", "non-breaking spaces are spaces");
+        assert_eq!(html_to_text("<b>&lt;b&gt;</b>"), "<b>", "a decoded `<` opens no tag");
+        assert_eq!(html_to_text("&am<b>p;</b>"), "&amp;", "a reference never spans a tag");
+        assert_eq!(html_to_text("<script>x = '&hellip;'</script>&hellip;"), "\u{2026}");
     }
 
     #[test]
