@@ -297,25 +297,6 @@ pub(crate) fn convert(s: &str, ty: AttrType, opts: &TypeOptions) -> Result<Value
     }
 }
 
-/// Strips digit grouping: `1,234,567`, `1 234 567`, `1_234` (groups of exactly three after the first).
-fn strip_grouping(s: &str, sep: char) -> Option<String> {
-    let (sign, body) = match s.strip_prefix(['-', '+']) {
-        Some(rest) => (&s[..1], rest),
-        None => ("", s),
-    };
-    let groups: Vec<&str> = body.split(sep).collect();
-    if groups.len() < 2 {
-        return None;
-    }
-    let first_ok = (1..=3).contains(&groups[0].len()) && groups[0].bytes().all(|b| b.is_ascii_digit());
-    let rest_ok = groups[1..].iter().enumerate().all(|(i, g)| {
-        // The last group may carry a fraction: "1,234.50".
-        let digits = if i == groups.len() - 2 { g.split(['.', ',']).next().unwrap_or(g) } else { g };
-        digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit())
-    });
-    (first_ok && rest_ok).then(|| format!("{sign}{}", groups.concat()))
-}
-
 /// A number without the currency a report writes around it: `$1,500.00`, `-€20`, `1.500,00 €`,
 /// `USD 1,500,000.00`, `1 250 CHF` (a symbol, or a three-letter ISO code, before or after).
 fn without_currency(s: &str) -> Cow<'_, str> {
@@ -346,44 +327,162 @@ fn without_currency(s: &str) -> Cow<'_, str> {
     if sign.is_empty() { Cow::Owned(stripped.to_string()) } else { Cow::Owned(format!("{sign}{stripped}")) }
 }
 
-/// An integer: `1234`, `+7`, `-42`, grouped `1,234` / `1 234` / `1_234` (with `decimal_comma`, `1.234`), and
-/// whole numbers written with a fraction of zeros (`12.0`; with `decimal_comma`, `12,0`).
+/// A number's text as Rust reads it (`-1234.5`, `1.5E+06`), from the ways exports write one: a currency
+/// around it (`$1,500.00`, `1.500,00 €`), a sign, or accounting parentheses for a negative (`(1,234.56)`),
+/// and digit groups. Of `.` and `,`, the declared decimal separator is the decimal one and the other only
+/// ever separates groups of exactly three digits (`1,234,567.8`; with `decimal_comma`, `1.234.567,8`): a
+/// value where it does not (`1234.56` or `0.5` in a decimal-comma column) reads as `None` rather than as the
+/// other convention, so a column mixing the two fails instead of coming out a thousand times off. Spaces
+/// (non-breaking ones too) and `_` group digits freely; apostrophes (Swiss `1'234.50`) in threes.
+fn plain_number(s: &str, decimal_comma: bool) -> Option<String> {
+    let s = without_currency(s);
+    let t = s.trim();
+    // Accounting negatives: `(1,234.56)`, `($1,234.56)` (and `$(1,234.56)`, its currency already gone).
+    let (parenthesised, t) = match t.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
+        Some(inner) => (true, without_currency(inner)),
+        None => (false, Cow::Borrowed(t)),
+    };
+    let cleaned: String = t.chars().filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}')).collect();
+    let (minus, body) = match cleaned.strip_prefix(['-', '+']) {
+        // `(-5)` says nothing clear: no sign inside parentheses.
+        Some(_) if parenthesised => return None,
+        Some(rest) => (cleaned.starts_with('-'), rest),
+        None => (parenthesised, cleaned.as_str()),
+    };
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], Some(&body[i + 1..])),
+        None => (body, None),
+    };
+    if let Some(e) = exponent {
+        let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    let (group, decimal) = if decimal_comma { ('.', ',') } else { (',', '.') };
+    let (int, fraction) = match mantissa.split_once(decimal) {
+        Some((int, fraction)) => (int, Some(fraction)),
+        None => (mantissa, None),
+    };
+    if let Some(f) = fraction
+        && (!f.bytes().all(|b| b.is_ascii_digit()) || (f.is_empty() && int.is_empty()))
+    {
+        return None;
+    }
+    let digits = ungroup(int, group)?;
+    if digits.is_empty() && fraction.is_none_or(str::is_empty) {
+        return None;
+    }
+    let mut out = String::with_capacity(body.len() + 2);
+    if minus {
+        out.push('-');
+    }
+    out.push_str(if digits.is_empty() { "0" } else { &digits });
+    if let Some(f) = fraction.filter(|f| !f.is_empty()) {
+        out.push('.');
+        out.push_str(f);
+    }
+    if let Some(e) = exponent {
+        out.push('e');
+        out.push_str(e);
+    }
+    Some(out)
+}
+
+/// The digits of an integer part: plain (`1234`), or in groups of three after a first of one to three,
+/// separated by one kind of separator: the thousands one (`group`) or an apostrophe (`1'234'567`).
+fn ungroup(int: &str, group: char) -> Option<Cow<'_, str>> {
+    let is_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    let Some(sep) = int.chars().find(|c| *c == group || matches!(c, '\'' | '\u{2019}')) else {
+        return is_digits(int).then_some(Cow::Borrowed(int));
+    };
+    let mut groups = int.split(sep);
+    let first = groups.next()?;
+    let mut digits = String::with_capacity(int.len());
+    if !(1..=3).contains(&first.len()) || !is_digits(first) {
+        return None;
+    }
+    digits.push_str(first);
+    for g in groups {
+        if g.len() != 3 || !is_digits(g) {
+            return None;
+        }
+        digits.push_str(g);
+    }
+    Some(Cow::Owned(digits))
+}
+
+/// An integer: `1234`, `+7`, `-42`, `(42)`, grouped `1,234` / `1 234` / `1'234` (with `decimal_comma`,
+/// `1.234`), and whole numbers written with a fraction of zeros (`12.0`; with `decimal_comma`, `12,0`).
 fn parse_integer(s: &str, decimal_comma: bool) -> Result<i64, String> {
     if let Ok(i) = s.parse::<i64>() {
         return Ok(i);
     }
-    let s = &*without_currency(s);
-    let (group, decimal) = if decimal_comma { ('.', ',') } else { (',', '.') };
-    let cleaned: String = s.chars().filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}')).collect();
-    let candidate = strip_grouping(&cleaned, group).unwrap_or(cleaned);
-    if let Ok(i) = candidate.trim_start_matches('+').parse::<i64>() {
-        return Ok(i);
+    let Some(plain) = plain_number(s, decimal_comma) else {
+        return Err(integer_hint(s, decimal_comma));
+    };
+    if plain.contains('e') {
+        let large = plain.parse::<f64>().is_ok_and(|f| f.abs() >= 9.223_372_036_854_776e18);
+        return Err(if large {
+            "not an integer: too large for one (beyond 64 bits), and in floating-point notation, which has lost \
+             its last digits (a JSON number beyond 2^64 reads so); export it as text, or use type = \"float\""
+        } else {
+            "not an integer: in scientific notation, which a spreadsheet writes for long numbers (their last digits \
+             are lost); format the column as a number before saving, or use type = \"float\""
+        }
+        .into());
     }
-    // Spreadsheets write whole numbers as "12.0".
-    if let Some((int, frac)) = candidate.split_once(decimal)
-        && !frac.is_empty()
-        && frac.bytes().all(|b| b == b'0')
-        && let Ok(i) = int.trim_start_matches('+').parse::<i64>()
-    {
-        return Ok(i);
+    let (int, fraction) = plain.split_once('.').unwrap_or((&plain, ""));
+    if fraction.bytes().any(|b| b != b'0') {
+        return Err(integer_hint(s, decimal_comma));
     }
-    let hint = if decimal_comma { "" } else { " (for a thousands dot such as 1.200 set decimal = \",\")" };
-    Err(format!("not an integer{hint}"))
+    int.parse::<i64>().map_err(|_| {
+        "not an integer: beyond the 64-bit range (±9,223,372,036,854,775,807); use type = \"float\"".into()
+    })
+}
+
+/// Why a value is no integer, and what would read it: a whole number in the other decimal convention
+/// (`1.200` is 1200 with `decimal = ","`) says so; a plainly fractional one (`0.5`, `1234.56`) says that.
+fn integer_hint(s: &str, decimal_comma: bool) -> String {
+    let fraction = "not an integer: it has a fraction; use type = \"float\" for such values";
+    match plain_number(s, !decimal_comma) {
+        // The declared decimal separator is a thousands one in the other convention.
+        Some(p) if !p.contains(['.', 'e']) => {
+            if decimal_comma {
+                "not an integer (for a thousands comma such as 1,200 leave decimal = \",\" out)".into()
+            } else {
+                "not an integer (for a thousands dot such as 1.200 set decimal = \",\")".into()
+            }
+        }
+        Some(_) if decimal_comma => stray_dot(),
+        Some(p) if p.split_once('.').is_some_and(|(_, f)| f.bytes().any(|b| b != b'0')) => fraction.into(),
+        Some(_) => "not an integer (for decimal commas set decimal = \",\")".into(),
+        None if plain_number(s, decimal_comma).is_some() => fraction.into(),
+        None => "not an integer".into(),
+    }
+}
+
+/// Why a value fails with `decimal = ","` when a decimal point reads it (`1234.56`, `0.5`, `1,234,567`): the
+/// column mixes the two ways of writing numbers, and guessing per value would put both in one attribute.
+fn stray_dot() -> String {
+    "not a number with decimal = \",\": it only reads with \".\" as the decimal point (with decimal = \",\" a \
+     \".\" only separates groups of three digits, as in 1.234.567,8); the column mixes the two ways of writing \
+     numbers"
+        .into()
 }
 
 fn parse_float(s: &str, decimal_comma: bool) -> Result<f64, String> {
-    let s = &*without_currency(s);
-    let cleaned: String = s.chars().filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}')).collect();
-    let normal = if decimal_comma {
-        let no_groups = strip_grouping(&cleaned, '.').unwrap_or(cleaned);
-        no_groups.replace(',', ".")
-    } else {
-        strip_grouping(&cleaned, ',').unwrap_or(cleaned)
-    };
-    let hint = if decimal_comma { "" } else { " (for decimal commas set decimal = \",\")" };
-    match normal.trim_start_matches('+').parse::<f64>() {
-        Ok(f) if f.is_finite() => Ok(f),
-        _ => Err(format!("not a number{hint}")),
+    match plain_number(s, decimal_comma) {
+        Some(plain) => match plain.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(f),
+            _ => Err("not a finite number".into()),
+        },
+        None if plain_number(s, !decimal_comma).is_some() => Err(if decimal_comma {
+            stray_dot()
+        } else {
+            "not a number (for decimal commas set decimal = \",\")".into()
+        }),
+        None => Err("not a number".into()),
     }
 }
 
@@ -863,6 +962,71 @@ mod tests {
         assert_eq!(parse_integer("£1,200", false), Ok(1200));
         assert!(float("USD").is_err());
         assert!(float("12 apples").is_err(), "not a currency code");
+    }
+
+    #[test]
+    fn a_decimal_comma_column_reads_a_dot_only_between_groups_of_three() {
+        let eu = |s| parse_float(s, true);
+        assert_eq!(eu("1.234.567,8"), Ok(1_234_567.8));
+        assert_eq!(eu("2.125"), Ok(2125.0), "what decimal = \",\" declares");
+        assert_eq!(eu("-1.234,56"), Ok(-1234.56));
+        assert_eq!(eu("1 234,56"), Ok(1234.56));
+        // The QA report's column: these came out as dot decimals, a thousand times off their neighbours.
+        for dot_decimal in ["1234.56", "0.5", "1,234.56", "12.0", "1.2345", "1.5E+06", "1,234,567"] {
+            let err = eu(dot_decimal).unwrap_err();
+            assert!(err.contains("it only reads with \".\" as the decimal point"), "{dot_decimal}: {err}");
+            assert!(err.contains("the column mixes the two ways"), "{dot_decimal}: {err}");
+        }
+        assert_eq!(eu("N/A"), Err("not a number".into()), "no hint where no convention reads it");
+        // The same rule the other way round.
+        assert_eq!(parse_float("2,125", false), Ok(2125.0));
+        assert!(parse_float("1234,56", false).unwrap_err().contains("set decimal = \",\""));
+        assert!(parse_float("1,23,456", false).is_err(), "groups of three only");
+    }
+
+    #[test]
+    fn swiss_apostrophes_and_accounting_parentheses() {
+        let float = |s| parse_float(s, false);
+        assert_eq!(float("1'234.50"), Ok(1234.5));
+        assert_eq!(float("CHF 1'234.50"), Ok(1234.5));
+        assert_eq!(float("1\u{2019}234\u{2019}567"), Ok(1_234_567.0), "a typographic apostrophe");
+        assert_eq!(parse_integer("1'234'567", false), Ok(1_234_567));
+        assert_eq!(parse_float("1'234,50", true), Ok(1234.5));
+        assert!(float("12'34.5").is_err(), "apostrophes group in threes");
+        assert!(float("1'234,567.5").is_err(), "one kind of separator");
+        assert_eq!(float("(1,234.56)"), Ok(-1234.56));
+        assert_eq!(float("($1,234.56)"), Ok(-1234.56));
+        assert_eq!(float("$(1,234.56)"), Ok(-1234.56));
+        assert_eq!(parse_float("(1.234,56 €)", true), Ok(-1234.56));
+        assert_eq!(parse_integer("(42)", false), Ok(-42));
+        assert!(float("(-5)").is_err(), "a sign inside parentheses says nothing clear");
+        assert!(float("()").is_err());
+        assert!(float("(5").is_err());
+    }
+
+    #[test]
+    fn integer_hints_fit_the_value() {
+        let hint = |s, comma| parse_integer(s, comma).unwrap_err();
+        let fraction = "not an integer: it has a fraction; use type = \"float\" for such values";
+        // Plainly fractional values were told to set decimal = ",".
+        for s in ["0.5", "1234.56", "12.5", "1,234.56", "-0.25"] {
+            assert_eq!(hint(s, false), fraction, "{s}");
+        }
+        assert_eq!(hint("1,5", true), fraction);
+        assert_eq!(hint("1,5", false), fraction, "a decimal comma fraction is a fraction too");
+        assert!(hint("1.200", false).contains("for a thousands dot such as 1.200 set decimal = \",\""));
+        assert!(hint("1.234.567", false).contains("set decimal = \",\""));
+        assert!(hint("12,0", false).contains("for decimal commas set decimal = \",\""));
+        assert!(hint("1,200", true).contains("for a thousands comma such as 1,200 leave decimal = \",\" out"));
+        assert!(hint("1234.56", true).contains("it only reads with \".\" as the decimal point"));
+        assert_eq!(hint("12a", false), "not an integer");
+        assert!(hint("99999999999999999999", false).contains("beyond the 64-bit range"));
+        assert!(hint("1.5E+06", false).contains("scientific notation"));
+        // A JSON integer beyond 2^64 is read as a float: its text is serde_json's, not a spreadsheet's.
+        let huge = serde_json::from_str::<Value>("12345678901234567890123").unwrap().to_string();
+        let err = hint(&huge, false);
+        assert!(err.contains("beyond 64 bits") && err.contains("JSON number") && !err.contains("spreadsheet"), "{err}");
+        assert_eq!(parse_integer("18446744073709551615", false).unwrap_err(), hint("99999999999999999999", false));
     }
 
     #[test]

@@ -252,6 +252,32 @@ fn ids_a_spreadsheet_rewrote_in_scientific_notation_fail_their_row() {
 }
 
 #[test]
+fn a_json_integer_beyond_64_bits_fails_its_row_without_blaming_a_spreadsheet() {
+    // serde_json reads 12345678901234567890123 as a float: its digits are gone, but no spreadsheet took them.
+    let line: serde_json::Value =
+        serde_json::from_str(r#"{"id": 12345678901234567890123, "name": "Huge", "n": 12345678901234567890123}"#)
+            .unwrap();
+    let first = jrow(2, line);
+    let toml = "[contact]\ninternal_id = \"id\"\nname = \"name\"\n[contact.filterable_attributes]\n\
+                n = { column = \"n\", type = \"integer\" }\n";
+    let mapping = Mapping::parse(toml, Path::new("m.toml")).unwrap();
+    let mut m = mapping.compile(&json_info(), std::slice::from_ref(&first)).unwrap().mapper;
+    let err = failures(m.map(&first));
+    assert_eq!(
+        err[0],
+        "contact.internal_id \"1.2345678901234568e+22\" is an id written as a floating-point number, and its last \
+         digits are lost (a JSON integer beyond 2^64 is read as one): export the ids as text (in JSON, as strings)"
+    );
+    assert!(
+        err[1].starts_with("contact.filterable_attributes.n \"1.2345678901234568e+22\": not an integer: too large")
+    );
+    assert!(err.iter().all(|e| !e.contains("spreadsheet")), "{err:?}");
+    // The same id as a string is an id.
+    let quoted = jrow(3, json!({"id": "12345678901234567890123", "name": "Huge", "n": 7}));
+    assert!(matches!(&payloads(m.map(&quoted))[0], Payload::Contact(c) if c.internal_id == "12345678901234567890123"));
+}
+
+#[test]
 fn emails_as_people_paste_them_are_cleaned_and_invisible_characters_are_shown() {
     let mut m = mapper(CONTACT_MAPPING, CONTACTS);
     let email = |o: MapOutcome| match &payloads(o)[0] {
