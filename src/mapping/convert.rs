@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use serde_json::Value;
 
 use super::spec::{AttrType, Case, DateOrder};
@@ -495,8 +495,8 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 }
 
 /// Normalises a date to ISO-8601: `YYYY-MM-DD` when the input has no time, `YYYY-MM-DDTHH:MM:SS` (with
-/// the offset, or `Z`, when the input gives one) when it has. Unix timestamps in seconds or milliseconds
-/// (as HubSpot's API exports write them) become UTC date-times.
+/// the fraction of a second the input gives, and the offset, or `Z`, when it gives one) when it has. Unix
+/// timestamps in seconds or milliseconds (as HubSpot's API exports write them) become UTC date-times.
 pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> {
     let s = s.trim();
     if opts.date_format.is_none()
@@ -506,17 +506,20 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
     }
     if let Some(fmt) = &opts.date_format {
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
-            return Ok(fmt_offset(dt));
+            return Ok(fmt_offset(dt, s));
         }
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Ok(fmt_naive(dt));
+            return Ok(fmt_naive(dt, s));
         }
         if let Ok(d) = NaiveDate::parse_from_str(s, fmt) {
             return Ok(d.format("%Y-%m-%d").to_string());
         }
     }
     if let Some(dt) = unix_timestamp(s) {
-        return Ok(dt.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let mut out = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+        push_fraction(&mut out, s.split_once('.').map(|(_, f)| f), dt.nanosecond());
+        out.push('Z');
+        return Ok(out);
     }
     // "2024-03-05 14:22:10 UTC": the wall time is UTC.
     if let Some(rest) = [" UTC", " GMT", " utc", " gmt"].iter().find_map(|z| s.strip_suffix(z)) {
@@ -525,14 +528,14 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
         return Ok(if wall.len() > 10 && !zoned { wall + "Z" } else { wall });
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Ok(fmt_offset(dt));
+        return Ok(fmt_offset(dt, s));
     }
     if let Ok(dt) = DateTime::parse_from_rfc2822(s) {
-        return Ok(fmt_offset(dt));
+        return Ok(fmt_offset(dt, s));
     }
     for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M%:z"] {
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
-            return Ok(fmt_offset(dt));
+            return Ok(fmt_offset(dt, s));
         }
     }
     // An offset after a space ("14:22:10 +01", "14:22 -0500"): the space goes.
@@ -566,7 +569,7 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
         None => Ok(date.format("%Y-%m-%d").to_string()),
         Some(t) => {
             let time = parse_time(t).ok_or_else(|| format!("date has an unrecognised time part '{t}'"))?;
-            Ok(fmt_naive(NaiveDateTime::new(date, time)))
+            Ok(fmt_naive(NaiveDateTime::new(date, time), t))
         }
     }
 }
@@ -636,6 +639,7 @@ fn fast_numeric_date(s: &str, order: DateOrder) -> Option<String> {
     let (hh, mm) = (num(&rest[1..3])?, num(&rest[4..6])?);
     let mut i = 6;
     let mut ss = 0;
+    let mut fraction: &[u8] = &[];
     if rest.len() >= 9 && rest[6] == b':' {
         ss = num(&rest[7..9])?;
         i = 9;
@@ -645,6 +649,7 @@ fn fast_numeric_date(s: &str, order: DateOrder) -> Option<String> {
             if digits == 0 {
                 return None;
             }
+            fraction = &rest[i..i + digits];
             i += digits;
         }
     }
@@ -657,6 +662,7 @@ fn fast_numeric_date(s: &str, order: DateOrder) -> Option<String> {
     push_digits(&mut out, mm, 2);
     out.push(':');
     push_digits(&mut out, ss, 2);
+    push_fraction(&mut out, std::str::from_utf8(fraction).ok(), 0);
     match &rest[i..] {
         [] => {}
         [b'Z'] if b[4] == b'-' => out.push('Z'),
@@ -693,16 +699,57 @@ fn push_digits(out: &mut String, n: u32, width: u32) {
     }
 }
 
-fn fmt_offset(dt: DateTime<chrono::FixedOffset>) -> String {
+/// A date-time with its offset (`Z` for UTC), keeping the fraction of a second `source` gives.
+fn fmt_offset(dt: DateTime<chrono::FixedOffset>, source: &str) -> String {
+    let mut out = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+    push_fraction(&mut out, written_fraction(source), dt.nanosecond());
     if dt.offset().local_minus_utc() == 0 {
-        dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+        out.push('Z');
     } else {
-        dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+        out.push_str(&dt.format("%:z").to_string());
     }
+    out
 }
 
-fn fmt_naive(dt: NaiveDateTime) -> String {
-    dt.format("%Y-%m-%dT%H:%M:%S").to_string()
+/// A date-time without an offset, keeping the fraction of a second `source` gives.
+fn fmt_naive(dt: NaiveDateTime, source: &str) -> String {
+    let mut out = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+    push_fraction(&mut out, written_fraction(source), dt.nanosecond());
+    out
+}
+
+/// The digits of the fraction of a second written after `HH:MM:SS.` in `s` (`123456` of
+/// `10:00:00.123456+00:00`).
+fn written_fraction(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    let at = b.windows(5).position(|w| {
+        w[0] == b':' && w[1].is_ascii_digit() && w[2].is_ascii_digit() && w[3] == b'.' && w[4].is_ascii_digit()
+    })?;
+    let digits = &s[at + 4..];
+    Some(&digits[..digits.bytes().take_while(u8::is_ascii_digit).count()])
+}
+
+/// Appends `.` and the fraction of a second: as written (ISO-8601 allows any number of digits, and a
+/// timestamp's precision is the source's to give), else from the parsed value, without trailing zeros. A
+/// fraction of zeros only (`.000`, which Salesforce writes on every value) says nothing and is left out, so
+/// those values stay what earlier runs sent.
+fn push_fraction(out: &mut String, written: Option<&str>, nanos: u32) {
+    match written {
+        Some(w) if w.bytes().any(|b| b != b'0') => {
+            out.push('.');
+            out.push_str(w);
+        }
+        Some(_) => {}
+        None => {
+            // A leap second holds its second in the nanoseconds: only the fraction counts.
+            let nanos = nanos % 1_000_000_000;
+            if nanos != 0 {
+                let digits = format!("{nanos:09}");
+                out.push('.');
+                out.push_str(digits.trim_end_matches('0'));
+            }
+        }
+    }
 }
 
 /// Splits "2024-03-05 14:22" / "2024-03-05T14:22" / "3/5/2024 2:22 PM" into date and time text.
@@ -789,7 +836,7 @@ mod tests {
     fn dates_from_common_export_formats() {
         assert_eq!(date("2024-03-05").unwrap(), "2024-03-05");
         assert_eq!(date("2024-03-05 14:22").unwrap(), "2024-03-05T14:22:00");
-        assert_eq!(date("2024-03-05T14:22:10.123Z").unwrap(), "2024-03-05T14:22:10Z");
+        assert_eq!(date("2024-03-05T14:22:10.123Z").unwrap(), "2024-03-05T14:22:10.123Z");
         assert_eq!(date("2024-03-05T14:22:10+02:00").unwrap(), "2024-03-05T14:22:10+02:00");
         assert_eq!(date("03/05/2024").unwrap(), "2024-03-05");
         assert_eq!(date("3/5/2024 2:22 PM").unwrap(), "2024-03-05T14:22:00");
@@ -801,18 +848,46 @@ mod tests {
         assert_eq!(date("Tue, 05 Mar 2024 10:00:00 +0000").unwrap(), "2024-03-05T10:00:00Z");
         assert_eq!(date("1709633000000").unwrap(), "2024-03-05T10:03:20Z");
         assert_eq!(date("1709633000").unwrap(), "2024-03-05T10:03:20Z");
-        assert_eq!(date("1709633000.5").unwrap(), "2024-03-05T10:03:20Z");
+        assert_eq!(date("1709633000.5").unwrap(), "2024-03-05T10:03:20.5Z");
         assert_eq!(date("946684800").unwrap(), "2000-01-01T00:00:00Z", "nine digits: before 2001");
         assert_eq!(date("2024-03-05 14:22:10 UTC").unwrap(), "2024-03-05T14:22:10Z");
         assert_eq!(date("2024-03-05 UTC").unwrap(), "2024-03-05");
         assert_eq!(date("2024-03-05 14:22:10+01").unwrap(), "2024-03-05T14:22:10+01:00", "PostgreSQL");
-        assert_eq!(date("2024-03-05 14:22:10.5-05").unwrap(), "2024-03-05T14:22:10-05:00");
+        assert_eq!(date("2024-03-05 14:22:10.5-05").unwrap(), "2024-03-05T14:22:10.5-05:00");
         assert_eq!(date("2024-03-05 14:22:10 +01").unwrap(), "2024-03-05T14:22:10+01:00", "a space before");
         assert_eq!(date("2024-03-05 14:22 -0500").unwrap(), "2024-03-05T14:22:00-05:00");
         assert!(date("12345678").is_err(), "eight digits are no timestamp");
         assert_eq!(date("03/05/24").unwrap(), "2024-03-05");
         assert!(date("next tuesday").is_err());
         assert!(date("2024-13-45").is_err());
+    }
+
+    #[test]
+    fn fractional_seconds_are_kept_as_written() {
+        // The QA report: `.123456` was cut, and two events a millisecond apart became one instant.
+        assert_eq!(date("2024-03-05T10:00:00.123456+00:00").unwrap(), "2024-03-05T10:00:00.123456Z");
+        assert_eq!(date("2024-03-05T10:00:00.120+02:00").unwrap(), "2024-03-05T10:00:00.120+02:00", "as written");
+        assert_eq!(date("2024-03-05 10:00:00.5").unwrap(), "2024-03-05T10:00:00.5");
+        assert_eq!(date("2024-03-05T10:00:00.1234567891Z").unwrap(), "2024-03-05T10:00:00.1234567891Z");
+        assert_eq!(date("2024-03-05 10:00:00.25 UTC").unwrap(), "2024-03-05T10:00:00.25Z");
+        assert_eq!(date("2024-03-05 10:00:00.25 +01").unwrap(), "2024-03-05T10:00:00.25+01:00");
+        assert_eq!(date("2024-03-05 10:00:00.75+01").unwrap(), "2024-03-05T10:00:00.75+01:00");
+        assert_eq!(date("3/5/2024 10:00:00.5").unwrap(), "2024-03-05T10:00:00.5");
+        assert_eq!(date("Tue, 5 Mar 2024 10:00:00 GMT").unwrap(), "2024-03-05T10:00:00Z");
+        // Salesforce writes `.000` on every value: nothing to keep, and the values stay what earlier runs sent.
+        assert_eq!(date("2024-03-05T10:00:00.000+0000").unwrap(), "2024-03-05T10:00:00Z");
+        assert_eq!(date("1709633000.000").unwrap(), "2024-03-05T10:03:20Z");
+        assert_eq!(date("1709633000123").unwrap(), "2024-03-05T10:03:20.123Z", "milliseconds");
+        assert_eq!(date("1709633000120").unwrap(), "2024-03-05T10:03:20.12Z");
+        // A format of the mapping's own keeps the fraction it reads.
+        let opts = TypeOptions { date_format: Some("%d/%m/%Y %H:%M:%S%.f".into()), ..Default::default() };
+        assert_eq!(parse_date("05/03/2024 10:00:00.042", &opts).unwrap(), "2024-03-05T10:00:00.042");
+        let opts = TypeOptions { date_format: Some("%Y%m%d%H%M%S%.3f".into()), ..Default::default() };
+        assert_eq!(
+            parse_date("20240305100000.042", &opts).unwrap(),
+            "2024-03-05T10:00:00.042",
+            "not written after `:`"
+        );
     }
 
     #[test]
@@ -824,6 +899,9 @@ mod tests {
             "2024-03-05T14:22:09.5",
             "2024-03-05T14:22:09Z",
             "2024-03-05T14:22:09.123+02:00",
+            "2024-03-05T14:22:09.000Z",
+            "2024-03-05 14:22:09.123456789",
+            "05.03.2024 08:15:00.25",
             "2024-03-05T14:22:09-0530",
             "2024-03-05T14:22:09+00:00",
             "3/5/2024",
