@@ -199,12 +199,15 @@ pub(crate) struct TypeOptions {
 
 /// Where a date attribute's day/month order comes from. A numeric date is only ever read in that order:
 /// `05/03/2024` and `25/03/2024` in one column are never read one month-first and the other day-first.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum OrderFrom {
     /// `date_order` in the mapping.
     Given,
     /// Not given: the first rows settle it; `line` holds the first date that does.
     Detected { line: u64 },
+    /// Not given, and the field's own first rows do not settle it, but another date field of the same input
+    /// (`field`, its label) does, on `line`: one export writes all its dates one way.
+    Borrowed { field: String, line: u64 },
     /// Not given, and the first rows do not settle it: month first.
     #[default]
     Assumed,
@@ -242,7 +245,7 @@ pub(crate) fn order_evidence(s: &str) -> Option<OrderEvidence> {
 }
 
 impl DateOrder {
-    fn describe(self) -> &'static str {
+    pub(super) fn describe(self) -> &'static str {
         match self {
             DateOrder::Mdy => "month/day/year",
             DateOrder::Dmy => "day/month/year",
@@ -267,11 +270,15 @@ impl DateOrder {
 /// Why a numeric date that only reads in the other order fails: what the field's order is and how to change it.
 fn wrong_order(opts: &TypeOptions) -> String {
     let (order, other) = (opts.date_order, opts.date_order.other());
-    let why = match opts.order_from {
+    let why = match &opts.order_from {
         OrderFrom::Given => format!("date_order = \"{}\" reads dates {}", order.key(), order.describe()),
         OrderFrom::Detected { line } => {
             format!("this field's dates read {} (line {line} shows it), so the column mixes orders", order.describe())
         }
+        OrderFrom::Borrowed { field, line } => format!(
+            "this input's dates read {} ({field} on line {line} shows it; this field's first rows did not tell)",
+            order.describe()
+        ),
         OrderFrom::Assumed => {
             format!("this field's dates are read {} (the first rows do not tell the order)", order.describe())
         }
@@ -940,6 +947,16 @@ mod tests {
         assert!(err.starts_with("a month/day/year date, but date_order = \"dmy\""), "{err}");
         let detected = TypeOptions { order_from: OrderFrom::Detected { line: 7 }, ..opts.clone() };
         assert!(parse_date("03/25/2024 10:00", &detected).unwrap_err().contains("line 7 shows it"));
+        let borrowed = TypeOptions {
+            order_from: OrderFrom::Borrowed { field: "contact.filterable_attributes.created".into(), line: 4 },
+            ..opts.clone()
+        };
+        assert_eq!(
+            parse_date("03/25/2024", &borrowed).unwrap_err(),
+            "a month/day/year date, but this input's dates read day/month/year (contact.filterable_attributes.created \
+             on line 4 shows it; this field's first rows did not tell); set date_order = \"mdy\" on the field if the \
+             column is month/day/year"
+        );
         let opts = TypeOptions { date_format: Some("%Y%j".into()), ..Default::default() };
         assert_eq!(parse_date("2024065", &opts).unwrap(), "2024-03-05");
     }
