@@ -1693,6 +1693,54 @@ fn a_date_column_that_reads_either_way_is_read_in_the_order_another_column_prove
 }
 
 #[test]
+fn named_html_entities_fractional_seconds_and_mixed_decimal_formats_from_the_qa_report() {
+    let sb = Sandbox::new();
+    let input = sb.write(
+        "tickets.jsonl",
+        concat!(
+            r#"{"id":1,"text":"<p>It&rsquo;s broken&hellip; &uuml;ber &copy; &euro;5 &mdash; ok</p>","at":"2024-03-05T10:00:00.123456+00:00","rev":"1.234,5","author":{"email":"a@x.com"}}"#,
+            "\n",
+            r#"{"id":2,"text":"x","at":"2024-03-05T10:00:00.000Z","rev":"1234.56","author":{"email":"a@x.com"}}"#,
+            "\n",
+        ),
+    );
+    let mapping = sb.write(
+        "m.toml",
+        "[feedback]\nproblem = { column = \"text\", strip_html = true }\nperson_email = \"author.email\"\n\
+         source_url = { template = \"https://x/{id}\" }\n\
+         [contact]\ninternal_id = \"id\"\nname = \"author.email\"\n[contact.filterable_attributes]\n\
+         at = { column = \"at\", type = \"date\" }\nrev = { column = \"rev\", type = \"float\", decimal = \",\" }\n",
+    );
+    let failures = sb.path("failures.jsonl");
+    let run = sb.validate([
+        input.to_str().unwrap(),
+        "-m",
+        mapping.to_str().unwrap(),
+        "--preview",
+        "10",
+        "--failures",
+        failures.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let (previews, _) = previews(&run.stdout);
+    assert_eq!(
+        preview_at(&previews, 1, "feedback")["problem"],
+        "It\u{2019}s broken\u{2026} \u{fc}ber \u{a9} \u{20ac}5 \u{2014} ok"
+    );
+    let contact = &preview_at(&previews, 1, "contact")["filterable_attributes"];
+    assert_eq!(contact["at"], "2024-03-05T10:00:00.123456Z");
+    assert_eq!(contact["rev"], 1234.5);
+    // `1234.56` in a decimal-comma column was read as a dot decimal; now its row fails and says why.
+    let failed = std::fs::read_to_string(&failures).unwrap();
+    assert!(
+        failed.contains(
+            r#"contact.filterable_attributes.rev \"1234.56\": not a number with decimal = \",\": it only reads with \".\" as the decimal point"#
+        ),
+        "{failed}"
+    );
+}
+
+#[test]
 fn a_json_document_that_is_not_json_lines_is_refused_with_the_command_that_converts_it() {
     let sb = Sandbox::new();
     let mapping = preset("feedback");
