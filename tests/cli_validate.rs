@@ -1667,6 +1667,109 @@ fn day_first_dates_are_read_day_first_from_the_first_row_once_a_later_row_shows_
 }
 
 #[test]
+fn a_date_column_that_reads_either_way_is_read_in_the_order_another_column_proves() {
+    let sb = Sandbox::new();
+    // The QA report's UK export: `Create Date` proves day first on line 2; `Last Activity Date` only reads
+    // either way among the rows read ahead, and was read month first (5 April became May 4). Past those rows,
+    // line 1005 holds a month-first date in it.
+    let mut text = "Record ID,First Name,Last Name,Email,Create Date,Last Activity Date\n\
+                    1,A,B,a@x.com,25/03/2024,05/04/2024\n2,C,D,c@x.com,13/01/2024,01/02/2024\n"
+        .to_string();
+    for i in 3..1004 {
+        text.push_str(&format!("{i},E,F,e{i}@x.com,,\n"));
+    }
+    text.push_str("1004,G,H,g@x.com,,04/25/2024\n");
+    let input = sb.write("uk-dates.csv", text);
+    let mapping = sb.write(
+        "uk.toml",
+        "[contact]\ninternal_id = \"Record ID\"\nname = \"{First Name} {Last Name}\"\nemail = \"Email\"\n\
+         [contact.filterable_attributes]\ncreated = { column = \"Create Date\", type = \"date\" }\n\
+         last_activity = { column = \"Last Activity Date\", type = \"date\" }\n",
+    );
+    let failures = sb.path("failures.csv");
+    let run = sb.validate([
+        input.to_str().unwrap(),
+        "-m",
+        mapping.to_str().unwrap(),
+        "--preview",
+        "2",
+        "--failures",
+        failures.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let (previews, rest) = previews(&run.stdout);
+    let attrs = |line| &preview_at(&previews, line, "contact")["filterable_attributes"];
+    assert_eq!(attrs(2)["created"], "2024-03-25");
+    assert_eq!(attrs(2)["last_activity"], "2024-04-05");
+    assert_eq!(attrs(3)["last_activity"], "2024-02-01");
+    assert!(
+        rest.contains(
+            "Warning:  contact.filterable_attributes.last_activity: dates such as '05/04/2024' (line 2) read either \
+             way; reading day/month/year, as contact.filterable_attributes.created shows on line 2 ('25/03/2024')"
+        ),
+        "{rest}"
+    );
+    let failed = std::fs::read_to_string(&failures).unwrap();
+    assert!(
+        failed.contains(
+            "1004,G,H,g@x.com,,04/25/2024,1005,\"contact.filterable_attributes.last_activity \"\"04/25/2024\"\": a \
+             month/day/year date, but this input's dates read day/month/year (contact.filterable_attributes.created \
+             on line 2 shows it"
+        ),
+        "{failed}"
+    );
+    assert!(!rest.contains("prove different"), "{rest}");
+}
+
+#[test]
+fn named_html_entities_fractional_seconds_and_mixed_decimal_formats_from_the_qa_report() {
+    let sb = Sandbox::new();
+    let input = sb.write(
+        "tickets.jsonl",
+        concat!(
+            r#"{"id":1,"text":"<p>It&rsquo;s broken&hellip; &uuml;ber &copy; &euro;5 &mdash; ok</p>","at":"2024-03-05T10:00:00.123456+00:00","rev":"1.234,5","author":{"email":"a@x.com"}}"#,
+            "\n",
+            r#"{"id":2,"text":"x","at":"2024-03-05T10:00:00.000Z","rev":"1234.56","author":{"email":"a@x.com"}}"#,
+            "\n",
+        ),
+    );
+    let mapping = sb.write(
+        "m.toml",
+        "[feedback]\nproblem = { column = \"text\", strip_html = true }\nperson_email = \"author.email\"\n\
+         source_url = { template = \"https://x/{id}\" }\n\
+         [contact]\ninternal_id = \"id\"\nname = \"author.email\"\n[contact.filterable_attributes]\n\
+         at = { column = \"at\", type = \"date\" }\nrev = { column = \"rev\", type = \"float\", decimal = \",\" }\n",
+    );
+    let failures = sb.path("failures.jsonl");
+    let run = sb.validate([
+        input.to_str().unwrap(),
+        "-m",
+        mapping.to_str().unwrap(),
+        "--preview",
+        "10",
+        "--failures",
+        failures.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let (previews, _) = previews(&run.stdout);
+    assert_eq!(
+        preview_at(&previews, 1, "feedback")["problem"],
+        "It\u{2019}s broken\u{2026} \u{fc}ber \u{a9} \u{20ac}5 \u{2014} ok"
+    );
+    let contact = &preview_at(&previews, 1, "contact")["filterable_attributes"];
+    assert_eq!(contact["at"], "2024-03-05T10:00:00.123456Z");
+    assert_eq!(contact["rev"], 1234.5);
+    // `1234.56` in a decimal-comma column was read as a dot decimal; now its row fails and says why.
+    let failed = std::fs::read_to_string(&failures).unwrap();
+    assert!(
+        failed.contains(
+            r#"contact.filterable_attributes.rev \"1234.56\": not a number with decimal = \",\": it only reads with \".\" as the decimal point"#
+        ),
+        "{failed}"
+    );
+}
+
+#[test]
 fn a_json_document_that_is_not_json_lines_is_refused_with_the_command_that_converts_it() {
     let sb = Sandbox::new();
     let mapping = preset("feedback");

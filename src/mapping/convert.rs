@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use serde_json::Value;
 
 use super::spec::{AttrType, Case, DateOrder};
@@ -111,25 +111,18 @@ fn title_case(s: &str) -> String {
 }
 
 /// The text of an HTML fragment, as a message body reads: tags dropped (`script` and `style` with their
-/// content), `<br>` and the ends of blocks (`p`, `div`, `li`, headings, rows) as line breaks, entities
-/// decoded, at most one empty line in a row. A `<` that does not open a tag (`a < b`) stays.
+/// content), `<br>` and the ends of blocks (`p`, `div`, `li`, headings, rows) as line breaks, character
+/// references decoded (see [`push_text`]), at most one empty line in a row. A `<` that does not open a tag
+/// (`a < b`) stays.
 pub(crate) fn html_to_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut rest = html;
     let mut skip_until: Option<&str> = None;
-    while let Some(i) = rest.find(['<', '&']) {
+    while let Some(i) = rest.find('<') {
         if skip_until.is_none() {
-            out.push_str(&rest[..i]);
+            push_text(&mut out, &rest[..i]);
         }
         let at = &rest[i..];
-        if at.starts_with('&') {
-            let (text, used) = entity(at);
-            if skip_until.is_none() {
-                out.push_str(&text);
-            }
-            rest = &at[used..];
-            continue;
-        }
         let opens_tag = at[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!');
         let Some(end) = at.find('>').filter(|_| opens_tag) else {
             if skip_until.is_none() {
@@ -162,7 +155,7 @@ pub(crate) fn html_to_text(html: &str) -> String {
         rest = &at[end + 1..];
     }
     if skip_until.is_none() {
-        out.push_str(rest);
+        push_text(&mut out, rest);
     }
     // Lines trimmed at their end, and no more than one empty line in a row.
     let mut text = String::with_capacity(out.len());
@@ -178,29 +171,19 @@ pub(crate) fn html_to_text(html: &str) -> String {
     text.trim().to_string()
 }
 
-/// An HTML entity at the start of `s` and how many bytes it took; a `&` that starts none stays.
-fn entity(s: &str) -> (Cow<'static, str>, usize) {
-    let Some(end) = s.bytes().take(12).position(|b| b == b';') else { return (Cow::Borrowed("&"), 1) };
-    let name = &s[1..end];
-    let named = match name {
-        "amp" => Some('&'),
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "quot" => Some('"'),
-        "apos" | "#39" => Some('\''),
-        "nbsp" => Some(' '),
-        _ => None,
-    };
-    let c = named.or_else(|| {
-        let code = match name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok(),
-            None => name.strip_prefix('#').and_then(|d| d.parse().ok()),
-        };
-        code.and_then(char::from_u32)
-    });
-    match c {
-        Some(c) => (Cow::Owned(c.to_string()), end + 1),
-        None => (Cow::Borrowed("&"), 1),
+/// Appends the text between two tags with its character references decoded as a browser decodes them in
+/// text: every HTML5 named reference (`&rsquo;`, `&hellip;`, `&uuml;`), the legacy ones HTML5 still reads
+/// without their `;` (`&copy 2024`), and numeric ones (`&#233;`, `&#xE9;`, `&#150;` as the windows-1252 dash
+/// it means). A `&` that starts none stays (`AT&T`). Each run is decoded on its own, so that a reference
+/// never spans a tag (`&am<b>p;` is no `&`).
+fn push_text(out: &mut String, text: &str) {
+    let decoded = htmlize::unescape(text);
+    // `&nbsp;` is how editors keep a run of spaces from collapsing; in plain text it is a space, trimmed and
+    // collapsed like one.
+    if decoded.contains('\u{a0}') {
+        out.extend(decoded.chars().map(|c| if c == '\u{a0}' { ' ' } else { c }));
+    } else {
+        out.push_str(&decoded);
     }
 }
 
@@ -216,12 +199,15 @@ pub(crate) struct TypeOptions {
 
 /// Where a date attribute's day/month order comes from. A numeric date is only ever read in that order:
 /// `05/03/2024` and `25/03/2024` in one column are never read one month-first and the other day-first.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum OrderFrom {
     /// `date_order` in the mapping.
     Given,
     /// Not given: the first rows settle it; `line` holds the first date that does.
     Detected { line: u64 },
+    /// Not given, and the field's own first rows do not settle it, but another date field of the same input
+    /// (`field`, its label) does, on `line`: one export writes all its dates one way.
+    Borrowed { field: String, line: u64 },
     /// Not given, and the first rows do not settle it: month first.
     #[default]
     Assumed,
@@ -259,7 +245,7 @@ pub(crate) fn order_evidence(s: &str) -> Option<OrderEvidence> {
 }
 
 impl DateOrder {
-    fn describe(self) -> &'static str {
+    pub(super) fn describe(self) -> &'static str {
         match self {
             DateOrder::Mdy => "month/day/year",
             DateOrder::Dmy => "day/month/year",
@@ -284,11 +270,15 @@ impl DateOrder {
 /// Why a numeric date that only reads in the other order fails: what the field's order is and how to change it.
 fn wrong_order(opts: &TypeOptions) -> String {
     let (order, other) = (opts.date_order, opts.date_order.other());
-    let why = match opts.order_from {
+    let why = match &opts.order_from {
         OrderFrom::Given => format!("date_order = \"{}\" reads dates {}", order.key(), order.describe()),
         OrderFrom::Detected { line } => {
             format!("this field's dates read {} (line {line} shows it), so the column mixes orders", order.describe())
         }
+        OrderFrom::Borrowed { field, line } => format!(
+            "this input's dates read {} ({field} on line {line} shows it; this field's first rows did not tell)",
+            order.describe()
+        ),
         OrderFrom::Assumed => {
             format!("this field's dates are read {} (the first rows do not tell the order)", order.describe())
         }
@@ -312,25 +302,6 @@ pub(crate) fn convert(s: &str, ty: AttrType, opts: &TypeOptions) -> Result<Value
         AttrType::Bool => parse_bool(s).map(Value::Bool),
         AttrType::Date => parse_date(s, opts).map(Value::String),
     }
-}
-
-/// Strips digit grouping: `1,234,567`, `1 234 567`, `1_234` (groups of exactly three after the first).
-fn strip_grouping(s: &str, sep: char) -> Option<String> {
-    let (sign, body) = match s.strip_prefix(['-', '+']) {
-        Some(rest) => (&s[..1], rest),
-        None => ("", s),
-    };
-    let groups: Vec<&str> = body.split(sep).collect();
-    if groups.len() < 2 {
-        return None;
-    }
-    let first_ok = (1..=3).contains(&groups[0].len()) && groups[0].bytes().all(|b| b.is_ascii_digit());
-    let rest_ok = groups[1..].iter().enumerate().all(|(i, g)| {
-        // The last group may carry a fraction: "1,234.50".
-        let digits = if i == groups.len() - 2 { g.split(['.', ',']).next().unwrap_or(g) } else { g };
-        digits.len() == 3 && digits.bytes().all(|b| b.is_ascii_digit())
-    });
-    (first_ok && rest_ok).then(|| format!("{sign}{}", groups.concat()))
 }
 
 /// A number without the currency a report writes around it: `$1,500.00`, `-€20`, `1.500,00 €`,
@@ -363,44 +334,162 @@ fn without_currency(s: &str) -> Cow<'_, str> {
     if sign.is_empty() { Cow::Owned(stripped.to_string()) } else { Cow::Owned(format!("{sign}{stripped}")) }
 }
 
-/// An integer: `1234`, `+7`, `-42`, grouped `1,234` / `1 234` / `1_234` (with `decimal_comma`, `1.234`), and
-/// whole numbers written with a fraction of zeros (`12.0`; with `decimal_comma`, `12,0`).
+/// A number's text as Rust reads it (`-1234.5`, `1.5E+06`), from the ways exports write one: a currency
+/// around it (`$1,500.00`, `1.500,00 €`), a sign, or accounting parentheses for a negative (`(1,234.56)`),
+/// and digit groups. Of `.` and `,`, the declared decimal separator is the decimal one and the other only
+/// ever separates groups of exactly three digits (`1,234,567.8`; with `decimal_comma`, `1.234.567,8`): a
+/// value where it does not (`1234.56` or `0.5` in a decimal-comma column) reads as `None` rather than as the
+/// other convention, so a column mixing the two fails instead of coming out a thousand times off. Spaces
+/// (non-breaking ones too) and `_` group digits freely; apostrophes (Swiss `1'234.50`) in threes.
+fn plain_number(s: &str, decimal_comma: bool) -> Option<String> {
+    let s = without_currency(s);
+    let t = s.trim();
+    // Accounting negatives: `(1,234.56)`, `($1,234.56)` (and `$(1,234.56)`, its currency already gone).
+    let (parenthesised, t) = match t.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
+        Some(inner) => (true, without_currency(inner)),
+        None => (false, Cow::Borrowed(t)),
+    };
+    let cleaned: String = t.chars().filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}')).collect();
+    let (minus, body) = match cleaned.strip_prefix(['-', '+']) {
+        // `(-5)` says nothing clear: no sign inside parentheses.
+        Some(_) if parenthesised => return None,
+        Some(rest) => (cleaned.starts_with('-'), rest),
+        None => (parenthesised, cleaned.as_str()),
+    };
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], Some(&body[i + 1..])),
+        None => (body, None),
+    };
+    if let Some(e) = exponent {
+        let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    let (group, decimal) = if decimal_comma { ('.', ',') } else { (',', '.') };
+    let (int, fraction) = match mantissa.split_once(decimal) {
+        Some((int, fraction)) => (int, Some(fraction)),
+        None => (mantissa, None),
+    };
+    if let Some(f) = fraction
+        && (!f.bytes().all(|b| b.is_ascii_digit()) || (f.is_empty() && int.is_empty()))
+    {
+        return None;
+    }
+    let digits = ungroup(int, group)?;
+    if digits.is_empty() && fraction.is_none_or(str::is_empty) {
+        return None;
+    }
+    let mut out = String::with_capacity(body.len() + 2);
+    if minus {
+        out.push('-');
+    }
+    out.push_str(if digits.is_empty() { "0" } else { &digits });
+    if let Some(f) = fraction.filter(|f| !f.is_empty()) {
+        out.push('.');
+        out.push_str(f);
+    }
+    if let Some(e) = exponent {
+        out.push('e');
+        out.push_str(e);
+    }
+    Some(out)
+}
+
+/// The digits of an integer part: plain (`1234`), or in groups of three after a first of one to three,
+/// separated by one kind of separator: the thousands one (`group`) or an apostrophe (`1'234'567`).
+fn ungroup(int: &str, group: char) -> Option<Cow<'_, str>> {
+    let is_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    let Some(sep) = int.chars().find(|c| *c == group || matches!(c, '\'' | '\u{2019}')) else {
+        return is_digits(int).then_some(Cow::Borrowed(int));
+    };
+    let mut groups = int.split(sep);
+    let first = groups.next()?;
+    let mut digits = String::with_capacity(int.len());
+    if !(1..=3).contains(&first.len()) || !is_digits(first) {
+        return None;
+    }
+    digits.push_str(first);
+    for g in groups {
+        if g.len() != 3 || !is_digits(g) {
+            return None;
+        }
+        digits.push_str(g);
+    }
+    Some(Cow::Owned(digits))
+}
+
+/// An integer: `1234`, `+7`, `-42`, `(42)`, grouped `1,234` / `1 234` / `1'234` (with `decimal_comma`,
+/// `1.234`), and whole numbers written with a fraction of zeros (`12.0`; with `decimal_comma`, `12,0`).
 fn parse_integer(s: &str, decimal_comma: bool) -> Result<i64, String> {
     if let Ok(i) = s.parse::<i64>() {
         return Ok(i);
     }
-    let s = &*without_currency(s);
-    let (group, decimal) = if decimal_comma { ('.', ',') } else { (',', '.') };
-    let cleaned: String = s.chars().filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}')).collect();
-    let candidate = strip_grouping(&cleaned, group).unwrap_or(cleaned);
-    if let Ok(i) = candidate.trim_start_matches('+').parse::<i64>() {
-        return Ok(i);
+    let Some(plain) = plain_number(s, decimal_comma) else {
+        return Err(integer_hint(s, decimal_comma));
+    };
+    if plain.contains('e') {
+        let large = plain.parse::<f64>().is_ok_and(|f| f.abs() >= 9.223_372_036_854_776e18);
+        return Err(if large {
+            "not an integer: too large for one (beyond 64 bits), and in floating-point notation, which has lost \
+             its last digits (a JSON number beyond 2^64 reads so); export it as text, or use type = \"float\""
+        } else {
+            "not an integer: in scientific notation, which a spreadsheet writes for long numbers (their last digits \
+             are lost); format the column as a number before saving, or use type = \"float\""
+        }
+        .into());
     }
-    // Spreadsheets write whole numbers as "12.0".
-    if let Some((int, frac)) = candidate.split_once(decimal)
-        && !frac.is_empty()
-        && frac.bytes().all(|b| b == b'0')
-        && let Ok(i) = int.trim_start_matches('+').parse::<i64>()
-    {
-        return Ok(i);
+    let (int, fraction) = plain.split_once('.').unwrap_or((&plain, ""));
+    if fraction.bytes().any(|b| b != b'0') {
+        return Err(integer_hint(s, decimal_comma));
     }
-    let hint = if decimal_comma { "" } else { " (for a thousands dot such as 1.200 set decimal = \",\")" };
-    Err(format!("not an integer{hint}"))
+    int.parse::<i64>().map_err(|_| {
+        "not an integer: beyond the 64-bit range (±9,223,372,036,854,775,807); use type = \"float\"".into()
+    })
+}
+
+/// Why a value is no integer, and what would read it: a whole number in the other decimal convention
+/// (`1.200` is 1200 with `decimal = ","`) says so; a plainly fractional one (`0.5`, `1234.56`) says that.
+fn integer_hint(s: &str, decimal_comma: bool) -> String {
+    let fraction = "not an integer: it has a fraction; use type = \"float\" for such values";
+    match plain_number(s, !decimal_comma) {
+        // The declared decimal separator is a thousands one in the other convention.
+        Some(p) if !p.contains(['.', 'e']) => {
+            if decimal_comma {
+                "not an integer (for a thousands comma such as 1,200 leave decimal = \",\" out)".into()
+            } else {
+                "not an integer (for a thousands dot such as 1.200 set decimal = \",\")".into()
+            }
+        }
+        Some(_) if decimal_comma => stray_dot(),
+        Some(p) if p.split_once('.').is_some_and(|(_, f)| f.bytes().any(|b| b != b'0')) => fraction.into(),
+        Some(_) => "not an integer (for decimal commas set decimal = \",\")".into(),
+        None if plain_number(s, decimal_comma).is_some() => fraction.into(),
+        None => "not an integer".into(),
+    }
+}
+
+/// Why a value fails with `decimal = ","` when a decimal point reads it (`1234.56`, `0.5`, `1,234,567`): the
+/// column mixes the two ways of writing numbers, and guessing per value would put both in one attribute.
+fn stray_dot() -> String {
+    "not a number with decimal = \",\": it only reads with \".\" as the decimal point (with decimal = \",\" a \
+     \".\" only separates groups of three digits, as in 1.234.567,8); the column mixes the two ways of writing \
+     numbers"
+        .into()
 }
 
 fn parse_float(s: &str, decimal_comma: bool) -> Result<f64, String> {
-    let s = &*without_currency(s);
-    let cleaned: String = s.chars().filter(|c| !matches!(c, '_' | ' ' | '\u{a0}' | '\u{202f}')).collect();
-    let normal = if decimal_comma {
-        let no_groups = strip_grouping(&cleaned, '.').unwrap_or(cleaned);
-        no_groups.replace(',', ".")
-    } else {
-        strip_grouping(&cleaned, ',').unwrap_or(cleaned)
-    };
-    let hint = if decimal_comma { "" } else { " (for decimal commas set decimal = \",\")" };
-    match normal.trim_start_matches('+').parse::<f64>() {
-        Ok(f) if f.is_finite() => Ok(f),
-        _ => Err(format!("not a number{hint}")),
+    match plain_number(s, decimal_comma) {
+        Some(plain) => match plain.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(f),
+            _ => Err("not a finite number".into()),
+        },
+        None if plain_number(s, !decimal_comma).is_some() => Err(if decimal_comma {
+            stray_dot()
+        } else {
+            "not a number (for decimal commas set decimal = \",\")".into()
+        }),
+        None => Err("not a number".into()),
     }
 }
 
@@ -413,8 +502,8 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 }
 
 /// Normalises a date to ISO-8601: `YYYY-MM-DD` when the input has no time, `YYYY-MM-DDTHH:MM:SS` (with
-/// the offset, or `Z`, when the input gives one) when it has. Unix timestamps in seconds or milliseconds
-/// (as HubSpot's API exports write them) become UTC date-times.
+/// the fraction of a second the input gives, and the offset, or `Z`, when it gives one) when it has. Unix
+/// timestamps in seconds or milliseconds (as HubSpot's API exports write them) become UTC date-times.
 pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> {
     let s = s.trim();
     if opts.date_format.is_none()
@@ -424,17 +513,20 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
     }
     if let Some(fmt) = &opts.date_format {
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
-            return Ok(fmt_offset(dt));
+            return Ok(fmt_offset(dt, s));
         }
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Ok(fmt_naive(dt));
+            return Ok(fmt_naive(dt, s));
         }
         if let Ok(d) = NaiveDate::parse_from_str(s, fmt) {
             return Ok(d.format("%Y-%m-%d").to_string());
         }
     }
     if let Some(dt) = unix_timestamp(s) {
-        return Ok(dt.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let mut out = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+        push_fraction(&mut out, s.split_once('.').map(|(_, f)| f), dt.nanosecond());
+        out.push('Z');
+        return Ok(out);
     }
     // "2024-03-05 14:22:10 UTC": the wall time is UTC.
     if let Some(rest) = [" UTC", " GMT", " utc", " gmt"].iter().find_map(|z| s.strip_suffix(z)) {
@@ -443,14 +535,14 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
         return Ok(if wall.len() > 10 && !zoned { wall + "Z" } else { wall });
     }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Ok(fmt_offset(dt));
+        return Ok(fmt_offset(dt, s));
     }
     if let Ok(dt) = DateTime::parse_from_rfc2822(s) {
-        return Ok(fmt_offset(dt));
+        return Ok(fmt_offset(dt, s));
     }
     for fmt in ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M%:z"] {
         if let Ok(dt) = DateTime::parse_from_str(s, fmt) {
-            return Ok(fmt_offset(dt));
+            return Ok(fmt_offset(dt, s));
         }
     }
     // An offset after a space ("14:22:10 +01", "14:22 -0500"): the space goes.
@@ -484,7 +576,7 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
         None => Ok(date.format("%Y-%m-%d").to_string()),
         Some(t) => {
             let time = parse_time(t).ok_or_else(|| format!("date has an unrecognised time part '{t}'"))?;
-            Ok(fmt_naive(NaiveDateTime::new(date, time)))
+            Ok(fmt_naive(NaiveDateTime::new(date, time), t))
         }
     }
 }
@@ -554,6 +646,7 @@ fn fast_numeric_date(s: &str, order: DateOrder) -> Option<String> {
     let (hh, mm) = (num(&rest[1..3])?, num(&rest[4..6])?);
     let mut i = 6;
     let mut ss = 0;
+    let mut fraction: &[u8] = &[];
     if rest.len() >= 9 && rest[6] == b':' {
         ss = num(&rest[7..9])?;
         i = 9;
@@ -563,6 +656,7 @@ fn fast_numeric_date(s: &str, order: DateOrder) -> Option<String> {
             if digits == 0 {
                 return None;
             }
+            fraction = &rest[i..i + digits];
             i += digits;
         }
     }
@@ -575,6 +669,7 @@ fn fast_numeric_date(s: &str, order: DateOrder) -> Option<String> {
     push_digits(&mut out, mm, 2);
     out.push(':');
     push_digits(&mut out, ss, 2);
+    push_fraction(&mut out, std::str::from_utf8(fraction).ok(), 0);
     match &rest[i..] {
         [] => {}
         [b'Z'] if b[4] == b'-' => out.push('Z'),
@@ -611,16 +706,57 @@ fn push_digits(out: &mut String, n: u32, width: u32) {
     }
 }
 
-fn fmt_offset(dt: DateTime<chrono::FixedOffset>) -> String {
+/// A date-time with its offset (`Z` for UTC), keeping the fraction of a second `source` gives.
+fn fmt_offset(dt: DateTime<chrono::FixedOffset>, source: &str) -> String {
+    let mut out = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+    push_fraction(&mut out, written_fraction(source), dt.nanosecond());
     if dt.offset().local_minus_utc() == 0 {
-        dt.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+        out.push('Z');
     } else {
-        dt.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+        out.push_str(&dt.format("%:z").to_string());
     }
+    out
 }
 
-fn fmt_naive(dt: NaiveDateTime) -> String {
-    dt.format("%Y-%m-%dT%H:%M:%S").to_string()
+/// A date-time without an offset, keeping the fraction of a second `source` gives.
+fn fmt_naive(dt: NaiveDateTime, source: &str) -> String {
+    let mut out = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+    push_fraction(&mut out, written_fraction(source), dt.nanosecond());
+    out
+}
+
+/// The digits of the fraction of a second written after `HH:MM:SS.` in `s` (`123456` of
+/// `10:00:00.123456+00:00`).
+fn written_fraction(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    let at = b.windows(5).position(|w| {
+        w[0] == b':' && w[1].is_ascii_digit() && w[2].is_ascii_digit() && w[3] == b'.' && w[4].is_ascii_digit()
+    })?;
+    let digits = &s[at + 4..];
+    Some(&digits[..digits.bytes().take_while(u8::is_ascii_digit).count()])
+}
+
+/// Appends `.` and the fraction of a second: as written (ISO-8601 allows any number of digits, and a
+/// timestamp's precision is the source's to give), else from the parsed value, without trailing zeros. A
+/// fraction of zeros only (`.000`, which Salesforce writes on every value) says nothing and is left out, so
+/// those values stay what earlier runs sent.
+fn push_fraction(out: &mut String, written: Option<&str>, nanos: u32) {
+    match written {
+        Some(w) if w.bytes().any(|b| b != b'0') => {
+            out.push('.');
+            out.push_str(w);
+        }
+        Some(_) => {}
+        None => {
+            // A leap second holds its second in the nanoseconds: only the fraction counts.
+            let nanos = nanos % 1_000_000_000;
+            if nanos != 0 {
+                let digits = format!("{nanos:09}");
+                out.push('.');
+                out.push_str(digits.trim_end_matches('0'));
+            }
+        }
+    }
 }
 
 /// Splits "2024-03-05 14:22" / "2024-03-05T14:22" / "3/5/2024 2:22 PM" into date and time text.
@@ -707,7 +843,7 @@ mod tests {
     fn dates_from_common_export_formats() {
         assert_eq!(date("2024-03-05").unwrap(), "2024-03-05");
         assert_eq!(date("2024-03-05 14:22").unwrap(), "2024-03-05T14:22:00");
-        assert_eq!(date("2024-03-05T14:22:10.123Z").unwrap(), "2024-03-05T14:22:10Z");
+        assert_eq!(date("2024-03-05T14:22:10.123Z").unwrap(), "2024-03-05T14:22:10.123Z");
         assert_eq!(date("2024-03-05T14:22:10+02:00").unwrap(), "2024-03-05T14:22:10+02:00");
         assert_eq!(date("03/05/2024").unwrap(), "2024-03-05");
         assert_eq!(date("3/5/2024 2:22 PM").unwrap(), "2024-03-05T14:22:00");
@@ -719,18 +855,46 @@ mod tests {
         assert_eq!(date("Tue, 05 Mar 2024 10:00:00 +0000").unwrap(), "2024-03-05T10:00:00Z");
         assert_eq!(date("1709633000000").unwrap(), "2024-03-05T10:03:20Z");
         assert_eq!(date("1709633000").unwrap(), "2024-03-05T10:03:20Z");
-        assert_eq!(date("1709633000.5").unwrap(), "2024-03-05T10:03:20Z");
+        assert_eq!(date("1709633000.5").unwrap(), "2024-03-05T10:03:20.5Z");
         assert_eq!(date("946684800").unwrap(), "2000-01-01T00:00:00Z", "nine digits: before 2001");
         assert_eq!(date("2024-03-05 14:22:10 UTC").unwrap(), "2024-03-05T14:22:10Z");
         assert_eq!(date("2024-03-05 UTC").unwrap(), "2024-03-05");
         assert_eq!(date("2024-03-05 14:22:10+01").unwrap(), "2024-03-05T14:22:10+01:00", "PostgreSQL");
-        assert_eq!(date("2024-03-05 14:22:10.5-05").unwrap(), "2024-03-05T14:22:10-05:00");
+        assert_eq!(date("2024-03-05 14:22:10.5-05").unwrap(), "2024-03-05T14:22:10.5-05:00");
         assert_eq!(date("2024-03-05 14:22:10 +01").unwrap(), "2024-03-05T14:22:10+01:00", "a space before");
         assert_eq!(date("2024-03-05 14:22 -0500").unwrap(), "2024-03-05T14:22:00-05:00");
         assert!(date("12345678").is_err(), "eight digits are no timestamp");
         assert_eq!(date("03/05/24").unwrap(), "2024-03-05");
         assert!(date("next tuesday").is_err());
         assert!(date("2024-13-45").is_err());
+    }
+
+    #[test]
+    fn fractional_seconds_are_kept_as_written() {
+        // The QA report: `.123456` was cut, and two events a millisecond apart became one instant.
+        assert_eq!(date("2024-03-05T10:00:00.123456+00:00").unwrap(), "2024-03-05T10:00:00.123456Z");
+        assert_eq!(date("2024-03-05T10:00:00.120+02:00").unwrap(), "2024-03-05T10:00:00.120+02:00", "as written");
+        assert_eq!(date("2024-03-05 10:00:00.5").unwrap(), "2024-03-05T10:00:00.5");
+        assert_eq!(date("2024-03-05T10:00:00.1234567891Z").unwrap(), "2024-03-05T10:00:00.1234567891Z");
+        assert_eq!(date("2024-03-05 10:00:00.25 UTC").unwrap(), "2024-03-05T10:00:00.25Z");
+        assert_eq!(date("2024-03-05 10:00:00.25 +01").unwrap(), "2024-03-05T10:00:00.25+01:00");
+        assert_eq!(date("2024-03-05 10:00:00.75+01").unwrap(), "2024-03-05T10:00:00.75+01:00");
+        assert_eq!(date("3/5/2024 10:00:00.5").unwrap(), "2024-03-05T10:00:00.5");
+        assert_eq!(date("Tue, 5 Mar 2024 10:00:00 GMT").unwrap(), "2024-03-05T10:00:00Z");
+        // Salesforce writes `.000` on every value: nothing to keep, and the values stay what earlier runs sent.
+        assert_eq!(date("2024-03-05T10:00:00.000+0000").unwrap(), "2024-03-05T10:00:00Z");
+        assert_eq!(date("1709633000.000").unwrap(), "2024-03-05T10:03:20Z");
+        assert_eq!(date("1709633000123").unwrap(), "2024-03-05T10:03:20.123Z", "milliseconds");
+        assert_eq!(date("1709633000120").unwrap(), "2024-03-05T10:03:20.12Z");
+        // A format of the mapping's own keeps the fraction it reads.
+        let opts = TypeOptions { date_format: Some("%d/%m/%Y %H:%M:%S%.f".into()), ..Default::default() };
+        assert_eq!(parse_date("05/03/2024 10:00:00.042", &opts).unwrap(), "2024-03-05T10:00:00.042");
+        let opts = TypeOptions { date_format: Some("%Y%m%d%H%M%S%.3f".into()), ..Default::default() };
+        assert_eq!(
+            parse_date("20240305100000.042", &opts).unwrap(),
+            "2024-03-05T10:00:00.042",
+            "not written after `:`"
+        );
     }
 
     #[test]
@@ -742,6 +906,9 @@ mod tests {
             "2024-03-05T14:22:09.5",
             "2024-03-05T14:22:09Z",
             "2024-03-05T14:22:09.123+02:00",
+            "2024-03-05T14:22:09.000Z",
+            "2024-03-05 14:22:09.123456789",
+            "05.03.2024 08:15:00.25",
             "2024-03-05T14:22:09-0530",
             "2024-03-05T14:22:09+00:00",
             "3/5/2024",
@@ -780,6 +947,16 @@ mod tests {
         assert!(err.starts_with("a month/day/year date, but date_order = \"dmy\""), "{err}");
         let detected = TypeOptions { order_from: OrderFrom::Detected { line: 7 }, ..opts.clone() };
         assert!(parse_date("03/25/2024 10:00", &detected).unwrap_err().contains("line 7 shows it"));
+        let borrowed = TypeOptions {
+            order_from: OrderFrom::Borrowed { field: "contact.filterable_attributes.created".into(), line: 4 },
+            ..opts.clone()
+        };
+        assert_eq!(
+            parse_date("03/25/2024", &borrowed).unwrap_err(),
+            "a month/day/year date, but this input's dates read day/month/year (contact.filterable_attributes.created \
+             on line 4 shows it; this field's first rows did not tell); set date_order = \"mdy\" on the field if the \
+             column is month/day/year"
+        );
         let opts = TypeOptions { date_format: Some("%Y%j".into()), ..Default::default() };
         assert_eq!(parse_date("2024065", &opts).unwrap(), "2024-03-05");
     }
@@ -796,6 +973,34 @@ mod tests {
         assert_eq!(html_to_text("<p>one</p>\n\n\n<p>two</p>"), "one\n\ntwo");
         assert_eq!(html_to_text("&ééééééé; <é>"), "&ééééééé; <é>", "multi-byte text after & and <");
         assert_eq!(html_to_text("<p unclosed"), "<p unclosed");
+    }
+
+    #[test]
+    fn strip_html_decodes_every_html5_named_entity() {
+        // The QA report's Intercom body: only the six entities of the old table were decoded.
+        assert_eq!(
+            html_to_text(
+                "<p>It&rsquo;s broken&hellip; &uuml;ber &#233;t&#xE9; &#39;q&#39; &quot;x&quot; &copy; &euro;5 \
+                 &mdash; &ndash; &apos;a&apos; &Auml;</p>"
+            ),
+            "It\u{2019}s broken\u{2026} \u{fc}ber \u{e9}t\u{e9} 'q' \"x\" \u{a9} \u{20ac}5 \u{2014} \u{2013} 'a' \u{c4}"
+        );
+        // Names past the old 12-byte window, and ones that map to two code points.
+        assert_eq!(html_to_text("&CounterClockwiseContourIntegral; &NotEqualTilde;"), "\u{2233} \u{2242}\u{338}");
+        // HTML5 reads the legacy names without `;` in text (as browsers show them), and no others.
+        assert_eq!(html_to_text("&copy 2024 &eacute;t&eacute;"), "\u{a9} 2024 \u{e9}t\u{e9}");
+        assert_eq!(html_to_text("&hellip and &rsquo"), "&hellip and &rsquo", "no legacy form: left as written");
+        assert_eq!(
+            html_to_text("I'm &notit; I tell you &zzz;"),
+            "I'm \u{ac}it; I tell you &zzz;",
+            "as the spec's example"
+        );
+        // Numeric references in the C1 range mean the windows-1252 character (Outlook's dashes and quotes).
+        assert_eq!(html_to_text("a &#150; b &#147;c&#148;"), "a \u{2013} b \u{201c}c\u{201d}");
+        assert_eq!(html_to_text("&nbsp;x&#160;y"), "x y", "non-breaking spaces are spaces");
+        assert_eq!(html_to_text("<b>&lt;b&gt;</b>"), "<b>", "a decoded `<` opens no tag");
+        assert_eq!(html_to_text("&am<b>p;</b>"), "&amp;", "a reference never spans a tag");
+        assert_eq!(html_to_text("<script>x = '&hellip;'</script>&hellip;"), "\u{2026}");
     }
 
     #[test]
@@ -852,6 +1057,71 @@ mod tests {
         assert_eq!(parse_integer("£1,200", false), Ok(1200));
         assert!(float("USD").is_err());
         assert!(float("12 apples").is_err(), "not a currency code");
+    }
+
+    #[test]
+    fn a_decimal_comma_column_reads_a_dot_only_between_groups_of_three() {
+        let eu = |s| parse_float(s, true);
+        assert_eq!(eu("1.234.567,8"), Ok(1_234_567.8));
+        assert_eq!(eu("2.125"), Ok(2125.0), "what decimal = \",\" declares");
+        assert_eq!(eu("-1.234,56"), Ok(-1234.56));
+        assert_eq!(eu("1 234,56"), Ok(1234.56));
+        // The QA report's column: these came out as dot decimals, a thousand times off their neighbours.
+        for dot_decimal in ["1234.56", "0.5", "1,234.56", "12.0", "1.2345", "1.5E+06", "1,234,567"] {
+            let err = eu(dot_decimal).unwrap_err();
+            assert!(err.contains("it only reads with \".\" as the decimal point"), "{dot_decimal}: {err}");
+            assert!(err.contains("the column mixes the two ways"), "{dot_decimal}: {err}");
+        }
+        assert_eq!(eu("N/A"), Err("not a number".into()), "no hint where no convention reads it");
+        // The same rule the other way round.
+        assert_eq!(parse_float("2,125", false), Ok(2125.0));
+        assert!(parse_float("1234,56", false).unwrap_err().contains("set decimal = \",\""));
+        assert!(parse_float("1,23,456", false).is_err(), "groups of three only");
+    }
+
+    #[test]
+    fn swiss_apostrophes_and_accounting_parentheses() {
+        let float = |s| parse_float(s, false);
+        assert_eq!(float("1'234.50"), Ok(1234.5));
+        assert_eq!(float("CHF 1'234.50"), Ok(1234.5));
+        assert_eq!(float("1\u{2019}234\u{2019}567"), Ok(1_234_567.0), "a typographic apostrophe");
+        assert_eq!(parse_integer("1'234'567", false), Ok(1_234_567));
+        assert_eq!(parse_float("1'234,50", true), Ok(1234.5));
+        assert!(float("12'34.5").is_err(), "apostrophes group in threes");
+        assert!(float("1'234,567.5").is_err(), "one kind of separator");
+        assert_eq!(float("(1,234.56)"), Ok(-1234.56));
+        assert_eq!(float("($1,234.56)"), Ok(-1234.56));
+        assert_eq!(float("$(1,234.56)"), Ok(-1234.56));
+        assert_eq!(parse_float("(1.234,56 €)", true), Ok(-1234.56));
+        assert_eq!(parse_integer("(42)", false), Ok(-42));
+        assert!(float("(-5)").is_err(), "a sign inside parentheses says nothing clear");
+        assert!(float("()").is_err());
+        assert!(float("(5").is_err());
+    }
+
+    #[test]
+    fn integer_hints_fit_the_value() {
+        let hint = |s, comma| parse_integer(s, comma).unwrap_err();
+        let fraction = "not an integer: it has a fraction; use type = \"float\" for such values";
+        // Plainly fractional values were told to set decimal = ",".
+        for s in ["0.5", "1234.56", "12.5", "1,234.56", "-0.25"] {
+            assert_eq!(hint(s, false), fraction, "{s}");
+        }
+        assert_eq!(hint("1,5", true), fraction);
+        assert_eq!(hint("1,5", false), fraction, "a decimal comma fraction is a fraction too");
+        assert!(hint("1.200", false).contains("for a thousands dot such as 1.200 set decimal = \",\""));
+        assert!(hint("1.234.567", false).contains("set decimal = \",\""));
+        assert!(hint("12,0", false).contains("for decimal commas set decimal = \",\""));
+        assert!(hint("1,200", true).contains("for a thousands comma such as 1,200 leave decimal = \",\" out"));
+        assert!(hint("1234.56", true).contains("it only reads with \".\" as the decimal point"));
+        assert_eq!(hint("12a", false), "not an integer");
+        assert!(hint("99999999999999999999", false).contains("beyond the 64-bit range"));
+        assert!(hint("1.5E+06", false).contains("scientific notation"));
+        // A JSON integer beyond 2^64 is read as a float: its text is serde_json's, not a spreadsheet's.
+        let huge = serde_json::from_str::<Value>("12345678901234567890123").unwrap().to_string();
+        let err = hint(&huge, false);
+        assert!(err.contains("beyond 64 bits") && err.contains("JSON number") && !err.contains("spreadsheet"), "{err}");
+        assert_eq!(parse_integer("18446744073709551615", false).unwrap_err(), hint("99999999999999999999", false));
     }
 
     #[test]

@@ -145,8 +145,9 @@ pub enum FieldProblem {
         keys: Vec<String>,
         example: String,
     },
-    /// An id a spreadsheet rewrote in scientific notation (`5,12346E+11`): its digits are gone, and rows
-    /// that shared the rounding would overwrite one another in Savio.
+    /// An id a spreadsheet rewrote in scientific notation (`5,12346E+11`), or a JSON integer too large for
+    /// 64 bits, read as a float (`1.2345678901234568e+22`): its digits are gone, and rows that shared the
+    /// rounding would overwrite one another in Savio.
     ScientificId {
         value: String,
     },
@@ -202,10 +203,18 @@ impl fmt::Display for FieldError {
                 "{field}: '{path}' holds {shape} on this line (keys: {}), not a value; map a key inside, e.g. '{example}'",
                 clip(&keys.join(", "))
             ),
-            FieldProblem::ScientificId { value } => write!(
+            // Spreadsheets write an exponent with `E`; programs writing a float (serde_json, for a JSON integer
+            // beyond 2^64 that it reads as one; Python) with `e`. Blaming a spreadsheet for those misleads.
+            FieldProblem::ScientificId { value } if !value.contains('e') => write!(
                 f,
                 "{field} \"{}\" is an id a spreadsheet rewrote in scientific notation, and its digits are lost: \
                  export again, or format the column as Text before saving",
+                clip(value)
+            ),
+            FieldProblem::ScientificId { value } => write!(
+                f,
+                "{field} \"{}\" is an id written as a floating-point number, and its last digits are lost (a JSON \
+                 integer beyond 2^64 is read as one): export the ids as text (in JSON, as strings)",
                 clip(value)
             ),
             FieldProblem::DecimalId { value } => write!(

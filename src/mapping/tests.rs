@@ -252,6 +252,32 @@ fn ids_a_spreadsheet_rewrote_in_scientific_notation_fail_their_row() {
 }
 
 #[test]
+fn a_json_integer_beyond_64_bits_fails_its_row_without_blaming_a_spreadsheet() {
+    // serde_json reads 12345678901234567890123 as a float: its digits are gone, but no spreadsheet took them.
+    let line: serde_json::Value =
+        serde_json::from_str(r#"{"id": 12345678901234567890123, "name": "Huge", "n": 12345678901234567890123}"#)
+            .unwrap();
+    let first = jrow(2, line);
+    let toml = "[contact]\ninternal_id = \"id\"\nname = \"name\"\n[contact.filterable_attributes]\n\
+                n = { column = \"n\", type = \"integer\" }\n";
+    let mapping = Mapping::parse(toml, Path::new("m.toml")).unwrap();
+    let mut m = mapping.compile(&json_info(), std::slice::from_ref(&first)).unwrap().mapper;
+    let err = failures(m.map(&first));
+    assert_eq!(
+        err[0],
+        "contact.internal_id \"1.2345678901234568e+22\" is an id written as a floating-point number, and its last \
+         digits are lost (a JSON integer beyond 2^64 is read as one): export the ids as text (in JSON, as strings)"
+    );
+    assert!(
+        err[1].starts_with("contact.filterable_attributes.n \"1.2345678901234568e+22\": not an integer: too large")
+    );
+    assert!(err.iter().all(|e| !e.contains("spreadsheet")), "{err:?}");
+    // The same id as a string is an id.
+    let quoted = jrow(3, json!({"id": "12345678901234567890123", "name": "Huge", "n": 7}));
+    assert!(matches!(&payloads(m.map(&quoted))[0], Payload::Contact(c) if c.internal_id == "12345678901234567890123"));
+}
+
+#[test]
 fn emails_as_people_paste_them_are_cleaned_and_invisible_characters_are_shown() {
     let mut m = mapper(CONTACT_MAPPING, CONTACTS);
     let email = |o: MapOutcome| match &payloads(o)[0] {
@@ -819,6 +845,99 @@ fn a_date_column_has_one_day_month_order_settled_by_its_first_rows() {
     let given = toml.replace("type = \"date\"", "type = \"date\", date_order = \"mdy\"");
     let m = mapper(&given, &headers);
     assert!(!m.needs_order_sample());
+}
+
+#[test]
+fn a_date_column_that_reads_either_way_takes_the_order_another_column_of_the_input_proves() {
+    // The QA report's UK export: `Create Date` proves day first, `Last Activity Date` holds only dates that
+    // read either way, and was read month first: one file, two orders.
+    let toml = "[company]\ninternal_id = \"ID\"\nname = \"Name\"\n[company.filterable_attributes]\n\
+                since = { column = \"Since\", type = \"date\" }\n\
+                [contact]\ninternal_id = \"CID\"\nname = \"Name\"\n[contact.filterable_attributes]\n\
+                created = { column = \"Create Date\", type = \"date\" }\n\
+                last_activity = { column = \"Last Activity Date\", type = \"date\" }\n";
+    let headers = ["ID", "CID", "Name", "Since", "Create Date", "Last Activity Date"];
+    let attrs = |o: MapOutcome| {
+        let p = payloads(o);
+        let Payload::Company(c) = &p[0] else { panic!() };
+        let Payload::Contact(k) = &p[1] else { panic!() };
+        let (c, k) = (&c.filterable_attributes, &k.filterable_attributes);
+        [&c["since"], &k["created"], &k["last_activity"]].map(|v| v.as_str().unwrap_or_default().to_string())
+    };
+    let sample = [
+        row(2, &["1", "a", "A", "", "25/03/2024", "05/04/2024"]),
+        row(3, &["2", "b", "B", "2024-01-09", "13/01/2024", "01/02/2024"]),
+    ];
+    let mut m = mapper(toml, &headers);
+    let warnings = m.settle_date_orders(sample.iter());
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].starts_with("contact.filterable_attributes.created: dates read day/month/year, as line 2"));
+    assert_eq!(
+        warnings[1],
+        "contact.filterable_attributes.last_activity: dates such as '05/04/2024' (line 2) read either way; reading \
+         day/month/year, as contact.filterable_attributes.created shows on line 2 ('25/03/2024'), since an export \
+         writes all its dates one way. Set date_order = \"dmy\" on the field to make it explicit (a re-run of the \
+         failures file may hold no date that shows it)"
+    );
+    assert_eq!(attrs(m.map(&sample[0])), ["", "2024-03-25", "2024-04-05"]);
+    assert_eq!(attrs(m.map(&sample[1])), ["2024-01-09", "2024-01-13", "2024-02-01"]);
+    // A field with no numeric date among the first rows (here the company's) takes the order too, silently:
+    // the input's warning was given.
+    assert_eq!(attrs(m.map(&row(4, &["3", "c", "C", "05/04/2024", "", ""]))), ["2024-04-05", "", ""]);
+    // A later date only the other order reads fails, naming the field that settled the order.
+    let err = failures(m.map(&row(5, &["4", "d", "D", "", "", "04/25/2024"])));
+    assert_eq!(
+        err,
+        ["contact.filterable_attributes.last_activity \"04/25/2024\": a month/day/year date, but this input's dates \
+          read day/month/year (contact.filterable_attributes.created on line 2 shows it; this field's first rows did \
+          not tell); set date_order = \"mdy\" on the field if the column is month/day/year"]
+    );
+
+    // Month first proved by one column: the others follow, and nothing is guessed, so nothing is warned.
+    let mut m = mapper(toml, &headers);
+    let us = [row(2, &["1", "a", "A", "", "03/25/2024", "05/04/2024"])];
+    assert!(m.settle_date_orders(us.iter()).is_empty());
+    assert_eq!(attrs(m.map(&us[0])), ["", "2024-03-25", "2024-05-04"]);
+    let err = failures(m.map(&row(3, &["2", "b", "B", "", "", "25/04/2024"])));
+    assert!(err[0].contains("this input's dates read month/day/year (contact.filterable_attributes.created on line 2"));
+
+    // Fields proving different orders keep their own, and the input is warned about once; a field that
+    // reads either way is then read month first, as before, with its own warning.
+    let mut m = mapper(toml, &headers);
+    let mixed = [row(2, &["1", "a", "A", "25/03/2024", "03/25/2024", "05/04/2024"])];
+    let warnings = m.settle_date_orders(mixed.iter());
+    assert_eq!(
+        warnings[0],
+        "the input's date fields prove different day/month orders (company.filterable_attributes.since: \
+         day/month/year, line 2 '25/03/2024'; contact.filterable_attributes.created: month/day/year, line 2 \
+         '03/25/2024'): each reads its own, and a date field whose first rows read either way is read \
+         month/day/year. Set date_order on each date field to make them explicit"
+    );
+    assert!(warnings[1].starts_with("company.filterable_attributes.since: dates read day/month/year"), "{warnings:?}");
+    assert!(warnings[2].contains("'05/04/2024' (line 2) read either way, and the first rows hold none that tells"));
+    assert_eq!(warnings.len(), 3);
+    assert_eq!(attrs(m.map(&mixed[0])), ["2024-03-25", "2024-03-25", "2024-05-04"]);
+
+    // A column holding both orders itself keeps its majority, and lends it to no other.
+    let mut m = mapper(toml, &headers);
+    let both = [
+        row(2, &["1", "a", "A", "25/03/2024", "", "05/04/2024"]),
+        row(3, &["2", "b", "B", "03/25/2024", "", ""]),
+        row(4, &["3", "c", "C", "26/03/2024", "", ""]),
+    ];
+    let warnings = m.settle_date_orders(both.iter());
+    assert!(warnings[0].contains("both orders"), "{warnings:?}");
+    assert!(warnings[1].contains("the first rows hold none that tells: reading month/day/year"), "{warnings:?}");
+    assert_eq!(attrs(m.map(&both[0])), ["2024-03-25", "", "2024-05-04"]);
+
+    // An order given in the mapping stays, whatever other columns show.
+    let given = toml.replace(
+        "last_activity = { column = \"Last Activity Date\", type = \"date\" }",
+        "last_activity = { column = \"Last Activity Date\", type = \"date\", date_order = \"mdy\" }",
+    );
+    let mut m = mapper(&given, &headers);
+    m.settle_date_orders(sample.iter());
+    assert_eq!(attrs(m.map(&sample[0])), ["", "2024-03-25", "2024-05-04"]);
 }
 
 #[test]
