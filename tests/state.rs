@@ -270,6 +270,8 @@ async fn incremental_sends_exactly_the_changed_rows_and_their_changed_companies(
     assert_eq!(sent("/app/api/companies/"), 1, "exactly the renamed company");
     let s = second.summary();
     assert_eq!(s["unchanged"], (ROWS - 100 + 99) as u64, "{s}");
+    // A company repeated by later rows is counted once, as in a full run: not once more per unchanged row.
+    assert_eq!(s["payloads"]["company"], serde_json::json!({"ok": 1, "skipped": 99}), "{s}");
     assert!(second.stdout.contains("unchanged since Savio accepted them"), "{}", second.stdout);
     let contact = sb.snapshot().contacts.into_iter().find(|c| c.internal_id.as_deref() == Some("u0")).unwrap();
     assert_eq!(contact.name, "Renamed Person 0");

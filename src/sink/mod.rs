@@ -312,8 +312,9 @@ impl Sink {
             }
             RowKind::Mapped { payloads, dropped } => {
                 // A company repeated from an earlier contact row is the normal case of a contacts export: it
-                // gets a line only when the row has nothing else to show. Every other drop is reported.
-                let only_drops = payloads.is_empty();
+                // gets a line only when the row has nothing else to show (nothing sent, nothing the state
+                // settled: an unchanged contact is something to show). Every other drop is reported.
+                let only_drops = payloads.is_empty() && settled.is_empty();
                 let pre = dropped
                     .into_iter()
                     .filter(|d| {
