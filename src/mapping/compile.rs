@@ -88,6 +88,9 @@ struct Ctx<'a> {
     /// Whether the path being resolved is a fallback (a `default`, or one of several `column`s of which
     /// another is in the sample): its absence from the sample is expected, never an error.
     fallback: bool,
+    /// Whether the column being resolved is one of several `column = [...]` of which another exists: a CSV
+    /// export may lack it without a word (that is what the list is for).
+    alternative: bool,
     /// Whether the path being resolved only names a value (a row filter on emptiness, an exclusion), so an
     /// object or a list of objects is fine there.
     naming_only: bool,
@@ -109,6 +112,7 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         value_paths: Vec::new(),
         strict_here: false,
         fallback: false,
+        alternative: false,
         naming_only: false,
     };
     if spec.company.is_none() && spec.contact.is_none() && spec.feedback.is_none() {
@@ -328,10 +332,10 @@ impl Ctx<'_> {
         match self.schema {
             Schema::Csv(header) => match header.index_of(name.trim()) {
                 Some(i) => Some(Accessor::Column(i)),
+                None if self.alternative => Some(Accessor::Absent),
                 None => {
                     let suggestion = closest(name, header.names.iter().map(String::as_str));
-                    let lenient =
-                        self.fallback || !(self.in_required || self.in_identity || self.naming_only || self.must_exist);
+                    let lenient = !(self.in_required || self.in_identity || self.naming_only || self.must_exist);
                     if self.missing_columns == MissingColumns::Empty && lenient {
                         let hint = suggestion.map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default();
                         self.warnings.push(format!(
@@ -546,12 +550,12 @@ impl Ctx<'_> {
         }
         let (origin, describe) = if let Some(cols) = &t.column {
             // Of several paths, one in the sample is enough: the others are fallbacks.
-            let fallback = self.fallback;
+            let (fallback, alternative) = (self.fallback, self.alternative);
             if cols.0.len() > 1 && cols.0.iter().any(|c| self.has_column(c)) {
-                self.fallback = true;
+                (self.fallback, self.alternative) = (true, true);
             }
             let accs: Vec<Accessor> = cols.0.iter().filter_map(|c| self.column(label, c)).collect();
-            self.fallback = fallback;
+            (self.fallback, self.alternative) = (fallback, alternative);
             if accs.len() != cols.0.len() {
                 return None;
             }

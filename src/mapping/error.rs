@@ -20,6 +20,8 @@ pub enum MappingError {
         #[source]
         source: toml::de::Error,
     },
+    #[error("{}", ShapeProblems { path, problems })]
+    Shape { path: PathBuf, problems: Vec<super::shape::ShapeProblem> },
     #[error("{}", Problems { path, input, problems, warnings, hint: hint.as_deref() })]
     Invalid {
         path: PathBuf,
@@ -30,6 +32,27 @@ pub enum MappingError {
         /// What is probably wrong besides the mapping (a wrong CSV delimiter).
         hint: Option<String>,
     },
+}
+
+struct ShapeProblems<'a> {
+    path: &'a PathBuf,
+    problems: &'a [super::shape::ShapeProblem],
+}
+
+impl fmt::Display for ShapeProblems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "mapping file '{}' is not valid ({n} problem{}):",
+            self.path.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
 }
 
 struct Problems<'a> {

@@ -15,6 +15,7 @@ mod error;
 mod field;
 mod mapper;
 mod order;
+mod shape;
 pub mod spec;
 mod value;
 
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub use compile::Compiled;
 pub use error::{FieldError, FieldProblem, MappingError, Problem, ProblemKind};
 pub use mapper::{DropReason, Dropped, MapOutcome, Mapper, MapperStats, normalise_key};
+pub use shape::ShapeProblem;
 
 use crate::model::Entity;
 use crate::source::{Format, Header, Record, RecordData, SourceInfo, sniff};
@@ -49,6 +51,10 @@ impl Mapping {
 
     /// Parses mapping text; `path` is used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Mapping, MappingError> {
+        let problems = shape::check(text);
+        if !problems.is_empty() {
+            return Err(MappingError::Shape { path: path.to_path_buf(), problems });
+        }
         let spec = toml::from_str(text).map_err(|source| MappingError::Parse { path: path.to_path_buf(), source })?;
         Ok(Mapping { spec, path: path.to_path_buf(), fingerprint: blake3::hash(text.as_bytes()).to_hex().to_string() })
     }

@@ -629,8 +629,8 @@ fn an_identity_email_column_must_exist_even_when_missing_columns_read_as_empty()
     let toml = toml.replace("email = \"Email\"", "email = { column = [\"Email\", \"Email Address\"] }");
     let compiled = Mapping::parse(&toml, Path::new("m.toml")).unwrap().compile(&csv_info(&headers), &[]).unwrap();
     assert!(
-        compiled.warnings.iter().any(|w| w.contains("contact.email: no column 'Email'")),
-        "{:?}",
+        !compiled.warnings.iter().any(|w| w.contains("contact.email")),
+        "one may be missing: {:?}",
         compiled.warnings
     );
 }
