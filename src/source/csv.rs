@@ -1,4 +1,5 @@
-//! CSV per RFC 4180 (quoted fields with delimiters, quotes and newlines; CRLF or LF), on the `csv` crate.
+//! CSV per RFC 4180 (quoted fields with delimiters, quotes and newlines; CRLF, LF or a lone CR), on the `csv`
+//! crate.
 //!
 //! Records are read as bytes and checked for UTF-8 one by one, so a single mis-encoded row becomes a row
 //! failure with its line number instead of stopping the run.
@@ -9,7 +10,9 @@ use std::sync::Arc;
 use csv::ByteRecord;
 
 use super::fields::CsvFields;
-use super::{BadRow, Delimiter, Header, InputPath, RawRow, ReadError, ReadItem, Record, RecordData, RowReadError};
+use super::{
+    BadRow, Delimiter, Header, InputPath, LineEnd, RawRow, ReadError, ReadItem, Record, RecordData, RowReadError,
+};
 
 pub(super) struct CsvSource {
     reader: csv::Reader<LineTracker<Box<dyn Read + Send>>>,
@@ -42,8 +45,10 @@ impl CsvSource {
             return Err(ReadError::NoHeader { path });
         }
         let end = reader.position().byte();
-        let (_, line) = reader.get_mut().take_record(end);
-        let header = parse_header(&raw, line.to_vec(), &path)?;
+        let tracker = reader.get_mut();
+        let line_end = tracker.line_end_at(end);
+        let (_, line) = tracker.take_record(end);
+        let header = Header { line: line.to_vec(), line_end, ..parse_header(&raw, &path)? };
         Ok(CsvSource { reader, header: Arc::new(header), path, scratch: raw, in_footer: false })
     }
 
@@ -115,14 +120,19 @@ fn footer_starts(cell: &[u8]) -> bool {
 /// the line endings in front of it (the rest of the previous line's ending and blank lines) nor its own.
 /// Lines are counted once per byte, and what was handed out is dropped from the window only when it is at
 /// least half of it, so keeping the window costs amortised O(1) per byte, never a move of the buffer per row.
+///
+/// A line ends at a `\n`, a `\r\n`, or a lone `\r` (Excel for Mac's "CSV (Macintosh)"), as the parser ends
+/// records, so that such a file's rows are not all line 1.
 struct LineTracker<R> {
     inner: R,
     window: Vec<u8>,
     /// The offset of `window[0]` in the stream.
     window_start: u64,
-    /// The end of the last record handed out, and the number of `\n` before it.
+    /// The end of the last record handed out, and the number of line ends before it.
     cursor: u64,
-    newlines: u64,
+    line_ends: u64,
+    /// Whether the byte before `cursor` is a `\r`: a `\n` right after it ends no second line.
+    after_cr: bool,
 }
 
 impl<R: Read> LineTracker<R> {
@@ -132,7 +142,23 @@ impl<R: Read> LineTracker<R> {
             window: Vec::with_capacity(128 * 1024),
             window_start: 0,
             cursor: 0,
-            newlines: skipped_lines,
+            line_ends: skipped_lines,
+            after_cr: false,
+        }
+    }
+
+    /// How the record the parser finished at byte `end` ends: the parser stops after a record's first line
+    /// end byte, so a `\r` is a CRLF when the byte after it (read ahead) is a `\n`. A `\r` that is the last
+    /// byte read so far (the end of the input, or of a read) is taken for a CRLF, the more common.
+    fn line_end_at(&self, end: u64) -> LineEnd {
+        let at = |offset: u64| {
+            let i = usize::try_from(offset.checked_sub(self.window_start)?).ok()?;
+            self.window.get(i).copied()
+        };
+        match (end.checked_sub(1).and_then(at), at(end)) {
+            (Some(b'\r'), Some(b'\n') | None) => LineEnd::CrLf,
+            (Some(b'\r'), Some(_)) => LineEnd::Cr,
+            _ => LineEnd::Lf,
         }
     }
 
@@ -143,9 +169,11 @@ impl<R: Read> LineTracker<R> {
         let to = usize::try_from(end - self.window_start).unwrap_or(usize::MAX).clamp(from, self.window.len());
         let bytes = &self.window[from..to];
         let lead = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(bytes.len());
-        let lead_newlines = count_newlines(&bytes[..lead]);
-        let line = 1 + self.newlines + lead_newlines;
-        self.newlines += lead_newlines + count_newlines(&bytes[lead..]);
+        let lead_ends = count_line_ends(&bytes[..lead], self.after_cr);
+        let line = 1 + self.line_ends + lead_ends;
+        // The record itself starts with neither byte: nothing to carry over from the lead.
+        self.line_ends += lead_ends + count_line_ends(&bytes[lead..], false);
+        self.after_cr = bytes.last().map_or(self.after_cr, |&b| b == b'\r');
         self.cursor = end;
         let mut record = &bytes[lead..];
         if let Some(rest) = record.strip_suffix(b"\n") {
@@ -158,14 +186,22 @@ impl<R: Read> LineTracker<R> {
     }
 }
 
-fn count_newlines(bytes: &[u8]) -> u64 {
-    // Nearly every record is one line, its only `\n` the last byte: one search settles it, where a count
-    // would set up memchr's counter for every record.
-    match memchr::memchr(b'\n', bytes) {
-        None => 0,
-        Some(i) if i + 1 == bytes.len() => 1,
-        Some(i) => 1 + memchr::memchr_iter(b'\n', &bytes[i + 1..]).count() as u64,
+/// The line ends in `bytes`: every `\r`, and every `\n` but one right after a `\r` (a CRLF is one line end).
+/// `after_cr`: whether the byte before `bytes` is a `\r`.
+fn count_line_ends(bytes: &[u8], after_cr: bool) -> u64 {
+    // Nearly every record is one line, its only line end byte the last: one search settles it, where an
+    // iterator would be set up for every record.
+    let mut ends = 0;
+    let mut from = 0;
+    while from < bytes.len()
+        && let Some(i) = memchr::memchr2(b'\r', b'\n', &bytes[from..])
+    {
+        let at = from + i;
+        let crlf = bytes[at] == b'\n' && if at == 0 { after_cr } else { bytes[at - 1] == b'\r' };
+        ends += u64::from(!crlf);
+        from = at + 1;
     }
+    ends
 }
 
 impl<R: Read> Read for LineTracker<R> {
@@ -220,7 +256,8 @@ fn utf8_error(raw: &ByteRecord, header: &Header) -> RowReadError {
     RowReadError::InvalidUtf8 { column: String::new(), byte: 0, offset: 0 }
 }
 
-fn parse_header(raw: &ByteRecord, line: Vec<u8>, path: &InputPath) -> Result<Header, ReadError> {
+/// The header's names, checked; as if read from a line of its own (the caller knows the line's bytes).
+fn parse_header(raw: &ByteRecord, path: &InputPath) -> Result<Header, ReadError> {
     let mut names: Vec<String> = Vec::with_capacity(raw.len());
     for (i, field) in raw.iter().enumerate() {
         let name = std::str::from_utf8(field).map_err(|_| ReadError::HeaderNotUtf8 { path: path.clone() })?;
@@ -238,7 +275,7 @@ fn parse_header(raw: &ByteRecord, line: Vec<u8>, path: &InputPath) -> Result<Hea
         }
         names.push(name.to_string());
     }
-    Ok(Header { names, raw: raw.clone(), line })
+    Ok(Header { names, raw: raw.clone(), line: Vec::new(), line_end: LineEnd::Lf })
 }
 
 fn to_read_error(e: csv::Error, path: &InputPath) -> ReadError {
@@ -327,10 +364,37 @@ mod tests {
 
     #[test]
     fn line_numbers_survive_crlf_blank_lines_and_quoted_newlines() {
-        for eol in ["\n", "\r\n"] {
+        for eol in ["\n", "\r\n", "\r"] {
             let text = "h\n1\n\n\n\"a\nb\nc\"\n2\n\"\nz\"\n3".replace('\n', eol);
             let lines: Vec<u64> = records(text.as_bytes()).iter().map(|i| fields(i).0).collect();
             assert_eq!(lines, vec![2, 5, 8, 9, 11], "eol {eol:?}");
+        }
+    }
+
+    #[test]
+    fn a_mac_export_ending_lines_in_a_lone_cr_counts_each_line() {
+        // Excel for Mac's "CSV (Macintosh)": before the fix every row was line 1.
+        let items = records(b"Record ID,Email\r1,ann@x.com\r2,bad@@x\r3,cy@x.com\r");
+        let lines: Vec<u64> = items.iter().map(|i| fields(i).0).collect();
+        assert_eq!(lines, vec![2, 3, 4]);
+        assert_eq!(raw_bytes(&items[1]), (3, b"2,bad@@x".to_vec()), "the line ending is not part of the row");
+        // Every kind of line end in one file, a CRLF counted once, blank lines of each kind counted too.
+        let items = records(b"h\r\n1\r2\n\r\r\n\n3\r\n\"a\rb\r\nc\"\r4");
+        let lines: Vec<u64> = items.iter().map(|i| fields(i).0).collect();
+        assert_eq!(lines, vec![2, 3, 7, 8, 11]);
+    }
+
+    #[test]
+    fn the_header_tells_how_the_file_ends_its_lines() {
+        for (text, end) in [
+            (&b"a,b\n1,2\n"[..], LineEnd::Lf),
+            (b"a,b\r\n1,2\r\n", LineEnd::CrLf),
+            (b"a,b\r1,2\r", LineEnd::Cr),
+            (b"\"a\rx\",b\r\n1,2\r\n", LineEnd::CrLf),
+        ] {
+            let s = open_bytes(text, Some(Format::Csv)).unwrap();
+            assert_eq!(s.info().header.as_ref().unwrap().line_end, end, "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(s.info().crlf, end == LineEnd::CrLf);
         }
     }
 
@@ -382,7 +446,7 @@ mod tests {
             expected.push((line, rec.clone().into_bytes()));
             line += 1 + rec.matches('\n').count() as u64;
             text.push_str(&rec);
-            text.push_str(if i % 2 == 0 { "\r\n" } else { "\n" });
+            text.push_str(["\r\n", "\n", "\r"][(i / 2 % 3) as usize]);
         }
         let got: Vec<(u64, Vec<u8>)> = records(text.as_bytes()).iter().map(raw_bytes).collect();
         assert_eq!(got.len(), expected.len());

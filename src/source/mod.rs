@@ -136,7 +136,26 @@ pub struct InputSpec {
     pub encoding: TextEncoding,
 }
 
-/// The column names of a CSV input, in order.
+/// How the lines of an input end, so that a file written for it (the failures file) ends its lines the same
+/// way: Excel for Mac's "CSV (Macintosh)" ends them with a lone `\r`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnd {
+    Lf,
+    CrLf,
+    Cr,
+}
+
+impl LineEnd {
+    pub fn as_bytes(self) -> &'static [u8] {
+        match self {
+            LineEnd::Lf => b"\n",
+            LineEnd::CrLf => b"\r\n",
+            LineEnd::Cr => b"\r",
+        }
+    }
+}
+
+/// The column names of a CSV input, in order, and the header line as it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// Trimmed names, as the mapping refers to them.
@@ -145,6 +164,8 @@ pub struct Header {
     pub raw: ::csv::ByteRecord,
     /// The header line exactly as read (quotes included, without its line ending), for the failures file.
     pub line: Vec<u8>,
+    /// How the header line ends: the file's line ending, which the failures file repeats.
+    pub line_end: LineEnd,
 }
 
 impl Header {
@@ -154,6 +175,7 @@ impl Header {
             names: names.iter().map(|s| s.trim().to_string()).collect(),
             raw: ::csv::ByteRecord::from(names.to_vec()),
             line: names.join(",").into_bytes(),
+            line_end: LineEnd::Lf,
         }
     }
 
@@ -188,7 +210,8 @@ pub struct SourceInfo {
     pub encoding: TextEncoding,
     /// CSV only.
     pub header: Option<Arc<Header>>,
-    /// Whether lines end in CRLF (seen on the first line), so files written for this input match it.
+    /// Whether lines end in CRLF (seen on the first line), so files written for this input match it. A CSV
+    /// header also tells a lone CR apart ([`Header::line_end`]).
     pub crlf: bool,
 }
 
@@ -420,7 +443,9 @@ impl Source {
                     None => 0,
                 };
                 let csv = csv::CsvSource::new(replay, delimiter, spec.path.clone(), skipped_lines)?;
-                info.header = Some(csv.header());
+                let header = csv.header();
+                info.crlf = header.line_end == LineEnd::CrLf;
+                info.header = Some(header);
                 Inner::Csv(csv)
             }
             Format::Jsonl => Inner::Jsonl(jsonl::JsonlSource::new(replay, spec.path.clone())),

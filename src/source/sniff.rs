@@ -18,6 +18,8 @@ pub fn excel_sep_line(sample: &[u8]) -> Option<(u8, usize)> {
     let ending = match &rest[1..] {
         [b'\n', ..] => 1,
         [b'\r', b'\n', ..] => 2,
+        // A lone CR: Excel for Mac's "CSV (Macintosh)".
+        [b'\r', ..] => 1,
         _ => return None,
     };
     let usable = delimiter.is_ascii() && !matches!(delimiter, b'"' | b'\r' | b'\n');
@@ -142,6 +144,7 @@ mod tests {
         assert_eq!(excel_sep_line(b"sep=;\r\nId;Name\r\n"), Some((b';', 7)));
         assert_eq!(excel_sep_line(b"SEP=|\nId|Name\n"), Some((b'|', 6)));
         assert_eq!(excel_sep_line(b"\xEF\xBB\xBFsep=\t\nId\tName\n"), Some((b'\t', 9)));
+        assert_eq!(excel_sep_line(b"sep=;\rId;Name\r"), Some((b';', 6)), "a lone CR ends it too");
         // Not a delimiter line: a header that starts with "sep", or no line ending after one character.
         assert_eq!(excel_sep_line(b"sep=;x\nId;Name\n"), None);
         assert_eq!(excel_sep_line(b"separator,name\n"), None);
