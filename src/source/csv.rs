@@ -72,10 +72,16 @@ impl CsvSource {
             return Ok(Some(ReadItem::Blank { line }));
         }
         let expected = self.header.names.len();
+        // Salesforce's grand totals row is not data, whatever its other cells hold (a report sums its
+        // numeric columns there), and the footer may follow it.
+        if grand_totals(&fields[0]) {
+            self.in_footer = true;
+            return Ok(Some(ReadItem::Footer { line }));
+        }
         // One cell where the header has several (or only the first filled: Excel pads rows it saves): the start
         // of a report footer, or a line inside one.
         let one_cell = fields.len() == 1 || fields.iter().skip(1).all(|f| f.trim_ascii().is_empty());
-        self.in_footer = one_cell && expected > 1 && (self.in_footer || footer_starts(&fields[0]));
+        self.in_footer = one_cell && expected > 1 && (self.in_footer || salesforce_copyright(&fields[0]));
         if self.in_footer {
             return Ok(Some(ReadItem::Footer { line }));
         }
@@ -101,14 +107,42 @@ impl CsvSource {
 }
 
 /// Whether a one-cell row opens the footer of a Salesforce report export
-/// (`"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved."`), or is the grand-totals row a
-/// report can end with (`"Grand Totals (16 records)"`).
-fn footer_starts(cell: &[u8]) -> bool {
+/// (`"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved."`).
+fn salesforce_copyright(cell: &[u8]) -> bool {
     let cell = cell.trim_ascii();
-    let lower = cell.to_ascii_lowercase();
-    let copyright = lower.starts_with(b"copyright") && memchr::memmem::find(&lower, b"salesforce.com").is_some();
-    let totals = lower.starts_with(b"grand total") && (lower.ends_with(b" records)") || lower.ends_with(b" record)"));
-    copyright || totals
+    let starts = cell.get(..9).is_some_and(|s| s.eq_ignore_ascii_case(b"copyright"));
+    starts && memchr::memmem::find(&cell.to_ascii_lowercase(), b"salesforce.com").is_some()
+}
+
+/// Whether a first cell is exactly the one a Salesforce report's grand-totals row starts with:
+/// `Grand Totals (16 records)`, `Grand Total (1 record)`, the count grouped as the user's locale writes it
+/// (`1,234`, `1.234`, `1 234`). Anything else that looks like a total (`Total`, `Grand Totals for EMEA
+/// (3 records)`, a subtotal) is left to fail or map as the row it is.
+fn grand_totals(cell: &[u8]) -> bool {
+    let cell = cell.trim_ascii();
+    let Some(rest) = strip_prefix_ignore_case(cell, b"grand total") else { return false };
+    let rest = rest.strip_prefix(b"s").or_else(|| rest.strip_prefix(b"S")).unwrap_or(rest);
+    let Some(rest) = rest.strip_prefix(b" (") else { return false };
+    let Some(count) =
+        strip_suffix_ignore_case(rest, b" records)").or_else(|| strip_suffix_ignore_case(rest, b" record)"))
+    else {
+        return false;
+    };
+    // Digits, grouped by `,` `.` `'`, a space, or a no-break space (U+00A0, U+202F) in UTF-8; a digit first and last.
+    let grouped = std::str::from_utf8(count).is_ok_and(|c| {
+        c.chars().all(|ch| ch.is_ascii_digit() || matches!(ch, ',' | '.' | '\'' | ' ' | '\u{a0}' | '\u{202f}'))
+    });
+    grouped && count.first().is_some_and(u8::is_ascii_digit) && count.last().is_some_and(u8::is_ascii_digit)
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+}
+
+fn strip_suffix_ignore_case<'a>(s: &'a [u8], suffix: &[u8]) -> Option<&'a [u8]> {
+    let at = s.len().checked_sub(suffix.len())?;
+    s[at..].eq_ignore_ascii_case(suffix).then(|| &s[..at])
 }
 
 /// Sees every byte the parser reads, to give each record its exact bytes and its true first line.
@@ -491,6 +525,41 @@ mod tests {
         assert!(matches!(items[4], ReadItem::Footer { line: 6 }));
         // A row with only its first cell filled is data (and fails later if incomplete) outside a footer.
         assert!(matches!(records(b"a;b\nAcme;\n")[0], ReadItem::Record(_)));
+    }
+
+    #[test]
+    fn a_grand_totals_row_with_sums_is_footer_but_other_totals_are_rows() {
+        // Salesforce sums the numeric columns on its grand-totals row; Excel then pads the footer below it.
+        let items = records(
+            b"Id,Name,Type,Revenue,Created\n1,A,x,2400000,2/2/2023\nGrand Totals (2 records),,,3270000,\n,,,,\n\
+              \"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved.\",,,,\nConfidential,,,,\n",
+        );
+        assert!(matches!(items[0], ReadItem::Record(_)));
+        assert!(matches!(items[1], ReadItem::Footer { line: 3 }));
+        assert!(matches!(items[2], ReadItem::Blank { line: 4 }));
+        assert!(matches!(items[3], ReadItem::Footer { line: 5 }));
+        assert!(matches!(items[4], ReadItem::Footer { line: 6 }));
+        for cell in ["Grand Total (1 record)", " grand totals (1,234 records) ", "Grand Totals (1\u{a0}234 records)"] {
+            let text = format!("Id,Revenue\n1,5\n\"{cell}\",5\n");
+            assert!(matches!(records(text.as_bytes())[1], ReadItem::Footer { line: 3 }), "{cell:?}");
+        }
+        // Totals of any other shape are rows like any other (they fail or map on their own merits).
+        for cell in [
+            "Total",
+            "Total (2 records)",
+            "Subtotal (2 records)",
+            "Grand Totals for EMEA (3 records)",
+            "Grand Totals (records)",
+            "Grand Totals (2 records) EMEA",
+            "Grand Totals 2 records",
+        ] {
+            let text = format!("Id,Revenue\n1,5\n\"{cell}\",5\n");
+            assert!(matches!(records(text.as_bytes())[1], ReadItem::Record(_)), "{cell:?}");
+        }
+        // Not a footer in a one-column file either: the rows after a grand total are still read.
+        let items = records(b"Id\nGrand Totals (1 record)\nx\n");
+        assert!(matches!(items[0], ReadItem::Footer { line: 2 }));
+        assert!(matches!(items[1], ReadItem::Record(_)));
     }
 
     #[test]

@@ -323,7 +323,8 @@ pub enum ReadItem {
     },
     /// A line of the footer a CRM writes after the data: Salesforce's report exports end with a copyright
     /// line, "Confidential Information - Do Not Distribute", who generated the report and when, and the
-    /// organisation's name, each a one-cell row. Counted as skipped, never mapped.
+    /// organisation's name, each a one-cell row, and may have a grand-totals row before them. Counted as
+    /// skipped, never mapped.
     Footer {
         line: u64,
     },
