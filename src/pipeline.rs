@@ -59,6 +59,9 @@ enum RowOrigin {
 /// Why a report footer's line is skipped (see [`ReadItem::Footer`]).
 pub const FOOTER: &str = "a line of the report's footer (Salesforce), not data";
 
+/// Why a row that is the header again is skipped (see [`ReadItem::RepeatedHeader`]).
+pub const REPEATED_HEADER: &str = "repeats the header (two exports joined?)";
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowKind {
     /// Payloads to send, and the entities of the row that are not sent (an entity filter matched, or the
@@ -176,6 +179,9 @@ impl Pipeline {
             ReadItem::Footer { line } => {
                 Row { line, kind: RowKind::Skipped(FOOTER.into()), source: RowSource(RowOrigin::Nothing) }
             }
+            ReadItem::RepeatedHeader { line } => {
+                Row { line, kind: RowKind::Skipped(REPEATED_HEADER.into()), source: RowSource(RowOrigin::Nothing) }
+            }
             ReadItem::Bad(bad) => Row {
                 line: bad.line,
                 kind: RowKind::Failed(vec![RowProblem::Read(bad.error)]),
@@ -266,4 +272,34 @@ fn records(items: &VecDeque<ReadItem>) -> impl Iterator<Item = &Record> + Clone 
         ReadItem::Record(r) => Some(r),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::Path;
+
+    use super::*;
+    use crate::source::{Format, InputPath, InputSpec, TextEncoding};
+
+    fn open(input: &str, format: Format, mapping: &str) -> Result<Pipeline, PrepareError> {
+        let spec =
+            InputSpec { path: InputPath::Stdin, format: Some(format), delimiter: None, encoding: TextEncoding::UTF8 };
+        let source = Source::from_reader(&spec, Box::new(io::Cursor::new(input.as_bytes().to_vec())))?;
+        Pipeline::from_source(source, &Mapping::parse(mapping, Path::new("m.toml")).expect("a mapping"))
+    }
+
+    fn kinds(mut pipeline: Pipeline) -> Vec<(u64, RowKind)> {
+        std::iter::from_fn(|| pipeline.next_row().expect("readable")).map(|r| (r.line, r.kind)).collect()
+    }
+
+    #[test]
+    fn a_repeated_header_is_skipped_with_why_never_mapped() {
+        let mapping = "[company]\ninternal_id = \"Record ID\"\nname = \"Company name\"\n";
+        let input = "Record ID,Company name\n1,Acme\nRecord ID,Company name\n2,Globex\n";
+        let rows = kinds(open(input, Format::Csv, mapping).expect("opened"));
+        assert_eq!(rows[1], (3, RowKind::Skipped(REPEATED_HEADER.into())));
+        assert!(matches!(&rows[2], (4, RowKind::Mapped { payloads, .. }) if payloads.len() == 1));
+        assert_eq!(rows.len(), 3);
+    }
 }

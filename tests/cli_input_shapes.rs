@@ -1,5 +1,6 @@
 //! Shapes real exports come in that the reader must see through, from the outside: Excel for Mac's lone-CR
-//! line ends and a Salesforce grand-totals row carrying sums. Each test is named after the bug it pins.
+//! line ends, two exports joined with `cat`, and a Salesforce grand-totals row carrying sums. Each test is
+//! named after the bug it pins.
 
 mod common;
 
@@ -58,6 +59,34 @@ fn a_mac_export_with_lone_cr_line_ends_reports_each_row_on_its_line() {
     assert_eq!(code, 1);
     let lines: Vec<(u64, &str)> = rows.iter().map(|(l, _, status)| (*l, status.as_str())).collect();
     assert_eq!(lines, [(2, "ok"), (3, "failed"), (4, "ok")]);
+}
+
+#[test]
+fn a_header_repeated_by_joining_two_exports_is_skipped_not_sent() {
+    // `cat` of two HubSpot exports: the second header used to map as a company named "Company name".
+    let sb = Sandbox::new();
+    let export = std::fs::read_to_string(fixture("hubspot-companies.csv")).unwrap();
+    let second_header = export.lines().count() as u64 + 1;
+    let input = sb.write("joined.csv", format!("{export}{export}"));
+    let (run, s) = sb.summary(&input, &preset("hubspot-companies"), &["--preview", "100"]);
+    assert_eq!(run.code, 1, "the export's own invalid rows, twice: {run:?}");
+    assert_eq!(s["skipped_rows"], 1);
+    assert_eq!(
+        groups(&s["skipped"]),
+        expect_groups(&[("repeats the header (two exports joined?)", 1, &[second_header])])
+    );
+    let (single_run, single) = sb.summary(&fixture("hubspot-companies.csv"), &preset("hubspot-companies"), &[]);
+    assert_eq!(single_run.code, 1);
+    assert_eq!(s["payloads"], single["payloads"], "the second copy repeats companies already sent");
+    assert_eq!(s["failed_rows"], 2 * single["failed_rows"].as_u64().unwrap());
+    let (previews, _) = previews(&run.stdout);
+    assert!(
+        previews.iter().all(|p| p.line != second_header && p.payload["name"] != "Company name"),
+        "the header is never a payload"
+    );
+    let (_, rows) = sync_results(&sb, &input, &preset("hubspot-companies"));
+    let header_rows: Vec<_> = rows.iter().filter(|(l, _, _)| *l == second_header).collect();
+    assert_eq!(header_rows, [&(second_header, "row".to_string(), "skipped".to_string())], "reported, never sent");
 }
 
 #[test]

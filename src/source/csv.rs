@@ -72,6 +72,11 @@ impl CsvSource {
             return Ok(Some(ReadItem::Blank { line }));
         }
         let expected = self.header.names.len();
+        // `cat` of two exports: the second one's header row, which would otherwise map as a record.
+        if repeats_header(fields, &self.header) {
+            self.in_footer = false;
+            return Ok(Some(ReadItem::RepeatedHeader { line }));
+        }
         // Salesforce's grand totals row is not data, whatever its other cells hold (a report sums its
         // numeric columns there), and the footer may follow it.
         if grand_totals(&fields[0]) {
@@ -143,6 +148,37 @@ fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> 
 fn strip_suffix_ignore_case<'a>(s: &'a [u8], suffix: &[u8]) -> Option<&'a [u8]> {
     let at = s.len().checked_sub(suffix.len())?;
     s[at..].eq_ignore_ascii_case(suffix).then(|| &s[..at])
+}
+
+/// Whether a record is the header again: the same number of fields, each the header's name once trimmed,
+/// ignoring case. The header of a second export joined with `cat` may carry that export's UTF-8 byte-order
+/// mark, which the parser sees as data, in front of its first field (quotes then included).
+fn repeats_header(fields: &ByteRecord, header: &Header) -> bool {
+    if fields.len() != header.names.len() {
+        return false;
+    }
+    fields.iter().zip(&header.names).enumerate().all(|(i, (field, name))| {
+        let mut field = field.trim_ascii();
+        if i == 0
+            && let Some(rest) = field.strip_prefix(b"\xEF\xBB\xBF")
+        {
+            field = rest.trim_ascii();
+            if let Some(inner) = field.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")) {
+                field = inner.trim_ascii();
+            }
+        }
+        same_name(field, name)
+    })
+}
+
+/// `field` (trimmed) is `name`, ignoring case: ASCII without allocating (the check runs on every row, and
+/// almost always fails on the first field's length), any other text by its lowercase characters.
+fn same_name(field: &[u8], name: &str) -> bool {
+    if field.is_ascii() && name.is_ascii() {
+        return field.eq_ignore_ascii_case(name.as_bytes());
+    }
+    std::str::from_utf8(field)
+        .is_ok_and(|f| f.chars().flat_map(char::to_lowercase).eq(name.chars().flat_map(char::to_lowercase)))
 }
 
 /// Sees every byte the parser reads, to give each record its exact bytes and its true first line.
@@ -560,6 +596,24 @@ mod tests {
         let items = records(b"Id\nGrand Totals (1 record)\nx\n");
         assert!(matches!(items[0], ReadItem::Footer { line: 2 }));
         assert!(matches!(items[1], ReadItem::Record(_)));
+    }
+
+    #[test]
+    fn a_header_repeated_by_joining_two_exports_is_recognised() {
+        let items = records(
+            "\"Record ID\",\"Número\"\n1,a\n record id ,NÚMERO\n2,b\n\u{feff}\"Record ID\",\"Número\"\n3,c\nRecord ID,Número,x\nRecord ID\n"
+                .as_bytes(),
+        );
+        assert_eq!(fields(&items[0]).0, 2);
+        assert!(matches!(items[1], ReadItem::RepeatedHeader { line: 3 }), "trimmed, any case: {:?}", items[1]);
+        assert_eq!(fields(&items[2]).0, 4);
+        assert!(matches!(items[3], ReadItem::RepeatedHeader { line: 5 }), "behind the second file's BOM");
+        assert_eq!(fields(&items[4]).0, 6);
+        // The names plus a cell, or only some of them, are not the header.
+        assert!(matches!(items[5], ReadItem::Bad(BadRow { line: 7, .. })));
+        assert!(matches!(items[6], ReadItem::Bad(BadRow { line: 8, .. })));
+        // A row whose cells merely resemble the names is data.
+        assert!(matches!(records(b"Id,Name\nId,Names\n")[0], ReadItem::Record(_)));
     }
 
     #[test]

@@ -328,6 +328,11 @@ pub enum ReadItem {
     Footer {
         line: u64,
     },
+    /// A CSV row that is the header again (its fields are the header's names): two exports joined with `cat`.
+    /// Counted as skipped, never mapped.
+    RepeatedHeader {
+        line: u64,
+    },
 }
 
 /// Failures that make the input unusable as a whole.
