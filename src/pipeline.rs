@@ -200,20 +200,27 @@ impl Pipeline {
 }
 
 /// Refuses JSON that is not JSON Lines, which would otherwise fail (or map) line by line: a document
-/// pretty-printed over many lines (its first line is a lone `[` or `{`), or one object that wraps the
-/// records in a list (`{"tickets": [{...}, ...]}`), which would map as a single row.
+/// pretty-printed over many lines (its first line is a lone `[` or `{`), an array of objects on one line
+/// (`jq -c -s`, or an API answer saved by curl: the whole file would be one failed row), or one object that
+/// wraps the records in a list (`{"tickets": [{...}, ...]}`), which would map as a single row.
 fn not_a_json_document(info: &SourceInfo, items: &VecDeque<ReadItem>) -> Result<(), ReadError> {
     let path = || info.path.clone();
     let first = items.iter().find(|i| !matches!(i, ReadItem::Blank { .. }));
     if let Some(ReadItem::Bad(bad)) = first
         && let source::RawRow::Json(raw) = &bad.raw
-        && let opening @ ("[" | "{") = String::from_utf8_lossy(raw).trim()
     {
-        return Err(ReadError::JsonDocument {
-            path: path(),
-            line: bad.line,
-            opening: opening.chars().next().unwrap_or('{'),
-        });
+        if let opening @ ("[" | "{") = String::from_utf8_lossy(raw).trim() {
+            return Err(ReadError::JsonDocument {
+                path: path(),
+                line: bad.line,
+                opening: opening.chars().next().unwrap_or('{'),
+            });
+        }
+        if bad.error == (RowReadError::NotAnObject { found: "array" })
+            && let Some(count) = objects_in_array(raw)
+        {
+            return Err(ReadError::JsonArrayLine { path: path(), line: bad.line, count });
+        }
     }
     let mut records = records(items);
     if let (Some(only), None) = (records.next(), records.next())
@@ -223,6 +230,35 @@ fn not_a_json_document(info: &SourceInfo, items: &VecDeque<ReadItem>) -> Result<
         return Err(ReadError::JsonWrapper { path: path(), key: key.to_string(), count });
     }
     Ok(())
+}
+
+/// How many objects a JSON array holds, when it holds only objects and at least one; `None` for anything
+/// else. Objects are walked, not built: the array may be a whole export.
+fn objects_in_array(json: &[u8]) -> Option<usize> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    /// An object whose entries are read and dropped.
+    struct AnObject;
+
+    impl<'de> serde::Deserialize<'de> for AnObject {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Entries;
+            impl<'de> Visitor<'de> for Entries {
+                type Value = AnObject;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnObject, A::Error> {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(AnObject)
+                }
+            }
+            deserializer.deserialize_map(Entries)
+        }
+    }
+
+    let objects: Vec<AnObject> = serde_json::from_slice(json).ok()?;
+    (!objects.is_empty()).then_some(objects.len())
 }
 
 /// The key of the list of records an API page wraps, and its length: the object's only key, or a key APIs
@@ -291,6 +327,40 @@ mod tests {
 
     fn kinds(mut pipeline: Pipeline) -> Vec<(u64, RowKind)> {
         std::iter::from_fn(|| pipeline.next_row().expect("readable")).map(|r| (r.line, r.kind)).collect()
+    }
+
+    const FEEDBACK: &str = "[feedback]\nproblem = \"text\"\n";
+
+    #[test]
+    fn a_json_array_of_objects_on_the_first_line_is_refused_with_the_jq_command() {
+        let input = "\n[{\"text\": \"Need SSO\"}, {\"text\": \"Dark mode\"}]\n";
+        let Err(PrepareError::Read(err)) = open(input, Format::Jsonl, FEEDBACK) else { panic!("refused") };
+        assert!(matches!(err, ReadError::JsonArrayLine { line: 2, count: 2, .. }), "{err}");
+        assert!(err.to_string().contains("jq -c '.[]' export.json > export.jsonl"), "{err}");
+    }
+
+    #[test]
+    fn other_arrays_stay_row_failures() {
+        // Scalars on the first line, an empty array, or an array of objects further down: one failed row each.
+        for input in
+            ["[1, 2]\n{\"text\": \"a\"}\n", "[]\n{\"text\": \"a\"}\n", "{\"text\": \"a\"}\n[{\"text\": \"b\"}]\n"]
+        {
+            let rows = kinds(open(input, Format::Jsonl, FEEDBACK).expect("opened"));
+            assert_eq!(rows.len(), 2, "{input:?}");
+            assert!(
+                rows.iter().any(|(_, k)| matches!(k, RowKind::Failed(p) if p[0].to_string().contains("jq -c '.[]'"))),
+                "{input:?}: {rows:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn objects_in_array_counts_only_arrays_of_objects() {
+        assert_eq!(objects_in_array(br#"[{"a": [1, {"b": 2}]}, {}]"#), Some(2));
+        assert_eq!(objects_in_array(b"[]"), None);
+        assert_eq!(objects_in_array(br#"[{"a": 1}, 2]"#), None);
+        assert_eq!(objects_in_array(br#"{"a": 1}"#), None);
+        assert_eq!(objects_in_array(br#"[{"a": 1}"#), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Shapes real exports come in that the reader must see through, from the outside: Excel for Mac's lone-CR
-//! line ends, two exports joined with `cat`, and a Salesforce grand-totals row carrying sums. Each test is
-//! named after the bug it pins.
+//! line ends, two exports joined with `cat`, a Salesforce grand-totals row carrying sums, and a JSON array
+//! saved on one line. Each test is named after the bug it pins.
 
 mod common;
 
@@ -121,4 +121,34 @@ fn a_grand_totals_row_carrying_sums_is_skipped_as_the_report_footer() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(s["skipped_rows"], 0);
     assert_eq!(groups(&s["failures"]), expect_groups(&[("company.name: required but empty", 1, &[3])]));
+}
+
+#[test]
+fn a_json_array_on_one_line_is_refused_with_the_jq_command() {
+    // `jq -c -s` or curl output saved as .jsonl: it used to be one failed row (exit 1).
+    let sb = Sandbox::new();
+    let input = sb.write(
+        "tickets.jsonl",
+        "[{\"text\": \"Need SSO\", \"author\": {\"email\": \"ada@x.io\"}}, {\"text\": \"Dark mode\"}]\n",
+    );
+    let mapping = sb.write("m.toml", "[feedback]\nproblem = \"text\"\n");
+    let failures = sb.path("failures.jsonl");
+    let run = sb.validate([
+        input.to_str().unwrap(),
+        "-m",
+        mapping.to_str().unwrap(),
+        "--json",
+        "--failures",
+        failures.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("line 1 is a JSON array of 2 objects"), "{}", run.stderr);
+    assert!(run.stderr.contains("jq -c '.[]' export.json > export.jsonl"), "{}", run.stderr);
+    assert_eq!(run.stdout, "", "nothing processed");
+    assert!(!failures.exists(), "nothing processed");
+    // An array further down is that line's failure, as before.
+    let later = sb.write("later.jsonl", "{\"text\": \"Need SSO\"}\n[{\"text\": \"Dark mode\"}]\n");
+    let (run, s) = sb.summary(&later, &mapping, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(groups(&s["failures"]), expect_groups(&[("JSON array instead of an object", 1, &[2])]));
 }

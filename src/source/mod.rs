@@ -372,6 +372,11 @@ pub enum ReadError {
          inside it; convert it first: jq -c '.{key}[]' export.json > export.jsonl"
     )]
     JsonWrapper { path: InputPath, key: String, count: usize },
+    #[error(
+        "'{path}': line {line} is a JSON array of {count} objects (as curl or jq -s write it), not JSON Lines \
+         (one object per line); convert it first: jq -c '.[]' export.json > export.jsonl"
+    )]
+    JsonArrayLine { path: InputPath, line: u64, count: usize },
     #[error("'{path}' is {what}, not CSV or JSON Lines: {fix}")]
     NotText { path: InputPath, what: &'static str, fix: &'static str },
 }
