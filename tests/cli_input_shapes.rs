@@ -1,6 +1,6 @@
 //! Shapes real exports come in that the reader must see through, from the outside: Excel for Mac's lone-CR
-//! line ends, two exports joined with `cat`, a Salesforce grand-totals row carrying sums, and a JSON array
-//! saved on one line. Each test is named after the bug it pins.
+//! line ends, two exports joined with `cat`, a Salesforce grand-totals row carrying sums, a JSON array saved
+//! on one line, and Excel's `sep=` line. Each test is named after the bug it pins.
 
 mod common;
 
@@ -151,4 +151,36 @@ fn a_json_array_on_one_line_is_refused_with_the_jq_command() {
     let (run, s) = sb.summary(&later, &mapping, &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(groups(&s["failures"]), expect_groups(&[("JSON array instead of an object", 1, &[2])]));
+}
+
+#[test]
+fn a_sep_line_is_kept_in_the_failures_file_and_not_called_detected() {
+    // The failures file used to drop the input's `sep=;` line (Excel then opened it in one column), and the
+    // summary called that delimiter "detected".
+    let sb = Sandbox::new();
+    let input = sb.write(
+        "for-excel.csv",
+        "\u{feff}sep=;\r\nRecord ID;First Name;Last Name;Email\r\n1;Ann;A;ann@x.com\r\n2;Bob;B;bad@@x\r\n",
+    );
+    let mapping = sb.write("m.toml", CONTACTS);
+    let failures = sb.path("failures.csv");
+    let run = sb.validate([input.to_str().unwrap(), "-m", mapping.to_str().unwrap()]);
+    assert!(run.stdout.contains("(csv, delimiter ';' (from the file's sep= line), UTF-8 (BOM))"), "{}", run.stdout);
+    assert!(!run.stdout.contains("detected"), "{}", run.stdout);
+    let (run, s) = sb.summary(&input, &mapping, &["--failures", failures.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(s["delimiter_detected"], false);
+    assert_eq!(s["delimiter_source"], "sep_line");
+    let written = std::fs::read_to_string(&failures).unwrap();
+    assert_eq!(
+        written,
+        "\u{feff}sep=;\r\nRecord ID;First Name;Last Name;Email;_savio_line;_savio_error\r\n\
+         2;Bob;B;bad@@x;4;\"contact.email \"\"bad@@x\"\" is not a valid email address\"\r\n"
+    );
+    // Fed back in, its rows keep their line in the file (the sep line is line 1 there too).
+    let again = sb.path("again.csv");
+    let (run, s) = sb.summary(&failures, &mapping, &["--failures", again.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(groups(&s["failures"]), expect_groups(&[("contact.email: invalid email address", 1, &[3])]));
+    assert!(std::fs::read_to_string(&again).unwrap().starts_with("\u{feff}sep=;\r\nRecord ID;"));
 }

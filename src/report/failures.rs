@@ -1,7 +1,8 @@
 //! The failures file: every failed input row exactly as it was read, plus `_savio_line` and `_savio_error`,
-//! in the input's own format, quoting, delimiter, line ending (a lone CR too) and encoding, so it can be
-//! fixed by hand and fed straight back in with the same mapping (which ignores the two extra columns). A path
-//! ending in `.gz` is written gzip-compressed.
+//! in the input's own format, quoting, delimiter, line ending (a lone CR too) and encoding, under the input's
+//! own `sep=` line if it has one, so it can be fixed by hand, opened by Excel as the input was, and fed
+//! straight back in with the same mapping (which ignores the two extra columns). A path ending in `.gz` is
+//! written gzip-compressed.
 //!
 //! A CSV row is written as its exact bytes (HubSpot and Salesforce quote every field; a re-quoted row would
 //! not be the row that was read) followed by the two values, quoted when the header's fields are all quoted.
@@ -68,7 +69,12 @@ impl FailuresWriter {
                 let delimiter = info.delimiter.map_or(b',', |d| d.0);
                 let quote_all = header.all_quoted(delimiter);
                 let find = |name: &str| header.names.iter().position(|n| n == name);
-                let mut head = header.line.clone();
+                // Excel reads the delimiter from the input's `sep=` line, so the file keeps it above the header.
+                let mut head = match &header.sep_line {
+                    Some(sep) => [sep.as_slice(), eol].concat(),
+                    None => Vec::new(),
+                };
+                head.extend_from_slice(&header.line);
                 let (line_at, error_at) = match (find(LINE_COLUMN), find(ERROR_COLUMN)) {
                     (None, None) => (None, None),
                     (line_at, error_at) => {
@@ -315,6 +321,18 @@ mod tests {
         assert_eq!(
             failures_of(b"Id,Name,_savio_line,_savio_error\r1,Ann,2,old\r"),
             b"Id,Name,_savio_line,_savio_error\r1,Ann,2,r\r"
+        );
+    }
+
+    #[test]
+    fn the_inputs_sep_line_stays_above_the_header() {
+        assert_eq!(
+            failures_of(b"\xEF\xBB\xBFsep=;\r\nId;Name\r\n1;Ann\r\n"),
+            b"\xEF\xBB\xBFsep=;\r\nId;Name;_savio_line;_savio_error\r\n1;Ann;3;r\r\n"
+        );
+        assert_eq!(
+            failures_of(b"SEP=|\nId|Name|_savio_line|_savio_error\n1|Ann|3|old\n"),
+            b"SEP=|\nId|Name|_savio_line|_savio_error\n1|Ann|3|r\n"
         );
     }
 

@@ -25,20 +25,20 @@ pub(super) struct CsvSource {
 }
 
 impl CsvSource {
-    /// `skipped_lines`: lines already taken off the front of `input` (Excel's `sep=` line), so that line
-    /// numbers still count from the top of the file.
+    /// `sep_line`: Excel's `sep=` line, already taken off the front of `input`; line numbers still count it
+    /// (the header is then line 2).
     pub(super) fn new(
         input: Box<dyn Read + Send>,
         delimiter: Delimiter,
         path: InputPath,
-        skipped_lines: u64,
+        sep_line: Option<Vec<u8>>,
     ) -> Result<Self, ReadError> {
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter.0)
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(64 * 1024)
-            .from_reader(LineTracker::new(input, skipped_lines));
+            .from_reader(LineTracker::new(input, u64::from(sep_line.is_some())));
         let mut raw = ByteRecord::new();
         let found = reader.read_byte_record(&mut raw).map_err(|e| to_read_error(e, &path))?;
         if !found {
@@ -48,7 +48,7 @@ impl CsvSource {
         let tracker = reader.get_mut();
         let line_end = tracker.line_end_at(end);
         let (_, line) = tracker.take_record(end);
-        let header = Header { line: line.to_vec(), line_end, ..parse_header(&raw, &path)? };
+        let header = Header { line: line.to_vec(), line_end, sep_line, ..parse_header(&raw, &path)? };
         Ok(CsvSource { reader, header: Arc::new(header), path, scratch: raw, in_footer: false })
     }
 
@@ -345,7 +345,7 @@ fn parse_header(raw: &ByteRecord, path: &InputPath) -> Result<Header, ReadError>
         }
         names.push(name.to_string());
     }
-    Ok(Header { names, raw: raw.clone(), line: Vec::new(), line_end: LineEnd::Lf })
+    Ok(Header { names, raw: raw.clone(), line: Vec::new(), line_end: LineEnd::Lf, sep_line: None })
 }
 
 fn to_read_error(e: csv::Error, path: &InputPath) -> ReadError {
