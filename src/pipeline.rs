@@ -59,6 +59,9 @@ enum RowOrigin {
 /// Why a report footer's line is skipped (see [`ReadItem::Footer`]).
 pub const FOOTER: &str = "a line of the report's footer (Salesforce), not data";
 
+/// Why a row that is the header again is skipped (see [`ReadItem::RepeatedHeader`]).
+pub const REPEATED_HEADER: &str = "repeats the header (two exports joined?)";
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowKind {
     /// Payloads to send, and the entities of the row that are not sent (an entity filter matched, or the
@@ -176,6 +179,9 @@ impl Pipeline {
             ReadItem::Footer { line } => {
                 Row { line, kind: RowKind::Skipped(FOOTER.into()), source: RowSource(RowOrigin::Nothing) }
             }
+            ReadItem::RepeatedHeader { line } => {
+                Row { line, kind: RowKind::Skipped(REPEATED_HEADER.into()), source: RowSource(RowOrigin::Nothing) }
+            }
             ReadItem::Bad(bad) => Row {
                 line: bad.line,
                 kind: RowKind::Failed(vec![RowProblem::Read(bad.error)]),
@@ -194,20 +200,27 @@ impl Pipeline {
 }
 
 /// Refuses JSON that is not JSON Lines, which would otherwise fail (or map) line by line: a document
-/// pretty-printed over many lines (its first line is a lone `[` or `{`), or one object that wraps the
-/// records in a list (`{"tickets": [{...}, ...]}`), which would map as a single row.
+/// pretty-printed over many lines (its first line is a lone `[` or `{`), an array of objects on one line
+/// (`jq -c -s`, or an API answer saved by curl: the whole file would be one failed row), or one object that
+/// wraps the records in a list (`{"tickets": [{...}, ...]}`), which would map as a single row.
 fn not_a_json_document(info: &SourceInfo, items: &VecDeque<ReadItem>) -> Result<(), ReadError> {
     let path = || info.path.clone();
     let first = items.iter().find(|i| !matches!(i, ReadItem::Blank { .. }));
     if let Some(ReadItem::Bad(bad)) = first
         && let source::RawRow::Json(raw) = &bad.raw
-        && let opening @ ("[" | "{") = String::from_utf8_lossy(raw).trim()
     {
-        return Err(ReadError::JsonDocument {
-            path: path(),
-            line: bad.line,
-            opening: opening.chars().next().unwrap_or('{'),
-        });
+        if let opening @ ("[" | "{") = String::from_utf8_lossy(raw).trim() {
+            return Err(ReadError::JsonDocument {
+                path: path(),
+                line: bad.line,
+                opening: opening.chars().next().unwrap_or('{'),
+            });
+        }
+        if bad.error == (RowReadError::NotAnObject { found: "array" })
+            && let Some(count) = objects_in_array(raw)
+        {
+            return Err(ReadError::JsonArrayLine { path: path(), line: bad.line, count });
+        }
     }
     let mut records = records(items);
     if let (Some(only), None) = (records.next(), records.next())
@@ -217,6 +230,35 @@ fn not_a_json_document(info: &SourceInfo, items: &VecDeque<ReadItem>) -> Result<
         return Err(ReadError::JsonWrapper { path: path(), key: key.to_string(), count });
     }
     Ok(())
+}
+
+/// How many objects a JSON array holds, when it holds only objects and at least one; `None` for anything
+/// else. Objects are walked, not built: the array may be a whole export.
+fn objects_in_array(json: &[u8]) -> Option<usize> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    /// An object whose entries are read and dropped.
+    struct AnObject;
+
+    impl<'de> serde::Deserialize<'de> for AnObject {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Entries;
+            impl<'de> Visitor<'de> for Entries {
+                type Value = AnObject;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnObject, A::Error> {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(AnObject)
+                }
+            }
+            deserializer.deserialize_map(Entries)
+        }
+    }
+
+    let objects: Vec<AnObject> = serde_json::from_slice(json).ok()?;
+    (!objects.is_empty()).then_some(objects.len())
 }
 
 /// The key of the list of records an API page wraps, and its length: the object's only key, or a key APIs
@@ -266,4 +308,68 @@ fn records(items: &VecDeque<ReadItem>) -> impl Iterator<Item = &Record> + Clone 
         ReadItem::Record(r) => Some(r),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::path::Path;
+
+    use super::*;
+    use crate::source::{Format, InputPath, InputSpec, TextEncoding};
+
+    fn open(input: &str, format: Format, mapping: &str) -> Result<Pipeline, PrepareError> {
+        let spec =
+            InputSpec { path: InputPath::Stdin, format: Some(format), delimiter: None, encoding: TextEncoding::UTF8 };
+        let source = Source::from_reader(&spec, Box::new(io::Cursor::new(input.as_bytes().to_vec())))?;
+        Pipeline::from_source(source, &Mapping::parse(mapping, Path::new("m.toml")).expect("a mapping"))
+    }
+
+    fn kinds(mut pipeline: Pipeline) -> Vec<(u64, RowKind)> {
+        std::iter::from_fn(|| pipeline.next_row().expect("readable")).map(|r| (r.line, r.kind)).collect()
+    }
+
+    const FEEDBACK: &str = "[feedback]\nproblem = \"text\"\n";
+
+    #[test]
+    fn a_json_array_of_objects_on_the_first_line_is_refused_with_the_jq_command() {
+        let input = "\n[{\"text\": \"Need SSO\"}, {\"text\": \"Dark mode\"}]\n";
+        let Err(PrepareError::Read(err)) = open(input, Format::Jsonl, FEEDBACK) else { panic!("refused") };
+        assert!(matches!(err, ReadError::JsonArrayLine { line: 2, count: 2, .. }), "{err}");
+        assert!(err.to_string().contains("jq -c '.[]' export.json > export.jsonl"), "{err}");
+    }
+
+    #[test]
+    fn other_arrays_stay_row_failures() {
+        // Scalars on the first line, an empty array, or an array of objects further down: one failed row each.
+        for input in
+            ["[1, 2]\n{\"text\": \"a\"}\n", "[]\n{\"text\": \"a\"}\n", "{\"text\": \"a\"}\n[{\"text\": \"b\"}]\n"]
+        {
+            let rows = kinds(open(input, Format::Jsonl, FEEDBACK).expect("opened"));
+            assert_eq!(rows.len(), 2, "{input:?}");
+            assert!(
+                rows.iter().any(|(_, k)| matches!(k, RowKind::Failed(p) if p[0].to_string().contains("jq -c '.[]'"))),
+                "{input:?}: {rows:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn objects_in_array_counts_only_arrays_of_objects() {
+        assert_eq!(objects_in_array(br#"[{"a": [1, {"b": 2}]}, {}]"#), Some(2));
+        assert_eq!(objects_in_array(b"[]"), None);
+        assert_eq!(objects_in_array(br#"[{"a": 1}, 2]"#), None);
+        assert_eq!(objects_in_array(br#"{"a": 1}"#), None);
+        assert_eq!(objects_in_array(br#"[{"a": 1}"#), None);
+    }
+
+    #[test]
+    fn a_repeated_header_is_skipped_with_why_never_mapped() {
+        let mapping = "[company]\ninternal_id = \"Record ID\"\nname = \"Company name\"\n";
+        let input = "Record ID,Company name\n1,Acme\nRecord ID,Company name\n2,Globex\n";
+        let rows = kinds(open(input, Format::Csv, mapping).expect("opened"));
+        assert_eq!(rows[1], (3, RowKind::Skipped(REPEATED_HEADER.into())));
+        assert!(matches!(&rows[2], (4, RowKind::Mapped { payloads, .. }) if payloads.len() == 1));
+        assert_eq!(rows.len(), 3);
+    }
 }

@@ -11,7 +11,7 @@ use crate::model::{Entity, Payload};
 use crate::pipeline::{DropReason, Pipeline, RowKind, reason_text};
 use crate::report::failures::{FailuresError, FailuresWriter};
 use crate::report::groups::{Groups, describe_lines};
-use crate::source::ReadError;
+use crate::source::{DelimiterOrigin, ReadError};
 
 #[derive(Debug, Default)]
 pub struct ValidateOptions {
@@ -40,6 +40,9 @@ pub struct ValidateSummary {
     pub format: String,
     pub delimiter: Option<String>,
     pub delimiter_detected: bool,
+    /// Where the delimiter came from: `given` (a flag, the mapping, a `.tsv` name), `sep_line` (the file's
+    /// `sep=` first line) or `detected`.
+    pub delimiter_source: Option<DelimiterOrigin>,
     pub encoding: String,
     pub mapping: String,
     /// Rows read (blank rows not included).
@@ -103,6 +106,7 @@ pub fn run(
         format: info.format.to_string(),
         delimiter: info.delimiter.map(|d| (d.0 as char).to_string()),
         delimiter_detected: info.delimiter_detected,
+        delimiter_source: info.delimiter_origin(),
         encoding: format!("{:?}", info.encoding),
         mapping: mapping_name.to_string(),
         warnings: pipeline.warnings().to_vec(),
@@ -208,11 +212,13 @@ impl ValidateSummary {
         let shown = |d: &str| {
             if d == "\t" { "TAB".to_string() } else { format!("'{d}'") }
         };
-        let delim = match (&self.delimiter, self.delimiter_detected) {
-            (Some(d), true) => format!(", delimiter {} (detected)", shown(d)),
-            (Some(d), false) => format!(", delimiter {}", shown(d)),
-            (None, _) => String::new(),
+        let origin = match self.delimiter_source {
+            Some(DelimiterOrigin::SepLine) => " (from the file's sep= line)",
+            Some(DelimiterOrigin::Detected) => " (detected)",
+            None if self.delimiter_detected => " (detected)",
+            Some(DelimiterOrigin::Given) | None => "",
         };
+        let delim = self.delimiter.as_deref().map_or(String::new(), |d| format!(", delimiter {}{origin}", shown(d)));
         writeln!(out, "Input:    {} ({}{delim}, {})", self.input, self.format, self.encoding)?;
         writeln!(out, "Mapping:  {}", self.mapping)?;
         let blank = if self.blank_rows > 0 {
@@ -331,6 +337,33 @@ mod tests {
         assert_eq!(plural(2, "company"), "2 companies");
         assert_eq!(plural(3, "feedback"), "3 feedback");
         assert_eq!(plural(1, "blank row"), "1 blank row");
+    }
+
+    #[test]
+    fn the_input_line_says_where_the_delimiter_came_from() {
+        let line = |source: Option<DelimiterOrigin>, detected: bool| {
+            let s = ValidateSummary {
+                input: "in.csv".into(),
+                format: "csv".into(),
+                delimiter: Some(";".into()),
+                delimiter_detected: detected,
+                delimiter_source: source,
+                encoding: "UTF-8".into(),
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            s.render(&mut out).unwrap();
+            String::from_utf8(out).unwrap().lines().next().unwrap().to_string()
+        };
+        assert_eq!(
+            line(Some(DelimiterOrigin::Detected), true),
+            "Input:    in.csv (csv, delimiter ';' (detected), UTF-8)"
+        );
+        assert_eq!(
+            line(Some(DelimiterOrigin::SepLine), false),
+            "Input:    in.csv (csv, delimiter ';' (from the file's sep= line), UTF-8)"
+        );
+        assert_eq!(line(Some(DelimiterOrigin::Given), false), "Input:    in.csv (csv, delimiter ';', UTF-8)");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The failures file: every failed input row exactly as it was read, plus `_savio_line` and `_savio_error`,
-//! in the input's own format, quoting, delimiter, line ending and encoding, so it can be fixed by hand and
-//! fed straight back in with the same mapping (which ignores the two extra columns). A path ending in `.gz`
-//! is written gzip-compressed.
+//! in the input's own format, quoting, delimiter, line ending (a lone CR too) and encoding, under the input's
+//! own `sep=` line if it has one, so it can be fixed by hand, opened by Excel as the input was, and fed
+//! straight back in with the same mapping (which ignores the two extra columns). A path ending in `.gz` is
+//! written gzip-compressed.
 //!
 //! A CSV row is written as its exact bytes (HubSpot and Salesforce quote every field; a re-quoted row would
 //! not be the row that was read) followed by the two values, quoted when the header's fields are all quoted.
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use csv::ByteRecord;
 
 use super::output::OutputFile;
-use crate::source::{Format, RawRow, SourceInfo, TextEncoding};
+use crate::source::{Format, LineEnd, RawRow, SourceInfo, TextEncoding};
 
 pub const LINE_COLUMN: &str = "_savio_line";
 pub const ERROR_COLUMN: &str = "_savio_error";
@@ -59,14 +60,21 @@ impl FailuresWriter {
         let err = |source| FailuresError { path: path.to_path_buf(), source };
         let mut sink = OutputFile::create(path).map_err(err)?;
         sink.write_all(info.encoding.bom_bytes()).map_err(err)?;
-        let eol: &'static [u8] = if info.crlf { b"\r\n" } else { b"\n" };
+        // A JSONL reader splits lines at `\n` only: a lone CR is no line end there.
+        let mut eol: &'static [u8] = if info.crlf { b"\r\n" } else { b"\n" };
         let kind = match (info.format, &info.header) {
             (Format::Csv, Some(header)) => {
+                eol = header.line_end.as_bytes();
                 let mut out = EncodeWriter::new(sink, info.encoding);
                 let delimiter = info.delimiter.map_or(b',', |d| d.0);
                 let quote_all = header.all_quoted(delimiter);
                 let find = |name: &str| header.names.iter().position(|n| n == name);
-                let mut head = header.line.clone();
+                // Excel reads the delimiter from the input's `sep=` line, so the file keeps it above the header.
+                let mut head = match &header.sep_line {
+                    Some(sep) => [sep.as_slice(), eol].concat(),
+                    None => Vec::new(),
+                };
+                head.extend_from_slice(&header.line);
                 let (line_at, error_at) = match (find(LINE_COLUMN), find(ERROR_COLUMN)) {
                     (None, None) => (None, None),
                     (line_at, error_at) => {
@@ -92,7 +100,11 @@ impl FailuresWriter {
                 out.write_all(&head).map_err(err)?;
                 match (line_at, error_at) {
                     (Some(line_at), Some(error_at)) => {
-                        let terminator = if info.crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') };
+                        let terminator = match header.line_end {
+                            LineEnd::CrLf => csv::Terminator::CRLF,
+                            LineEnd::Lf => csv::Terminator::Any(b'\n'),
+                            LineEnd::Cr => csv::Terminator::Any(b'\r'),
+                        };
                         let writer = csv::WriterBuilder::new()
                             .delimiter(delimiter)
                             .terminator(terminator)
@@ -279,6 +291,48 @@ mod tests {
         assert_eq!(
             annotate_json_line(b"{broken", 4, "r"),
             r#"{"_savio_raw":"{broken","_savio_line":4,"_savio_error":"r"}"#
+        );
+    }
+
+    /// The failures file written for `input` when every row fails with reason "r".
+    fn failures_of(input: &[u8]) -> Vec<u8> {
+        use crate::source::{InputPath, InputSpec, ReadItem, Source};
+        let spec = InputSpec { path: InputPath::Stdin, format: None, delimiter: None, encoding: TextEncoding::UTF8 };
+        let mut source = Source::from_reader(&spec, Box::new(io::Cursor::new(input.to_vec()))).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("failures.csv");
+        let mut w = FailuresWriter::create(&path, source.info()).unwrap();
+        while let Some(item) = source.next_item().unwrap() {
+            if let ReadItem::Record(r) = item {
+                w.write(r.line, &r.raw(), "r").unwrap();
+            }
+        }
+        w.finish().unwrap();
+        std::fs::read(&path).unwrap()
+    }
+
+    #[test]
+    fn a_mac_export_gets_its_lone_cr_line_ends_back() {
+        assert_eq!(
+            failures_of(b"Id,Name\r1,Ann\r2,Bob\r"),
+            b"Id,Name,_savio_line,_savio_error\r1,Ann,2,r\r2,Bob,3,r\r"
+        );
+        // Fed back in: the rewrite keeps them too.
+        assert_eq!(
+            failures_of(b"Id,Name,_savio_line,_savio_error\r1,Ann,2,old\r"),
+            b"Id,Name,_savio_line,_savio_error\r1,Ann,2,r\r"
+        );
+    }
+
+    #[test]
+    fn the_inputs_sep_line_stays_above_the_header() {
+        assert_eq!(
+            failures_of(b"\xEF\xBB\xBFsep=;\r\nId;Name\r\n1;Ann\r\n"),
+            b"\xEF\xBB\xBFsep=;\r\nId;Name;_savio_line;_savio_error\r\n1;Ann;3;r\r\n"
+        );
+        assert_eq!(
+            failures_of(b"SEP=|\nId|Name|_savio_line|_savio_error\n1|Ann|3|old\n"),
+            b"SEP=|\nId|Name|_savio_line|_savio_error\n1|Ann|3|r\n"
         );
     }
 

@@ -1,4 +1,5 @@
-//! CSV per RFC 4180 (quoted fields with delimiters, quotes and newlines; CRLF or LF), on the `csv` crate.
+//! CSV per RFC 4180 (quoted fields with delimiters, quotes and newlines; CRLF, LF or a lone CR), on the `csv`
+//! crate.
 //!
 //! Records are read as bytes and checked for UTF-8 one by one, so a single mis-encoded row becomes a row
 //! failure with its line number instead of stopping the run.
@@ -9,7 +10,9 @@ use std::sync::Arc;
 use csv::ByteRecord;
 
 use super::fields::CsvFields;
-use super::{BadRow, Delimiter, Header, InputPath, RawRow, ReadError, ReadItem, Record, RecordData, RowReadError};
+use super::{
+    BadRow, Delimiter, Header, InputPath, LineEnd, RawRow, ReadError, ReadItem, Record, RecordData, RowReadError,
+};
 
 pub(super) struct CsvSource {
     reader: csv::Reader<LineTracker<Box<dyn Read + Send>>>,
@@ -22,28 +25,30 @@ pub(super) struct CsvSource {
 }
 
 impl CsvSource {
-    /// `skipped_lines`: lines already taken off the front of `input` (Excel's `sep=` line), so that line
-    /// numbers still count from the top of the file.
+    /// `sep_line`: Excel's `sep=` line, already taken off the front of `input`; line numbers still count it
+    /// (the header is then line 2).
     pub(super) fn new(
         input: Box<dyn Read + Send>,
         delimiter: Delimiter,
         path: InputPath,
-        skipped_lines: u64,
+        sep_line: Option<Vec<u8>>,
     ) -> Result<Self, ReadError> {
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter.0)
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(64 * 1024)
-            .from_reader(LineTracker::new(input, skipped_lines));
+            .from_reader(LineTracker::new(input, u64::from(sep_line.is_some())));
         let mut raw = ByteRecord::new();
         let found = reader.read_byte_record(&mut raw).map_err(|e| to_read_error(e, &path))?;
         if !found {
             return Err(ReadError::NoHeader { path });
         }
         let end = reader.position().byte();
-        let (_, line) = reader.get_mut().take_record(end);
-        let header = parse_header(&raw, line.to_vec(), &path)?;
+        let tracker = reader.get_mut();
+        let line_end = tracker.line_end_at(end);
+        let (_, line) = tracker.take_record(end);
+        let header = Header { line: line.to_vec(), line_end, sep_line, ..parse_header(&raw, &path)? };
         Ok(CsvSource { reader, header: Arc::new(header), path, scratch: raw, in_footer: false })
     }
 
@@ -67,10 +72,21 @@ impl CsvSource {
             return Ok(Some(ReadItem::Blank { line }));
         }
         let expected = self.header.names.len();
+        // `cat` of two exports: the second one's header row, which would otherwise map as a record.
+        if repeats_header(fields, &self.header) {
+            self.in_footer = false;
+            return Ok(Some(ReadItem::RepeatedHeader { line }));
+        }
+        // Salesforce's grand totals row is not data, whatever its other cells hold (a report sums its
+        // numeric columns there), and the footer may follow it.
+        if grand_totals(&fields[0]) {
+            self.in_footer = true;
+            return Ok(Some(ReadItem::Footer { line }));
+        }
         // One cell where the header has several (or only the first filled: Excel pads rows it saves): the start
         // of a report footer, or a line inside one.
         let one_cell = fields.len() == 1 || fields.iter().skip(1).all(|f| f.trim_ascii().is_empty());
-        self.in_footer = one_cell && expected > 1 && (self.in_footer || footer_starts(&fields[0]));
+        self.in_footer = one_cell && expected > 1 && (self.in_footer || salesforce_copyright(&fields[0]));
         if self.in_footer {
             return Ok(Some(ReadItem::Footer { line }));
         }
@@ -96,14 +112,73 @@ impl CsvSource {
 }
 
 /// Whether a one-cell row opens the footer of a Salesforce report export
-/// (`"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved."`), or is the grand-totals row a
-/// report can end with (`"Grand Totals (16 records)"`).
-fn footer_starts(cell: &[u8]) -> bool {
+/// (`"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved."`).
+fn salesforce_copyright(cell: &[u8]) -> bool {
     let cell = cell.trim_ascii();
-    let lower = cell.to_ascii_lowercase();
-    let copyright = lower.starts_with(b"copyright") && memchr::memmem::find(&lower, b"salesforce.com").is_some();
-    let totals = lower.starts_with(b"grand total") && (lower.ends_with(b" records)") || lower.ends_with(b" record)"));
-    copyright || totals
+    let starts = cell.get(..9).is_some_and(|s| s.eq_ignore_ascii_case(b"copyright"));
+    starts && memchr::memmem::find(&cell.to_ascii_lowercase(), b"salesforce.com").is_some()
+}
+
+/// Whether a first cell is exactly the one a Salesforce report's grand-totals row starts with:
+/// `Grand Totals (16 records)`, `Grand Total (1 record)`, the count grouped as the user's locale writes it
+/// (`1,234`, `1.234`, `1 234`). Anything else that looks like a total (`Total`, `Grand Totals for EMEA
+/// (3 records)`, a subtotal) is left to fail or map as the row it is.
+fn grand_totals(cell: &[u8]) -> bool {
+    let cell = cell.trim_ascii();
+    let Some(rest) = strip_prefix_ignore_case(cell, b"grand total") else { return false };
+    let rest = rest.strip_prefix(b"s").or_else(|| rest.strip_prefix(b"S")).unwrap_or(rest);
+    let Some(rest) = rest.strip_prefix(b" (") else { return false };
+    let Some(count) =
+        strip_suffix_ignore_case(rest, b" records)").or_else(|| strip_suffix_ignore_case(rest, b" record)"))
+    else {
+        return false;
+    };
+    // Digits, grouped by `,` `.` `'`, a space, or a no-break space (U+00A0, U+202F) in UTF-8; a digit first and last.
+    let grouped = std::str::from_utf8(count).is_ok_and(|c| {
+        c.chars().all(|ch| ch.is_ascii_digit() || matches!(ch, ',' | '.' | '\'' | ' ' | '\u{a0}' | '\u{202f}'))
+    });
+    grouped && count.first().is_some_and(u8::is_ascii_digit) && count.last().is_some_and(u8::is_ascii_digit)
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+}
+
+fn strip_suffix_ignore_case<'a>(s: &'a [u8], suffix: &[u8]) -> Option<&'a [u8]> {
+    let at = s.len().checked_sub(suffix.len())?;
+    s[at..].eq_ignore_ascii_case(suffix).then(|| &s[..at])
+}
+
+/// Whether a record is the header again: the same number of fields, each the header's name once trimmed,
+/// ignoring case. The header of a second export joined with `cat` may carry that export's UTF-8 byte-order
+/// mark, which the parser sees as data, in front of its first field (quotes then included).
+fn repeats_header(fields: &ByteRecord, header: &Header) -> bool {
+    if fields.len() != header.names.len() {
+        return false;
+    }
+    fields.iter().zip(&header.names).enumerate().all(|(i, (field, name))| {
+        let mut field = field.trim_ascii();
+        if i == 0
+            && let Some(rest) = field.strip_prefix(b"\xEF\xBB\xBF")
+        {
+            field = rest.trim_ascii();
+            if let Some(inner) = field.strip_prefix(b"\"").and_then(|f| f.strip_suffix(b"\"")) {
+                field = inner.trim_ascii();
+            }
+        }
+        same_name(field, name)
+    })
+}
+
+/// `field` (trimmed) is `name`, ignoring case: ASCII without allocating (the check runs on every row, and
+/// almost always fails on the first field's length), any other text by its lowercase characters.
+fn same_name(field: &[u8], name: &str) -> bool {
+    if field.is_ascii() && name.is_ascii() {
+        return field.eq_ignore_ascii_case(name.as_bytes());
+    }
+    std::str::from_utf8(field)
+        .is_ok_and(|f| f.chars().flat_map(char::to_lowercase).eq(name.chars().flat_map(char::to_lowercase)))
 }
 
 /// Sees every byte the parser reads, to give each record its exact bytes and its true first line.
@@ -115,14 +190,19 @@ fn footer_starts(cell: &[u8]) -> bool {
 /// the line endings in front of it (the rest of the previous line's ending and blank lines) nor its own.
 /// Lines are counted once per byte, and what was handed out is dropped from the window only when it is at
 /// least half of it, so keeping the window costs amortised O(1) per byte, never a move of the buffer per row.
+///
+/// A line ends at a `\n`, a `\r\n`, or a lone `\r` (Excel for Mac's "CSV (Macintosh)"), as the parser ends
+/// records, so that such a file's rows are not all line 1.
 struct LineTracker<R> {
     inner: R,
     window: Vec<u8>,
     /// The offset of `window[0]` in the stream.
     window_start: u64,
-    /// The end of the last record handed out, and the number of `\n` before it.
+    /// The end of the last record handed out, and the number of line ends before it.
     cursor: u64,
-    newlines: u64,
+    line_ends: u64,
+    /// Whether the byte before `cursor` is a `\r`: a `\n` right after it ends no second line.
+    after_cr: bool,
 }
 
 impl<R: Read> LineTracker<R> {
@@ -132,7 +212,23 @@ impl<R: Read> LineTracker<R> {
             window: Vec::with_capacity(128 * 1024),
             window_start: 0,
             cursor: 0,
-            newlines: skipped_lines,
+            line_ends: skipped_lines,
+            after_cr: false,
+        }
+    }
+
+    /// How the record the parser finished at byte `end` ends: the parser stops after a record's first line
+    /// end byte, so a `\r` is a CRLF when the byte after it (read ahead) is a `\n`. A `\r` that is the last
+    /// byte read so far (the end of the input, or of a read) is taken for a CRLF, the more common.
+    fn line_end_at(&self, end: u64) -> LineEnd {
+        let at = |offset: u64| {
+            let i = usize::try_from(offset.checked_sub(self.window_start)?).ok()?;
+            self.window.get(i).copied()
+        };
+        match (end.checked_sub(1).and_then(at), at(end)) {
+            (Some(b'\r'), Some(b'\n') | None) => LineEnd::CrLf,
+            (Some(b'\r'), Some(_)) => LineEnd::Cr,
+            _ => LineEnd::Lf,
         }
     }
 
@@ -143,9 +239,11 @@ impl<R: Read> LineTracker<R> {
         let to = usize::try_from(end - self.window_start).unwrap_or(usize::MAX).clamp(from, self.window.len());
         let bytes = &self.window[from..to];
         let lead = bytes.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(bytes.len());
-        let lead_newlines = count_newlines(&bytes[..lead]);
-        let line = 1 + self.newlines + lead_newlines;
-        self.newlines += lead_newlines + count_newlines(&bytes[lead..]);
+        let lead_ends = count_line_ends(&bytes[..lead], self.after_cr);
+        let line = 1 + self.line_ends + lead_ends;
+        // The record itself starts with neither byte: nothing to carry over from the lead.
+        self.line_ends += lead_ends + count_line_ends(&bytes[lead..], false);
+        self.after_cr = bytes.last().map_or(self.after_cr, |&b| b == b'\r');
         self.cursor = end;
         let mut record = &bytes[lead..];
         if let Some(rest) = record.strip_suffix(b"\n") {
@@ -158,14 +256,22 @@ impl<R: Read> LineTracker<R> {
     }
 }
 
-fn count_newlines(bytes: &[u8]) -> u64 {
-    // Nearly every record is one line, its only `\n` the last byte: one search settles it, where a count
-    // would set up memchr's counter for every record.
-    match memchr::memchr(b'\n', bytes) {
-        None => 0,
-        Some(i) if i + 1 == bytes.len() => 1,
-        Some(i) => 1 + memchr::memchr_iter(b'\n', &bytes[i + 1..]).count() as u64,
+/// The line ends in `bytes`: every `\r`, and every `\n` but one right after a `\r` (a CRLF is one line end).
+/// `after_cr`: whether the byte before `bytes` is a `\r`.
+fn count_line_ends(bytes: &[u8], after_cr: bool) -> u64 {
+    // Nearly every record is one line, its only line end byte the last: one search settles it, where an
+    // iterator would be set up for every record.
+    let mut ends = 0;
+    let mut from = 0;
+    while from < bytes.len()
+        && let Some(i) = memchr::memchr2(b'\r', b'\n', &bytes[from..])
+    {
+        let at = from + i;
+        let crlf = bytes[at] == b'\n' && if at == 0 { after_cr } else { bytes[at - 1] == b'\r' };
+        ends += u64::from(!crlf);
+        from = at + 1;
     }
+    ends
 }
 
 impl<R: Read> Read for LineTracker<R> {
@@ -220,7 +326,8 @@ fn utf8_error(raw: &ByteRecord, header: &Header) -> RowReadError {
     RowReadError::InvalidUtf8 { column: String::new(), byte: 0, offset: 0 }
 }
 
-fn parse_header(raw: &ByteRecord, line: Vec<u8>, path: &InputPath) -> Result<Header, ReadError> {
+/// The header's names, checked; as if read from a line of its own (the caller knows the line's bytes).
+fn parse_header(raw: &ByteRecord, path: &InputPath) -> Result<Header, ReadError> {
     let mut names: Vec<String> = Vec::with_capacity(raw.len());
     for (i, field) in raw.iter().enumerate() {
         let name = std::str::from_utf8(field).map_err(|_| ReadError::HeaderNotUtf8 { path: path.clone() })?;
@@ -238,7 +345,7 @@ fn parse_header(raw: &ByteRecord, line: Vec<u8>, path: &InputPath) -> Result<Hea
         }
         names.push(name.to_string());
     }
-    Ok(Header { names, raw: raw.clone(), line })
+    Ok(Header { names, raw: raw.clone(), line: Vec::new(), line_end: LineEnd::Lf, sep_line: None })
 }
 
 fn to_read_error(e: csv::Error, path: &InputPath) -> ReadError {
@@ -327,10 +434,37 @@ mod tests {
 
     #[test]
     fn line_numbers_survive_crlf_blank_lines_and_quoted_newlines() {
-        for eol in ["\n", "\r\n"] {
+        for eol in ["\n", "\r\n", "\r"] {
             let text = "h\n1\n\n\n\"a\nb\nc\"\n2\n\"\nz\"\n3".replace('\n', eol);
             let lines: Vec<u64> = records(text.as_bytes()).iter().map(|i| fields(i).0).collect();
             assert_eq!(lines, vec![2, 5, 8, 9, 11], "eol {eol:?}");
+        }
+    }
+
+    #[test]
+    fn a_mac_export_ending_lines_in_a_lone_cr_counts_each_line() {
+        // Excel for Mac's "CSV (Macintosh)": before the fix every row was line 1.
+        let items = records(b"Record ID,Email\r1,ann@x.com\r2,bad@@x\r3,cy@x.com\r");
+        let lines: Vec<u64> = items.iter().map(|i| fields(i).0).collect();
+        assert_eq!(lines, vec![2, 3, 4]);
+        assert_eq!(raw_bytes(&items[1]), (3, b"2,bad@@x".to_vec()), "the line ending is not part of the row");
+        // Every kind of line end in one file, a CRLF counted once, blank lines of each kind counted too.
+        let items = records(b"h\r\n1\r2\n\r\r\n\n3\r\n\"a\rb\r\nc\"\r4");
+        let lines: Vec<u64> = items.iter().map(|i| fields(i).0).collect();
+        assert_eq!(lines, vec![2, 3, 7, 8, 11]);
+    }
+
+    #[test]
+    fn the_header_tells_how_the_file_ends_its_lines() {
+        for (text, end) in [
+            (&b"a,b\n1,2\n"[..], LineEnd::Lf),
+            (b"a,b\r\n1,2\r\n", LineEnd::CrLf),
+            (b"a,b\r1,2\r", LineEnd::Cr),
+            (b"\"a\rx\",b\r\n1,2\r\n", LineEnd::CrLf),
+        ] {
+            let s = open_bytes(text, Some(Format::Csv)).unwrap();
+            assert_eq!(s.info().header.as_ref().unwrap().line_end, end, "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(s.info().crlf, end == LineEnd::CrLf);
         }
     }
 
@@ -382,7 +516,7 @@ mod tests {
             expected.push((line, rec.clone().into_bytes()));
             line += 1 + rec.matches('\n').count() as u64;
             text.push_str(&rec);
-            text.push_str(if i % 2 == 0 { "\r\n" } else { "\n" });
+            text.push_str(["\r\n", "\n", "\r"][(i / 2 % 3) as usize]);
         }
         let got: Vec<(u64, Vec<u8>)> = records(text.as_bytes()).iter().map(raw_bytes).collect();
         assert_eq!(got.len(), expected.len());
@@ -427,6 +561,59 @@ mod tests {
         assert!(matches!(items[4], ReadItem::Footer { line: 6 }));
         // A row with only its first cell filled is data (and fails later if incomplete) outside a footer.
         assert!(matches!(records(b"a;b\nAcme;\n")[0], ReadItem::Record(_)));
+    }
+
+    #[test]
+    fn a_grand_totals_row_with_sums_is_footer_but_other_totals_are_rows() {
+        // Salesforce sums the numeric columns on its grand-totals row; Excel then pads the footer below it.
+        let items = records(
+            b"Id,Name,Type,Revenue,Created\n1,A,x,2400000,2/2/2023\nGrand Totals (2 records),,,3270000,\n,,,,\n\
+              \"Copyright (c) 2000-2024 salesforce.com, inc. All rights reserved.\",,,,\nConfidential,,,,\n",
+        );
+        assert!(matches!(items[0], ReadItem::Record(_)));
+        assert!(matches!(items[1], ReadItem::Footer { line: 3 }));
+        assert!(matches!(items[2], ReadItem::Blank { line: 4 }));
+        assert!(matches!(items[3], ReadItem::Footer { line: 5 }));
+        assert!(matches!(items[4], ReadItem::Footer { line: 6 }));
+        for cell in ["Grand Total (1 record)", " grand totals (1,234 records) ", "Grand Totals (1\u{a0}234 records)"] {
+            let text = format!("Id,Revenue\n1,5\n\"{cell}\",5\n");
+            assert!(matches!(records(text.as_bytes())[1], ReadItem::Footer { line: 3 }), "{cell:?}");
+        }
+        // Totals of any other shape are rows like any other (they fail or map on their own merits).
+        for cell in [
+            "Total",
+            "Total (2 records)",
+            "Subtotal (2 records)",
+            "Grand Totals for EMEA (3 records)",
+            "Grand Totals (records)",
+            "Grand Totals (2 records) EMEA",
+            "Grand Totals 2 records",
+        ] {
+            let text = format!("Id,Revenue\n1,5\n\"{cell}\",5\n");
+            assert!(matches!(records(text.as_bytes())[1], ReadItem::Record(_)), "{cell:?}");
+        }
+        // Not a footer in a one-column file either: the rows after a grand total are still read.
+        let items = records(b"Id\nGrand Totals (1 record)\nx\n");
+        assert!(matches!(items[0], ReadItem::Footer { line: 2 }));
+        assert!(matches!(items[1], ReadItem::Record(_)));
+    }
+
+    #[test]
+    fn a_header_repeated_by_joining_two_exports_is_recognised() {
+        let items = records(
+            "\"Record ID\",\"Número\"\n1,a\n record id ,NÚMERO\n2,b\n\u{feff}\"Record ID\",\"Número\"\n3,c\nRecord ID,Número,x\nRecord ID\n"
+                .as_bytes(),
+        );
+        assert_eq!(fields(&items[0]).0, 2);
+        assert!(matches!(items[1], ReadItem::RepeatedHeader { line: 3 }), "trimmed, any case: {:?}", items[1]);
+        assert_eq!(fields(&items[2]).0, 4);
+        assert!(matches!(items[3], ReadItem::RepeatedHeader { line: 5 }), "behind the second file's BOM");
+        assert_eq!(fields(&items[4]).0, 6);
+        // The names plus a cell, or only some of them, are not the header.
+        assert!(matches!(items[5], ReadItem::Bad(BadRow { line: 7, .. })));
+        assert!(matches!(items[6], ReadItem::Bad(BadRow { line: 8, .. })));
+        // A row whose cells merely resemble the names is data.
+        assert!(matches!(records(b"Id,Name\nId,Names\n")[0], ReadItem::Record(_)));
     }
 
     #[test]

@@ -136,7 +136,26 @@ pub struct InputSpec {
     pub encoding: TextEncoding,
 }
 
-/// The column names of a CSV input, in order.
+/// How the lines of an input end, so that a file written for it (the failures file) ends its lines the same
+/// way: Excel for Mac's "CSV (Macintosh)" ends them with a lone `\r`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnd {
+    Lf,
+    CrLf,
+    Cr,
+}
+
+impl LineEnd {
+    pub fn as_bytes(self) -> &'static [u8] {
+        match self {
+            LineEnd::Lf => b"\n",
+            LineEnd::CrLf => b"\r\n",
+            LineEnd::Cr => b"\r",
+        }
+    }
+}
+
+/// The column names of a CSV input, in order, and the header line as it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// Trimmed names, as the mapping refers to them.
@@ -145,6 +164,11 @@ pub struct Header {
     pub raw: ::csv::ByteRecord,
     /// The header line exactly as read (quotes included, without its line ending), for the failures file.
     pub line: Vec<u8>,
+    /// How the header line ends: the file's line ending, which the failures file repeats.
+    pub line_end: LineEnd,
+    /// Excel's `sep=X` line above the header, exactly as read (without its line ending), if the file has one:
+    /// the failures file keeps it, so Excel still splits that file's columns.
+    pub sep_line: Option<Vec<u8>>,
 }
 
 impl Header {
@@ -154,6 +178,8 @@ impl Header {
             names: names.iter().map(|s| s.trim().to_string()).collect(),
             raw: ::csv::ByteRecord::from(names.to_vec()),
             line: names.join(",").into_bytes(),
+            line_end: LineEnd::Lf,
+            sep_line: None,
         }
     }
 
@@ -184,12 +210,43 @@ pub struct SourceInfo {
     pub format: Format,
     /// CSV only.
     pub delimiter: Option<Delimiter>,
+    /// Whether the delimiter was guessed from the sample (not given, nor read from a `sep=` line: see
+    /// [`SourceInfo::delimiter_origin`]).
     pub delimiter_detected: bool,
     pub encoding: TextEncoding,
     /// CSV only.
     pub header: Option<Arc<Header>>,
-    /// Whether lines end in CRLF (seen on the first line), so files written for this input match it.
+    /// Whether lines end in CRLF (seen on the first line), so files written for this input match it. A CSV
+    /// header also tells a lone CR apart ([`Header::line_end`]).
     pub crlf: bool,
+}
+
+/// Where a CSV input's delimiter came from, for what the summary says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DelimiterOrigin {
+    /// `--delimiter`, the mapping's `[input] delimiter`, or a `.tsv` name.
+    Given,
+    /// The file's own `sep=X` first line.
+    SepLine,
+    /// Guessed from the first 64 KiB.
+    Detected,
+}
+
+impl SourceInfo {
+    /// Where the delimiter came from (`None` for JSONL). A flag that says what the `sep=` line says counts
+    /// as the line: both name the same delimiter.
+    pub fn delimiter_origin(&self) -> Option<DelimiterOrigin> {
+        let delimiter = self.delimiter?;
+        let sep_line = self.header.as_ref().and_then(|h| h.sep_line.as_deref());
+        Some(if self.delimiter_detected {
+            DelimiterOrigin::Detected
+        } else if sep_line.and_then(<[u8]>::last) == Some(&delimiter.0) {
+            DelimiterOrigin::SepLine
+        } else {
+            DelimiterOrigin::Given
+        })
+    }
 }
 
 /// One input row that the reader understood.
@@ -300,8 +357,14 @@ pub enum ReadItem {
     },
     /// A line of the footer a CRM writes after the data: Salesforce's report exports end with a copyright
     /// line, "Confidential Information - Do Not Distribute", who generated the report and when, and the
-    /// organisation's name, each a one-cell row. Counted as skipped, never mapped.
+    /// organisation's name, each a one-cell row, and may have a grand-totals row before them. Counted as
+    /// skipped, never mapped.
     Footer {
+        line: u64,
+    },
+    /// A CSV row that is the header again (its fields are the header's names): two exports joined with `cat`.
+    /// Counted as skipped, never mapped.
+    RepeatedHeader {
         line: u64,
     },
 }
@@ -343,6 +406,11 @@ pub enum ReadError {
          inside it; convert it first: jq -c '.{key}[]' export.json > export.jsonl"
     )]
     JsonWrapper { path: InputPath, key: String, count: usize },
+    #[error(
+        "'{path}': line {line} is a JSON array of {count} objects (as curl or jq -s write it), not JSON Lines \
+         (one object per line); convert it first: jq -c '.[]' export.json > export.jsonl"
+    )]
+    JsonArrayLine { path: InputPath, line: u64, count: usize },
     #[error("'{path}' is {what}, not CSV or JSON Lines: {fix}")]
     NotText { path: InputPath, what: &'static str, fix: &'static str },
 }
@@ -398,12 +466,9 @@ impl Source {
                 // Excel's `sep=;` line says the delimiter (a flag still wins) and is skipped; the header is
                 // then line 2.
                 let sep_line = sniff::excel_sep_line(&sample);
-                let delimiter = match (spec.delimiter, sep_line) {
+                let delimiter = match (spec.delimiter, &sep_line) {
                     (Some(d), _) => d,
-                    (None, Some((d, _))) => {
-                        info.delimiter_detected = true;
-                        Delimiter(d)
-                    }
+                    (None, Some(sep)) => Delimiter(sep.delimiter),
                     (None, None) if spec.path.is_tsv() => Delimiter(b'\t'),
                     (None, None) => {
                         info.delimiter_detected = true;
@@ -412,15 +477,14 @@ impl Source {
                 };
                 info.delimiter = Some(delimiter);
                 let mut replay = replay;
-                let skipped_lines = match sep_line {
-                    Some((_, len)) => {
-                        io::copy(&mut (&mut replay).take(len as u64), &mut io::sink()).map_err(io_err)?;
-                        1
-                    }
-                    None => 0,
-                };
-                let csv = csv::CsvSource::new(replay, delimiter, spec.path.clone(), skipped_lines)?;
-                info.header = Some(csv.header());
+                if let Some(sep) = &sep_line {
+                    io::copy(&mut (&mut replay).take(sep.len as u64), &mut io::sink()).map_err(io_err)?;
+                }
+                let sep_line = sep_line.map(|sep| sep.line.to_vec());
+                let csv = csv::CsvSource::new(replay, delimiter, spec.path.clone(), sep_line)?;
+                let header = csv.header();
+                info.crlf = header.line_end == LineEnd::CrLf;
+                info.header = Some(header);
                 Inner::Csv(csv)
             }
             Format::Jsonl => Inner::Jsonl(jsonl::JsonlSource::new(replay, spec.path.clone())),
@@ -494,6 +558,9 @@ mod tests {
         assert_eq!(s.info().format, Format::Csv);
         assert_eq!(s.info().delimiter, Some(Delimiter(b';')));
         assert!(s.info().delimiter_detected);
+        assert_eq!(s.info().delimiter_origin(), Some(DelimiterOrigin::Detected));
+        let s = open_bytes(b"{\"a\":1}\n", None).unwrap();
+        assert_eq!(s.info().delimiter_origin(), None);
     }
 
     #[test]
@@ -518,6 +585,28 @@ mod tests {
         };
         let s = Source::from_reader(&spec, Box::new(io::Cursor::new(b"sep=;\nId,Name\n".to_vec()))).unwrap();
         assert_eq!(s.info().header.clone().unwrap().names, ["Id", "Name"]);
+        assert_eq!(s.info().delimiter_origin(), Some(DelimiterOrigin::Given));
+    }
+
+    #[test]
+    fn a_sep_line_is_kept_for_the_failures_file_and_not_called_detected() {
+        for (input, end) in [
+            (&b"sep=;\r\nId;Name\r\n1;Ann\r\n"[..], LineEnd::CrLf),
+            (b"\xEF\xBB\xBFSEP=;\nId;Name\n1;Ann\n", LineEnd::Lf),
+            (b"sep=;\rId;Name\r1;Ann\r", LineEnd::Cr),
+        ] {
+            let mut s = open_bytes(input, None).unwrap();
+            let header = s.info().header.clone().unwrap();
+            assert_eq!(header.names, ["Id", "Name"]);
+            assert_eq!(header.sep_line.as_deref().map(<[u8]>::to_ascii_lowercase), Some(b"sep=;".to_vec()));
+            assert_eq!(header.line_end, end);
+            assert!(!s.info().delimiter_detected, "the file says it: nothing was guessed");
+            assert_eq!(s.info().delimiter_origin(), Some(DelimiterOrigin::SepLine));
+            let Some(ReadItem::Record(r)) = s.next_item().unwrap() else { panic!("a record") };
+            assert_eq!(r.line, 3);
+        }
+        let s = open_bytes(b"Id;Name\n1;Ann\n", None).unwrap();
+        assert_eq!(s.info().header.clone().unwrap().sep_line, None);
     }
 
     #[test]

@@ -7,10 +7,20 @@
 /// Delimiters tried, in order of preference when two fit equally well.
 pub const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
 
+/// Excel's delimiter line (see [`excel_sep_line`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SepLine<'a> {
+    pub delimiter: u8,
+    /// The line as written (`sep=;`, `SEP=|`), without its line ending.
+    pub line: &'a [u8],
+    /// The length of the line with its line ending, counted from the start of the sample (a UTF-8
+    /// byte-order mark included): what to take off the input before its header.
+    pub len: usize,
+}
+
 /// Excel's delimiter line: a CSV saved for Excel may begin with `sep=;` (any one character), which Excel
-/// reads as "the delimiter is `;`" and does not show. Returns that delimiter and the length of the line with
-/// its line ending, counted after a UTF-8 byte-order mark. The line is not part of the data.
-pub fn excel_sep_line(sample: &[u8]) -> Option<(u8, usize)> {
+/// reads as "the delimiter is `;`" and does not show. The line is not part of the data.
+pub fn excel_sep_line(sample: &[u8]) -> Option<SepLine<'_>> {
     let bom = if sample.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
     let line = &sample[bom..];
     let (prefix, rest) = (line.get(..4)?, &line[4..]);
@@ -18,10 +28,16 @@ pub fn excel_sep_line(sample: &[u8]) -> Option<(u8, usize)> {
     let ending = match &rest[1..] {
         [b'\n', ..] => 1,
         [b'\r', b'\n', ..] => 2,
+        // A lone CR: Excel for Mac's "CSV (Macintosh)".
+        [b'\r', ..] => 1,
         _ => return None,
     };
     let usable = delimiter.is_ascii() && !matches!(delimiter, b'"' | b'\r' | b'\n');
-    (prefix.eq_ignore_ascii_case(b"sep=") && usable).then_some((delimiter, bom + 5 + ending))
+    (prefix.eq_ignore_ascii_case(b"sep=") && usable).then_some(SepLine {
+        delimiter,
+        line: &line[..5],
+        len: bom + 5 + ending,
+    })
 }
 
 /// Picks the delimiter among [`CANDIDATES`] that splits the sample's records most consistently.
@@ -139,9 +155,11 @@ mod tests {
 
     #[test]
     fn excel_sep_line_gives_the_delimiter_and_its_length() {
-        assert_eq!(excel_sep_line(b"sep=;\r\nId;Name\r\n"), Some((b';', 7)));
-        assert_eq!(excel_sep_line(b"SEP=|\nId|Name\n"), Some((b'|', 6)));
-        assert_eq!(excel_sep_line(b"\xEF\xBB\xBFsep=\t\nId\tName\n"), Some((b'\t', 9)));
+        let found = |s| excel_sep_line(s).map(|l| (l.delimiter, l.len, l.line));
+        assert_eq!(found(b"sep=;\r\nId;Name\r\n"), Some((b';', 7, &b"sep=;"[..])));
+        assert_eq!(found(b"SEP=|\nId|Name\n"), Some((b'|', 6, &b"SEP=|"[..])));
+        assert_eq!(found(b"\xEF\xBB\xBFsep=\t\nId\tName\n"), Some((b'\t', 9, &b"sep=\t"[..])));
+        assert_eq!(found(b"sep=;\rId;Name\r"), Some((b';', 6, &b"sep=;"[..])), "a lone CR ends it too");
         // Not a delimiter line: a header that starts with "sep", or no line ending after one character.
         assert_eq!(excel_sep_line(b"sep=;x\nId;Name\n"), None);
         assert_eq!(excel_sep_line(b"separator,name\n"), None);
