@@ -264,6 +264,7 @@ fn cmd_runs(args: &cli::RunsArgs) -> anyhow::Result<Exit> {
 fn dry_run(args: &cli::SyncArgs, mapping: &Mapping, input: &savio_sync::source::InputSpec) -> anyhow::Result<Exit> {
     // The mapping's warnings are in the summary on stderr: not logged as well.
     let mut pipeline = Pipeline::open(input, mapping)?;
+    pipeline.retry_unknown(args.writer.retry_unknown);
     let opts = validate::ValidateOptions { preview: usize::MAX, failures: None, json: false };
     let mut out = io::stdout().lock();
     let summary = validate::run(&mut pipeline, &args.mapping.display().to_string(), &opts, &mut out)?;

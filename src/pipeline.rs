@@ -161,6 +161,12 @@ impl Pipeline {
         &self.mapper
     }
 
+    /// `--retry-unknown`: feedback a failures file marks as of unknown outcome is sent (see
+    /// [`Mapper::retry_unknown`]).
+    pub fn retry_unknown(&mut self, yes: bool) {
+        self.mapper.retry_unknown(yes);
+    }
+
     pub fn bytes_read(&self) -> u64 {
         self.source.bytes_read()
     }

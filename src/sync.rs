@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::client::{ClientConfig, ClientError, SavioClient};
-use crate::mapping::Mapping;
+use crate::mapping::{Mapping, SENT_GROUP, sent_marker};
 use crate::model::Entity;
 use crate::pipeline::RowKind;
 use crate::pipeline::{Pipeline, PrepareError, Row};
@@ -183,6 +183,8 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         let mapping = Arc::clone(&mapping);
         tokio::task::spawn_blocking(move || Pipeline::open(&input, &mapping)).await.map_err(SyncError::Task)??
     };
+    let mut pipeline = pipeline;
+    pipeline.retry_unknown(settings.sink.retry_unknown);
     for w in pipeline.warnings() {
         tracing::warn!("{w}");
     }
@@ -207,7 +209,7 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         Format::Jsonl => "failures.jsonl",
     });
     let results = ResultsWriter::create(&results_path)?;
-    let failures = FailuresWriter::create(&failures_path, &info)?;
+    let failures = FailuresWriter::create(&failures_path, &info, true)?;
     tracing::info!("reports go to {}", dir.display());
 
     let counters = Arc::new(Counters::default());
@@ -644,7 +646,7 @@ async fn report(
         if status.needs_rerun() {
             counters.failed.fetch_add(1, Ordering::Relaxed);
             if let Some(raw) = row.source.raw() {
-                failures.write(row.line, &raw, &row.reason())?;
+                failures.write(row.line, &raw, &row.reason(), &sent_cell(&row.results))?;
             }
         } else {
             counters.ok.fetch_add(1, Ordering::Relaxed);
@@ -662,6 +664,25 @@ async fn report(
         unchanged,
         done_before_resume,
     })
+}
+
+/// A failed row's `_savio_sent` cell: what of it Savio has (ok, or not sent again since an earlier run
+/// did), or may have (feedback whose outcome is unknown), so that a re-run of the failures file sends the rest.
+fn sent_cell(results: &[ResultLine]) -> String {
+    let mut marks: Vec<String> = Vec::new();
+    for r in results {
+        let Some(entity) = r.entity else { continue };
+        let mark = match r.status {
+            Status::Ok => sent_marker(entity, false),
+            Status::Skipped if r.group == SENT_GROUP => sent_marker(entity, false),
+            Status::Unknown if entity == Entity::Feedback => sent_marker(entity, true),
+            _ => continue,
+        };
+        if !marks.contains(&mark) {
+            marks.push(mark);
+        }
+    }
+    marks.join(", ")
 }
 
 /// The default report folder: `savio-reports/<UTC time>-<input name>/` under the current directory.

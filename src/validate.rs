@@ -114,7 +114,7 @@ pub fn run(
         ..Default::default()
     };
     let mut failures = match &opts.failures {
-        Some(p) => Some(FailuresWriter::create(p, &info)?),
+        Some(p) => Some(FailuresWriter::create(p, &info, false)?),
         None => None,
     };
     let mut previewed = 0;
@@ -126,9 +126,9 @@ pub fn run(
             }
             RowKind::Mapped { payloads, dropped }
                 if payloads.is_empty()
-                    && dropped
-                        .iter()
-                        .all(|d| matches!(d.reason, DropReason::Filter(_) | DropReason::Incomplete(_))) =>
+                    && dropped.iter().all(|d| {
+                        matches!(d.reason, DropReason::Filter(_) | DropReason::Incomplete(_) | DropReason::Sent { .. })
+                    }) =>
             {
                 let reason = dropped.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
                 s.skip_row(reason, row.line);
@@ -150,6 +150,11 @@ pub fn run(
                         DropReason::Filter(reason) | DropReason::Incomplete(reason) => {
                             s.skipped.add(reason.clone(), row.line);
                             s.skipped_entities.add(reason.clone(), row.line);
+                        }
+                        DropReason::Sent { .. } => {
+                            let reason = format!("{}: {d}", d.entity);
+                            s.skipped.add(reason.clone(), row.line);
+                            s.skipped_entities.add(reason, row.line);
                         }
                         DropReason::Duplicate { .. } if d.entity == Entity::Company => {}
                         DropReason::Duplicate { .. } => {
@@ -177,7 +182,7 @@ pub fn run(
                     s.failures.add(p.kind(), row.line);
                 }
                 if let (Some(w), Some(raw)) = (failures.as_mut(), row.raw()) {
-                    w.write(row.line, &raw, &reason_text(problems))?;
+                    w.write(row.line, &raw, &reason_text(problems), "")?;
                 }
             }
         }

@@ -75,7 +75,7 @@ fn run(bytes: &[u8], format: Format, encoding: &str) {
     };
     let Ok(mut pipeline) = Pipeline::from_source(source, &mapping) else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut failures = FailuresWriter::create(&dir.path().join("failures.gz"), pipeline.info()).unwrap();
+    let mut failures = FailuresWriter::create(&dir.path().join("failures.gz"), pipeline.info(), true).unwrap();
     let delimiter = pipeline.info().delimiter.map_or(b',', |d| d.0);
     let mut raws = Vec::new();
     let mut last_line = 0;
@@ -83,7 +83,7 @@ fn run(bytes: &[u8], format: Format, encoding: &str) {
         assert!(row.line >= last_line, "lines go forward");
         last_line = row.line;
         if let Some(raw) = row.raw() {
-            failures.write(row.line, &raw, "reason, \"quoted\"\nand multi-line").unwrap();
+            failures.write(row.line, &raw, "reason, \"quoted\"\nand multi-line", "feedback").unwrap();
             raws.push(raw);
         }
         match &row.kind {
@@ -98,6 +98,8 @@ fn run(bytes: &[u8], format: Format, encoding: &str) {
                         DropReason::Incomplete(reason) => {
                             assert!(d.entity == Entity::Company && reason.contains(" not sent: "), "{reason}")
                         }
+                        // Only from a failures file's _savio_sent column.
+                        DropReason::Sent { .. } => {}
                     }
                 }
             }

@@ -202,7 +202,7 @@ async fn a_400_fails_only_its_row_with_savios_message() {
     assert_eq!(bad[5], "1", "a 400 is not retried");
     assert!(bad[6].contains("is not a valid choice"), "{bad:?}");
     let failures = run.failures("failures.csv");
-    assert!(failures.starts_with("Text,Email,_savio_line,_savio_error\n"), "{failures}");
+    assert!(failures.starts_with("Text,Email,_savio_line,_savio_error,_savio_sent\n"), "{failures}");
     assert!(failures.contains("bad one,,3,"), "{failures}");
     assert_eq!(failures.lines().count(), 2);
 }
@@ -619,6 +619,49 @@ async fn failures_file_round_trip_lands_everything_once() {
     problems.dedup();
     assert_eq!(problems.len(), 60, "nothing was sent twice");
     fixed.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerunning_a_failures_file_never_creates_the_feedback_its_run_already_created() {
+    use savio_sync::sandbox::{Sandbox, SandboxConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }).await.unwrap();
+    // p1's company c9 is not in Savio yet: the contact fails (400), its row's feedback is created anyway.
+    write(
+        dir.path(),
+        "in.csv",
+        "ID,Name,Email,Company ID,Text\np1,Ann,ann@x.io,c9,Need SSO\np2,Bo,bo@x.io,,Dark mode\n",
+    );
+    let mapping = "[contact]\ninternal_id = \"ID\"\nname = \"Name\"\nemail = \"Email\"\n\
+                   company_internal_id = \"Company ID\"\n\
+                   [feedback]\nproblem = \"Text\"\nperson_email = \"Email\"\nperson_name = \"Name\"\n";
+    write(dir.path(), "m.toml", mapping);
+    let first = sync(dir.path(), &sb.base_url(), &["in.csv", "-m", "m.toml", "--no-state"]).await;
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    assert_eq!(sb.snapshot().feedback.len(), 2);
+    let failures = first.failures("failures.csv");
+    assert_eq!(failures.lines().count(), 2, "{failures}");
+    assert!(failures.lines().nth(1).unwrap().ends_with(",feedback"), "its feedback was sent: {failures}");
+    std::fs::rename(dir.path().join("reports"), dir.path().join("first")).unwrap();
+
+    // The company is synced; the failures file goes back in, with no state file to remember anything.
+    write(dir.path(), "companies.csv", "Company ID,Company\nc9,Acme\n");
+    write(dir.path(), "companies.toml", "[company]\ninternal_id = \"Company ID\"\nname = \"Company\"\n");
+    let companies = sync(dir.path(), &sb.base_url(), &["companies.csv", "-m", "companies.toml", "--no-state"]).await;
+    assert_eq!(companies.code, 0, "{}", companies.stderr);
+    std::fs::remove_dir_all(dir.path().join("reports")).unwrap();
+    let second = sync(dir.path(), &sb.base_url(), &["first/failures.csv", "-m", "m.toml", "--no-state"]).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let results = second.results();
+    let status = |entity: &str| results.iter().find(|r| r[1] == entity).map(|r| (r[3].clone(), r[6].clone())).unwrap();
+    assert_eq!(status("contact").0, "ok");
+    let (feedback, reason) = status("feedback");
+    assert_eq!(feedback, "skipped");
+    assert!(reason.contains("already sent by the run that wrote this failures file"), "{reason}");
+    let snapshot = sb.snapshot();
+    assert_eq!(snapshot.feedback.len(), 2, "not created twice");
+    assert!(snapshot.contacts.iter().any(|c| c.internal_id.as_deref() == Some("p1")));
+    sb.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,9 @@ use super::check::Choices;
 use super::convert::{OrderFrom, TypeOptions};
 use super::error::{Problem, ProblemKind};
 use super::field::{Field, Origin, ValueMap};
-use super::mapper::{Attrs, CompanyMap, Cond, ContactMap, FeedbackMap, Mapper, Skip, Unmapped, normalise_key};
+use super::mapper::{
+    Attrs, CompanyMap, Cond, ContactMap, FeedbackMap, Mapper, SENT_COLUMN, Skip, Unmapped, normalise_key,
+};
 use super::spec::{self, Case, DateOrder, FieldSpec, FieldTable, MappingSpec, MissingColumns, SkipSpec};
 use super::value::{Accessor, JsonPath, TemplatePart, looks_like_template, parse_template};
 use crate::model::{FEEDBACK_STATES, FEEDBACK_TYPES, intern};
@@ -205,6 +207,11 @@ pub(crate) fn compile(spec: &MappingSpec, schema: &Schema<'_>) -> Result<Compile
         seen_feedback: Default::default(),
         stats: Default::default(),
         value_paths: std::mem::take(&mut cx.value_paths),
+        sent: match schema {
+            Schema::Csv(header) => header.index_of(SENT_COLUMN).map(Accessor::Column),
+            Schema::Json { .. } => Some(Accessor::Path(JsonPath::new(SENT_COLUMN))),
+        },
+        retry_unknown: false,
     };
     // Unmapped columns are resolved last: they are whatever no field above refers to.
     let used = used_accessors(&mapper);

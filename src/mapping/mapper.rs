@@ -49,12 +49,48 @@ pub enum DropReason {
     /// A company derived from a contact or feedback row lacks its id or its name (say what and where
     /// from): the row's other entities are still sent.
     Incomplete(String),
+    /// A failures file fed back in says (`_savio_sent`) that the run which wrote it sent this entity, or,
+    /// `unknown`, that it may have (feedback whose outcome is unknown): it is not sent again.
+    Sent { unknown: bool },
+}
+
+/// The column (CSV) or key (JSONL) of a failures file that names the entities of a row its run already sent:
+/// `company, feedback`, and `feedback (unknown)` for feedback whose outcome is unknown. A re-run of the file
+/// does not send them again (feedback is not idempotent: a re-run would create it twice).
+pub const SENT_COLUMN: &str = "_savio_sent";
+
+/// The summary group (and the mark in the results) of an entity not sent again because a failures file
+/// says it was.
+pub const SENT_GROUP: &str = "sent by the run that wrote the failures file";
+
+/// A `_savio_sent` cell as written for `entity`.
+pub fn sent_marker(entity: Entity, unknown: bool) -> String {
+    if unknown { format!("{entity} (unknown)") } else { entity.to_string() }
+}
+
+/// The entities a `_savio_sent` cell names, each with whether its outcome is unknown.
+fn parse_sent(cell: &str) -> Vec<(Entity, bool)> {
+    cell.split([',', ';'])
+        .filter_map(|item| {
+            let item = item.trim().to_ascii_lowercase();
+            let entity = Entity::ALL.into_iter().find(|e| item.starts_with(e.as_str()))?;
+            Some((entity, item.contains("unknown")))
+        })
+        .collect()
 }
 
 impl fmt::Display for Dropped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.reason, self.entity) {
             (DropReason::Filter(reason) | DropReason::Incomplete(reason), _) => f.write_str(reason),
+            (DropReason::Sent { unknown: false }, _) => {
+                write!(f, "already sent by the run that wrote this failures file ({SENT_COLUMN})")
+            }
+            (DropReason::Sent { unknown: true }, _) => write!(
+                f,
+                "its creation is unknown since the run that wrote this failures file: it may exist in Savio, so \
+                 it is not sent again (remove it from {SENT_COLUMN}, or pass --retry-unknown, to send it)"
+            ),
             (DropReason::Duplicate { first_line }, Entity::Company) => {
                 write!(f, "company '{}' already sent with line {first_line}", self.key)
             }
@@ -319,6 +355,10 @@ pub struct Mapper {
     pub(crate) stats: MapperStats,
     /// JSONL: the paths fields send, with the field, to refuse a line where one holds an object.
     pub(crate) value_paths: Vec<(String, JsonPath)>,
+    /// A failures file's `_savio_sent` column, when the input has one.
+    pub(crate) sent: Option<Accessor>,
+    /// Whether feedback a failures file marks as unknown is sent anyway (`--retry-unknown`).
+    pub(crate) retry_unknown: bool,
 }
 
 /// A company already sent this run, met again on a row.
@@ -333,6 +373,18 @@ struct SeenCompany<'a> {
 impl Mapper {
     pub fn stats(&self) -> &MapperStats {
         &self.stats
+    }
+
+    /// Sends feedback a failures file marks as of unknown outcome (`--retry-unknown`), instead of
+    /// reporting it unknown again.
+    pub fn retry_unknown(&mut self, yes: bool) {
+        self.retry_unknown = yes;
+    }
+
+    /// Whether a failures file says this row's `entity` was sent (or, `Some(true)`, may have been).
+    fn already_sent(&self, sent: &[(Entity, bool)], entity: Entity) -> Option<DropReason> {
+        let (_, unknown) = sent.iter().find(|(e, _)| *e == entity)?;
+        (!(*unknown && self.retry_unknown)).then_some(DropReason::Sent { unknown: *unknown })
     }
 
     /// Maps one record. Call in input order: what was sent is remembered across the run.
@@ -425,11 +477,18 @@ impl Mapper {
             return MapOutcome::Failed(errors);
         }
         let line = record.line;
+        let sent = match &self.sent {
+            Some(acc) => parse_sent(&acc.get(record).into_text()),
+            None => Vec::new(),
+        };
         let mut payloads = Vec::with_capacity(3);
         if let Some((c, id_hash)) = company {
             let content = dedup::company_hash(&c.name, &c.filterable_attributes);
             sight_company(&mut self.seen_companies, &mut self.stats, id_hash, &c.internal_id, &c.name, content, line);
-            payloads.push(Payload::Company(c));
+            match self.already_sent(&sent, Entity::Company) {
+                Some(reason) => dropped.push(Dropped { entity: Entity::Company, key: c.internal_id, reason }),
+                None => payloads.push(Payload::Company(c)),
+            }
         } else if let Some(seen) = seen_company
             && let Some(first_line) = sight_company(
                 &mut self.seen_companies,
@@ -445,6 +504,13 @@ impl Mapper {
                 Dropped { entity: Entity::Company, key: seen.id, reason: DropReason::Duplicate { first_line } };
             dropped.insert(0, repeat);
         }
+        let contact = contact.and_then(|c| match self.already_sent(&sent, Entity::Contact) {
+            Some(reason) => {
+                dropped.push(Dropped { entity: Entity::Contact, key: c.internal_id, reason });
+                None
+            }
+            None => Some(c),
+        });
         if let Some(c) = contact {
             let key = contact_key.unwrap_or_else(|| dedup::key_hash(&c.internal_id));
             match self.seen_contacts.sight(key, dedup::contact_hash(&c), line, true) {
@@ -469,6 +535,13 @@ impl Mapper {
                 }
             }
         }
+        let feedback = feedback.and_then(|f| match self.already_sent(&sent, Entity::Feedback) {
+            Some(reason) => {
+                dropped.push(Dropped { entity: Entity::Feedback, key: Payload::Feedback(f).key(), reason });
+                None
+            }
+            None => Some(f),
+        });
         if let Some(f) = feedback {
             match self.seen_feedback.sight(dedup::feedback_hash(&f), 0, line, false) {
                 Sighting::New => payloads.push(Payload::Feedback(f)),

@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 
 pub use compile::Compiled;
 pub use error::{FieldError, FieldProblem, MappingError, Problem, ProblemKind};
-pub use mapper::{DropReason, Dropped, MapOutcome, Mapper, MapperStats, normalise_key};
+pub use mapper::{
+    DropReason, Dropped, MapOutcome, Mapper, MapperStats, SENT_COLUMN, SENT_GROUP, normalise_key, sent_marker,
+};
 pub use shape::ShapeProblem;
 
 use crate::model::Entity;

@@ -1096,3 +1096,31 @@ fn a_company_seen_again_with_other_attributes_is_counted_apart_from_another_name
     assert_eq!(m.stats().company_attribute_conflicts, 1, "line 3");
     assert_eq!(m.stats().company_name_conflicts, 1, "line 5");
 }
+
+#[test]
+fn a_failures_file_row_does_not_send_again_what_its_run_sent() {
+    let headers = ["ID", "Name", "Company ID", "Company", "Text", "_savio_line", "_savio_error", SENT_COLUMN];
+    let toml = "[company]\ninternal_id = \"Company ID\"\nname = \"Company\"\n[contact]\ninternal_id = \"ID\"\n\
+                name = \"Name\"\n[feedback]\nproblem = \"Text\"\n";
+    let mut m = mapper(toml, &headers);
+    let r = row(2, &["p1", "Ann", "c1", "Acme", "SSO", "7", "contact failed", "company, feedback (unknown)"]);
+    let o = m.map(&r);
+    let reasons: Vec<(Entity, DropReason)> = dropped(o.clone()).into_iter().map(|d| (d.entity, d.reason)).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (Entity::Company, DropReason::Sent { unknown: false }),
+            (Entity::Feedback, DropReason::Sent { unknown: true })
+        ]
+    );
+    let p = payloads(o);
+    assert!(matches!(&p[..], [Payload::Contact(c)] if c.company_internal_id.as_deref() == Some("c1")), "{p:?}");
+    // --retry-unknown: the feedback whose outcome is unknown is sent; what was sent still is not.
+    let mut m = mapper(toml, &headers);
+    m.retry_unknown(true);
+    let p = payloads(m.map(&r));
+    assert_eq!(p.iter().map(Payload::entity).collect::<Vec<_>>(), vec![Entity::Contact, Entity::Feedback]);
+    // An empty cell sends everything.
+    let mut m = mapper(toml, &headers);
+    assert_eq!(payloads(m.map(&row(3, &["p2", "Bo", "c2", "Bee", "Dark", "8", "x", ""]))).len(), 3);
+}

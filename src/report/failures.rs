@@ -1,5 +1,6 @@
-//! The failures file: every failed input row exactly as it was read, plus `_savio_line` and `_savio_error`,
-//! in the input's own format, quoting, delimiter, line ending (a lone CR too) and encoding, under the input's
+//! The failures file: every failed input row exactly as it was read, plus `_savio_line` and `_savio_error`
+//! (and, from `sync`, `_savio_sent`: the entities of the row that run did send, so that a re-run of the file
+//! does not create its feedback twice), in the input's own format, quoting, delimiter, line ending (a lone CR too) and encoding, under the input's
 //! own `sep=` line if it has one, so it can be fixed by hand, opened by Excel as the input was, and fed
 //! straight back in with the same mapping (which ignores the two extra columns). A path ending in `.gz` is
 //! written gzip-compressed.
@@ -19,6 +20,7 @@ use crate::source::{Format, LineEnd, RawRow, SourceInfo, TextEncoding};
 
 pub const LINE_COLUMN: &str = "_savio_line";
 pub const ERROR_COLUMN: &str = "_savio_error";
+pub use crate::mapping::SENT_COLUMN;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write failures file '{}'", path.display())]
@@ -37,18 +39,20 @@ pub struct FailuresWriter {
 }
 
 enum Kind {
-    /// Each row's exact bytes, then the two values.
+    /// Each row's exact bytes, then the two values (three with `_savio_sent`).
     Csv {
         out: EncodeWriter<OutputFile>,
         delimiter: u8,
         quote_all: bool,
+        with_sent: bool,
     },
     /// The input already has `_savio_line` / `_savio_error` (a failures file fed back in): fields are
-    /// rewritten in the header's quote style, with those two replaced.
+    /// rewritten in the header's quote style, with those two replaced (and `_savio_sent`, when written).
     CsvRewrite {
         writer: Box<csv::Writer<EncodeWriter<OutputFile>>>,
         line_at: usize,
         error_at: usize,
+        sent_at: Option<usize>,
         width: usize,
     },
     Jsonl(OutputFile),
@@ -56,7 +60,9 @@ enum Kind {
 
 impl FailuresWriter {
     /// Creates the file (gzip-compressed when the name ends in `.gz`) and writes the header (CSV).
-    pub fn create(path: &Path, info: &SourceInfo) -> Result<FailuresWriter, FailuresError> {
+    /// `with_sent`: the rows say which of their entities were sent (`sync`); without it (`validate`, which
+    /// sends nothing), a `_savio_sent` column of the input is kept as it is.
+    pub fn create(path: &Path, info: &SourceInfo, with_sent: bool) -> Result<FailuresWriter, FailuresError> {
         let err = |source| FailuresError { path: path.to_path_buf(), source };
         let mut sink = OutputFile::create(path).map_err(err)?;
         sink.write_all(info.encoding.bom_bytes()).map_err(err)?;
@@ -75,8 +81,8 @@ impl FailuresWriter {
                     None => Vec::new(),
                 };
                 head.extend_from_slice(&header.line);
-                let (line_at, error_at) = match (find(LINE_COLUMN), find(ERROR_COLUMN)) {
-                    (None, None) => (None, None),
+                let (line_at, error_at, sent_at) = match (find(LINE_COLUMN), find(ERROR_COLUMN)) {
+                    (None, None) => (None, None, None),
                     (line_at, error_at) => {
                         let mut width = header.names.len();
                         let mut at = |found: Option<usize>, name: &str| {
@@ -87,11 +93,18 @@ impl FailuresWriter {
                                 width - 1
                             })
                         };
-                        (Some(at(line_at, LINE_COLUMN)), Some(at(error_at, ERROR_COLUMN)))
+                        let (line_at, error_at) = (at(line_at, LINE_COLUMN), at(error_at, ERROR_COLUMN));
+                        let sent_at = with_sent.then(|| at(find(SENT_COLUMN), SENT_COLUMN));
+                        (Some(line_at), Some(error_at), sent_at)
                     }
                 };
                 if line_at.is_none() {
-                    for name in [LINE_COLUMN, ERROR_COLUMN] {
+                    let names: &[&str] = if with_sent {
+                        &[LINE_COLUMN, ERROR_COLUMN, SENT_COLUMN]
+                    } else {
+                        &[LINE_COLUMN, ERROR_COLUMN]
+                    };
+                    for name in names {
                         head.push(delimiter);
                         push_field(&mut head, name.as_bytes(), delimiter, quote_all);
                     }
@@ -111,10 +124,11 @@ impl FailuresWriter {
                             .quote_style(if quote_all { csv::QuoteStyle::Always } else { csv::QuoteStyle::Necessary })
                             .flexible(true)
                             .from_writer(out);
-                        let width = header.names.len().max(line_at + 1).max(error_at + 1);
-                        Kind::CsvRewrite { writer: Box::new(writer), line_at, error_at, width }
+                        let width =
+                            header.names.len().max(line_at + 1).max(error_at + 1).max(sent_at.map_or(0, |s| s + 1));
+                        Kind::CsvRewrite { writer: Box::new(writer), line_at, error_at, sent_at, width }
                     }
-                    _ => Kind::Csv { out, delimiter, quote_all },
+                    _ => Kind::Csv { out, delimiter, quote_all, with_sent },
                 }
             }
             _ => Kind::Jsonl(sink),
@@ -130,29 +144,33 @@ impl FailuresWriter {
         self.rows
     }
 
-    /// Appends one failed row.
-    pub fn write(&mut self, line: u64, raw: &RawRow, reason: &str) -> Result<(), FailuresError> {
+    /// Appends one failed row; `sent` is its `_savio_sent` cell (ignored unless the file was created with
+    /// it).
+    pub fn write(&mut self, line: u64, raw: &RawRow, reason: &str, sent: &str) -> Result<(), FailuresError> {
         let path = self.path.clone();
         let err = move |source| FailuresError { path, source };
         let line_text = line.to_string();
         match (&mut self.kind, raw) {
-            (Kind::Csv { out, delimiter, quote_all }, RawRow::Csv { bytes, .. }) => {
+            (Kind::Csv { out, delimiter, quote_all, with_sent }, RawRow::Csv { bytes, .. }) => {
                 let mut row = Vec::with_capacity(bytes.len() + reason.len() + 32);
                 row.extend_from_slice(bytes);
-                for value in [line_text.as_bytes(), reason.as_bytes()] {
+                let values = [line_text.as_bytes(), reason.as_bytes(), sent.as_bytes()];
+                for value in &values[..if *with_sent { 3 } else { 2 }] {
                     row.push(*delimiter);
                     push_field(&mut row, value, *delimiter, *quote_all);
                 }
                 row.extend_from_slice(self.eol);
                 out.write_all(&row).map_err(err)?;
             }
-            (Kind::CsvRewrite { writer, line_at, error_at, width }, RawRow::Csv { fields, .. }) => {
+            (Kind::CsvRewrite { writer, line_at, error_at, sent_at, width }, RawRow::Csv { fields, .. }) => {
                 let mut out = ByteRecord::with_capacity(fields.as_slice().len() + reason.len() + 16, *width);
                 for i in 0..(*width).max(fields.len()) {
                     if i == *line_at {
                         out.push_field(line_text.as_bytes());
                     } else if i == *error_at {
                         out.push_field(reason.as_bytes());
+                    } else if Some(i) == *sent_at {
+                        out.push_field(sent.as_bytes());
                     } else {
                         out.push_field(fields.get(i).unwrap_or(b""));
                     }
@@ -160,7 +178,7 @@ impl FailuresWriter {
                 writer.write_byte_record(&out).map_err(|e| err(e.into()))?;
             }
             (Kind::Jsonl(w), RawRow::Json(bytes)) => {
-                let text = annotate_json_line(bytes, line, reason);
+                let text = annotate_json_line(bytes, line, reason, sent);
                 w.write_all(text.as_bytes()).and_then(|()| w.write_all(self.eol)).map_err(err)?;
             }
             // A row's raw form always matches the input format; nothing else reaches here.
@@ -209,17 +227,24 @@ fn push_field(out: &mut Vec<u8>, value: &[u8], delimiter: u8, quote_all: bool) {
     }
 }
 
-/// Adds `_savio_line` and `_savio_error` to a JSONL line, keeping the original bytes when it is an object
-/// without them; anything else (not JSON, not an object) is wrapped as `{"_savio_raw": "..."}`.
-fn annotate_json_line(bytes: &[u8], line: u64, reason: &str) -> String {
+/// Adds `_savio_line` and `_savio_error` (and `_savio_sent` when `sent` is not empty) to a JSONL line,
+/// keeping the original bytes when it is an object without them; anything else (not JSON, not an object)
+/// is wrapped as `{"_savio_raw": "..."}`.
+fn annotate_json_line(bytes: &[u8], line: u64, reason: &str, sent: &str) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let extra =
+    let mut extra =
         format!("\"{LINE_COLUMN}\":{line},\"{ERROR_COLUMN}\":{}", serde_json::Value::String(reason.to_string()));
+    if !sent.is_empty() {
+        extra.push_str(&format!(",\"{SENT_COLUMN}\":{}", serde_json::Value::String(sent.to_string())));
+    }
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(serde_json::Value::Object(mut obj)) if matches!(text, std::borrow::Cow::Borrowed(_)) => {
-            if obj.contains_key(LINE_COLUMN) || obj.contains_key(ERROR_COLUMN) {
+            if obj.contains_key(LINE_COLUMN) || obj.contains_key(ERROR_COLUMN) || obj.contains_key(SENT_COLUMN) {
                 obj.insert(LINE_COLUMN.into(), line.into());
                 obj.insert(ERROR_COLUMN.into(), reason.into());
+                if !sent.is_empty() {
+                    obj.insert(SENT_COLUMN.into(), sent.into());
+                }
                 return serde_json::Value::Object(obj).to_string();
             }
             let trimmed = text.trim_end();
@@ -280,16 +305,16 @@ mod tests {
     #[test]
     fn json_lines_keep_their_bytes_and_gain_two_keys() {
         assert_eq!(
-            annotate_json_line(br#"{ "a" : 1.50 }"#, 3, "bad \"x\""),
+            annotate_json_line(br#"{ "a" : 1.50 }"#, 3, "bad \"x\"", ""),
             r#"{ "a" : 1.50 ,"_savio_line":3,"_savio_error":"bad \"x\""}"#
         );
-        assert_eq!(annotate_json_line(b"{}", 1, "r"), r#"{"_savio_line":1,"_savio_error":"r"}"#);
+        assert_eq!(annotate_json_line(b"{}", 1, "r", ""), r#"{"_savio_line":1,"_savio_error":"r"}"#);
         assert_eq!(
-            annotate_json_line(br#"{"a":1,"_savio_line":9,"_savio_error":"old"}"#, 2, "new"),
+            annotate_json_line(br#"{"a":1,"_savio_line":9,"_savio_error":"old"}"#, 2, "new", ""),
             r#"{"a":1,"_savio_line":2,"_savio_error":"new"}"#
         );
         assert_eq!(
-            annotate_json_line(b"{broken", 4, "r"),
+            annotate_json_line(b"{broken", 4, "r", ""),
             r#"{"_savio_raw":"{broken","_savio_line":4,"_savio_error":"r"}"#
         );
     }
@@ -301,10 +326,10 @@ mod tests {
         let mut source = Source::from_reader(&spec, Box::new(io::Cursor::new(input.to_vec()))).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("failures.csv");
-        let mut w = FailuresWriter::create(&path, source.info()).unwrap();
+        let mut w = FailuresWriter::create(&path, source.info(), false).unwrap();
         while let Some(item) = source.next_item().unwrap() {
             if let ReadItem::Record(r) = item {
-                w.write(r.line, &r.raw(), "r").unwrap();
+                w.write(r.line, &r.raw(), "r", "").unwrap();
             }
         }
         w.finish().unwrap();

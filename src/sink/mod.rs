@@ -26,7 +26,7 @@ use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::client::{Backoff, RetryAction, SavioClient, SendError, classify, idempotent};
-use crate::mapping::DropReason;
+use crate::mapping::{DropReason, SENT_GROUP};
 use crate::model::{Entity, Payload, json_hash};
 use crate::pipeline::{Row, RowKind, RowSource, reason_text};
 use crate::report::results::{ResultLine, Status};
@@ -320,10 +320,19 @@ impl Sink {
                     .filter(|d| {
                         only_drops || !(d.entity == Entity::Company && matches!(d.reason, DropReason::Duplicate { .. }))
                     })
-                    .map(|d| ResultLine {
-                        entity: Some(d.entity),
-                        key: d.key.clone(),
-                        ..row_line(line, Status::Skipped, d.to_string(), String::new())
+                    .map(|d| {
+                        let (status, group) = match d.reason {
+                            DropReason::Sent { unknown: true } => {
+                                (Status::Unknown, format!("{}: outcome unknown (failures file)", d.entity))
+                            }
+                            DropReason::Sent { unknown: false } => (Status::Skipped, SENT_GROUP.to_string()),
+                            _ => (Status::Skipped, String::new()),
+                        };
+                        ResultLine {
+                            entity: Some(d.entity),
+                            key: d.key.clone(),
+                            ..row_line(line, status, d.to_string(), group)
+                        }
                     })
                     .collect();
                 (payloads, pre)
