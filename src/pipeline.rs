@@ -139,6 +139,7 @@ impl Pipeline {
         let sample: Vec<Record> = records(&lookahead).cloned().collect();
         let compiled = mapping.compile(source.info(), &sample)?;
         let (mut mapper, mut warnings) = (compiled.mapper, compiled.warnings);
+        warnings.splice(0..0, source.warnings().iter().cloned());
         // Date attributes without a day/month order take the one their first rows show (see `mapping::order`).
         if mapper.needs_order_sample() {
             let have = sample.len();

@@ -42,6 +42,27 @@ impl TextEncoding {
         self.encoding == UTF_8
     }
 
+    /// When this is a legacy encoding (neither UTF-8 nor UTF-16) and `decoded`, text read with it, was UTF-8
+    /// all along: the first character that shows it, as UTF-8 means it and as this encoding turned it
+    /// (`('é', "Ã©")`). A UTF-8 export read with `--encoding windows-1252` would otherwise be sent garbled
+    /// without a word.
+    pub fn misread_utf8(&self, decoded: &str) -> Option<(char, String)> {
+        if self.is_utf8() || self.encoding == UTF_16LE || self.encoding == UTF_16BE {
+            return None;
+        }
+        let bytes = self.encode(decoded);
+        // The sample may end inside a character: what comes before it is what counts.
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t,
+            Err(e) if e.error_len().is_none() => std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?,
+            Err(_) => return None,
+        };
+        let c = text.chars().find(|c| !c.is_ascii())?;
+        let mut buf = [0; 4];
+        let (garbled, _, _) = self.encoding.decode(c.encode_utf8(&mut buf).as_bytes());
+        Some((c, garbled.into_owned()))
+    }
+
     /// Encodes UTF-8 text back into this encoding (for the failures file). Characters the encoding cannot
     /// represent become numeric character references, as encoding_rs does; they cannot occur for text that
     /// was decoded from this encoding in the first place.
@@ -264,5 +285,20 @@ mod tests {
     fn unknown_label_is_rejected() {
         assert!(TextEncoding::from_label("klingon").is_none());
         assert!(TextEncoding::from_label("utf-16").is_some());
+    }
+
+    #[test]
+    fn utf8_read_as_a_legacy_encoding_is_noticed_and_real_legacy_text_is_not() {
+        let cp1252 = TextEncoding::from_label("windows-1252").unwrap();
+        // "Hélène" in UTF-8 bytes, decoded as windows-1252: what the reader holds after a wrong --encoding.
+        let (garbled, _, _) = encoding_rs::WINDOWS_1252.decode("Hélène;Besançon\n".as_bytes());
+        assert_eq!(cp1252.misread_utf8(&garbled), Some(('é', "Ã©".to_string())));
+        // Real windows-1252 ("Café" with the byte E9): its bytes are no UTF-8.
+        let (real, _, _) = encoding_rs::WINDOWS_1252.decode(b"Caf\xE9;M\xFCnchen\n");
+        assert_eq!(cp1252.misread_utf8(&real), None);
+        assert_eq!(cp1252.misread_utf8("plain ascii"), None, "nothing to tell");
+        assert_eq!(TextEncoding::UTF8.misread_utf8("Hélène"), None);
+        let utf16 = TextEncoding::from_label("utf-16").unwrap();
+        assert_eq!(utf16.misread_utf8("Hélène"), None);
     }
 }

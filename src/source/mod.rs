@@ -419,6 +419,8 @@ pub enum ReadError {
 pub struct Source {
     info: SourceInfo,
     inner: Inner,
+    /// What looks wrong with how the input is read, without stopping it (shown with the mapping's warnings).
+    warnings: Vec<String>,
 }
 
 enum Inner {
@@ -446,6 +448,19 @@ impl Source {
         let (sample, complete, replay) = sample(text, 64 * 1024).map_err(io_err)?;
         if let Some((what, fix)) = sniff::not_text(&sample, encoding.is_utf8()) {
             return Err(ReadError::NotText { path: spec.path.clone(), what, fix });
+        }
+        let mut warnings = Vec::new();
+        let decoded = match std::str::from_utf8(&sample) {
+            Ok(t) => t,
+            Err(e) => std::str::from_utf8(&sample[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        if let Some((c, garbled)) = encoding.misread_utf8(decoded) {
+            let name = encoding.name();
+            warnings.push(format!(
+                "the input looks like UTF-8 (it holds '{c}' written as UTF-8), but it is read as {name}, which turns \
+                 '{c}' into '{garbled}': if the file is UTF-8, remove the {name} setting (--encoding, or encoding \
+                 under [input])"
+            ));
         }
         let shape = sniff::sniff_shape(&sample);
         let format = spec.format.or_else(|| spec.path.format_from_extension()).unwrap_or(match shape {
@@ -489,11 +504,16 @@ impl Source {
             }
             Format::Jsonl => Inner::Jsonl(jsonl::JsonlSource::new(replay, spec.path.clone())),
         };
-        Ok(Source { info, inner })
+        Ok(Source { info, inner, warnings })
     }
 
     pub fn info(&self) -> &SourceInfo {
         &self.info
+    }
+
+    /// Warnings about how the input is read (an encoding that garbles it).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The next row, `Ok(None)` at the end of the input.
