@@ -267,8 +267,7 @@ fn expected_action(status: u16, idempotent: bool) -> RetryAction {
     let unless_unsafe = if idempotent { retry } else { RetryAction::Unknown };
     match status {
         401 | 403 | 407 => RetryAction::AbortAuth,
-        408 => unless_unsafe,
-        429 | 503 => retry,
+        408 | 429 | 503 => retry,
         500 | 502 | 504 => unless_unsafe,
         501 | 505 | 506 | 508 | 510 | 511 => RetryAction::Fail,
         500..=599 => unless_unsafe,

@@ -677,3 +677,25 @@ async fn a_salesforce_data_export_lands_accounts_then_their_contacts() {
     assert!(linked >= 10, "contacts land linked to their accounts: {linked} of {}", snapshot.contacts.len());
     sb.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feedback_answered_408_is_sent_again_and_lands() {
+    // 408: the server stopped waiting for the request before processing it; nothing was created.
+    let mut server = mockito::Server::new_async().await;
+    let timed_out = server.mock("POST", "/app/api/create-feedback/").with_status(408).expect(1).create_async().await;
+    let ok = server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(201)
+        .with_body(r#"{"id": 5}"#)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    timed_out.assert_async().await;
+    ok.expect(1).assert_async().await;
+    let r = &run.results()[0];
+    assert_eq!((r[3].as_str(), r[4].as_str(), r[5].as_str()), ("ok", "201", "2"), "{r:?}");
+}
