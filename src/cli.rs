@@ -211,7 +211,8 @@ pub struct ConnArgs {
     /// Savio's API root.
     #[arg(long, env = "SAVIO_BASE_URL", value_name = "URL", default_value = savio_sync::client::DEFAULT_BASE_URL)]
     pub base_url: String,
-    /// Read the API token from this file (instead of the SAVIO_API_TOKEN environment variable).
+    /// Read the API token from this file (instead of the SAVIO_API_TOKEN environment variable). Whitespace
+    /// around the token is ignored; the file holds the token alone, without "Token " in front.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Allow plain http:// to a host that is not loopback (the token then travels unencrypted).

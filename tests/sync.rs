@@ -699,3 +699,40 @@ async fn a_feedback_answered_408_is_sent_again_and_lands() {
     let r = &run.results()[0];
     assert_eq!((r[3].as_str(), r[4].as_str(), r[5].as_str()), ("ok", "201", "2"), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_is_trimmed_and_one_copied_with_its_scheme_is_refused() {
+    let mut server = mockito::Server::new_async().await;
+    let created = server
+        .mock("POST", "/app/api/create-feedback/")
+        .match_header("authorization", format!("Token {TOKEN}").as_str())
+        .with_status(201)
+        .with_body(r#"{"id": 5}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let with_token_file = |contents: String| {
+        write(dir.path(), "token", &contents);
+        Command::cargo_bin("savio-sync")
+            .unwrap()
+            .env_clear()
+            .current_dir(dir.path())
+            .args(["sync", "in.csv", "-m", "m.toml", "--token-file", "token", "--no-state", "--report-dir", "r"])
+            .args(["--base-url", &api(&server)])
+            .output()
+            .unwrap()
+    };
+    let out = with_token_file(format!("  {TOKEN} \r\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    created.assert_async().await;
+    for copied in [format!("Token {TOKEN}\n"), format!("Bearer {TOKEN}")] {
+        let out = with_token_file(copied);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("keep only the token itself"), "{err}");
+        assert!(!err.contains(TOKEN) && !String::from_utf8_lossy(&out.stdout).contains(TOKEN), "{err}");
+    }
+}
