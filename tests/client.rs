@@ -575,9 +575,9 @@ async fn cross_origin_redirect_is_not_followed_and_the_token_never_reaches_the_t
             .await;
         let err = send_err(&client(&savio), &Payload::Contact(contact())).await;
         match &err {
-            SendError::Redirect { status: s, location_host, .. } => {
+            SendError::Redirect { status: s, location, .. } => {
                 assert_eq!(*s, status as u16);
-                assert_eq!(*location_host, elsewhere.url());
+                assert_eq!(*location, format!("{}/app/api/users/", elsewhere.url()), "all of it but the query");
             }
             other => panic!("{status}: {other:?}"),
         }
@@ -637,6 +637,9 @@ async fn post_answered_302_is_not_followed_even_within_the_origin() {
     let target = server.mock("GET", "/app/api/elsewhere/").with_status(200).expect(0).create_async().await;
     let err = send_err(&client(&server), &Payload::Contact(contact())).await;
     assert!(matches!(err, SendError::Redirect { status: 302, .. }), "{err:?}");
+    // The whole new URL, so the user sees which base URL to use instead.
+    let shown = format!("Savio answered 302 redirecting to {}/app/api/elsewhere/;", server.url());
+    assert!(err.to_string().contains(&shown), "{err}");
     target.assert_async().await;
 }
 

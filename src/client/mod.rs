@@ -44,7 +44,7 @@ pub use retry::{Backoff, RetryAction, RetryAfter, classify, classify_at, classif
 pub use token::{ApiToken, TOKEN_ENV_VAR, TokenError, TokenOrigin};
 
 use crate::model::{Entity, Payload, SavioId};
-use error::{origin_of, scrubbed};
+use error::scrubbed;
 use lanes::{LaneError, Lanes, origin_form};
 
 /// Savio's public API root.
@@ -426,12 +426,12 @@ impl SavioClient {
         if (300..400).contains(&status)
             && let Some(location) = reply.headers.get(LOCATION)
         {
-            let location_host = location
+            let location = location
                 .to_str()
                 .ok()
                 .and_then(|loc| reply.url.join(loc).ok())
-                .map_or_else(|| "an unreadable Location".to_owned(), |u| origin_of(&u));
-            return SendError::Redirect { endpoint, status, location_host };
+                .map_or_else(|| "an unreadable Location".to_owned(), |u| shown_location(&u));
+            return SendError::Redirect { endpoint, status, location };
         }
         let retry_after = reply.headers.get(RETRY_AFTER).and_then(RetryAfter::from_header);
         let mut complete = reply.complete;
@@ -474,6 +474,14 @@ fn not_an_api_page(endpoint: &Endpoint, status: u16, headers: &HeaderMap) -> Res
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
     if html { Err(SendError::NotApi { endpoint: endpoint.clone(), status }) } else { Ok(()) }
+}
+
+/// A redirect's target as a message shows it: the whole URL, so the user sees the new base URL, but
+/// without user info, query or fragment, any of which may carry a secret.
+fn shown_location(url: &Url) -> String {
+    let mut url = scrubbed(url);
+    url.set_query(None);
+    url.to_string()
 }
 
 /// What a failed exchange on the writer's connections means for a retry (see [`lanes`]).
