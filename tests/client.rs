@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use futures::{StreamExt, TryStreamExt};
 use mockito::{Matcher, Server, ServerGuard};
 use savio_sync::client::{
-    Accepted, ApiToken, ClientConfig, ClientError, ListQuery, RetryAction, RetryAfter, SavioClient, SendError,
+    Accepted, ApiToken, BodyCut, ClientConfig, ClientError, ListQuery, RetryAction, RetryAfter, SavioClient, SendError,
     classify, classify_at, idempotent,
 };
 use savio_sync::model::{Attributes, Company, Contact, Entity, Feedback, Page, Payload, SavioContact, SavioId};
@@ -113,7 +113,11 @@ async fn each_payload_is_posted_as_json_to_its_endpoint_with_the_token_header() 
             .create_async()
             .await;
         let attempt = client.send(payload).await;
-        assert_eq!(attempt.outcome.unwrap(), Accepted { status: 201, id: Some(SavioId::Int(i as i64)) }, "{path}");
+        assert_eq!(
+            attempt.outcome.unwrap(),
+            Accepted { status: 201, id: Some(SavioId::Int(i as i64)), cut: None },
+            "{path}"
+        );
         mock.assert_async().await;
     }
 }
@@ -128,7 +132,7 @@ async fn status_200_is_a_success_too_and_string_ids_parse() {
         .create_async()
         .await;
     let attempt = client(&server).send(&Payload::Contact(contact())).await;
-    assert_eq!(attempt.outcome.unwrap(), Accepted { status: 200, id: Some(SavioId::Str("c-42".into())) });
+    assert_eq!(attempt.outcome.unwrap(), Accepted { status: 200, id: Some(SavioId::Str("c-42".into())), cut: None });
     assert!(attempt.latency > Duration::ZERO);
 }
 
@@ -139,9 +143,9 @@ async fn success_without_a_json_body_is_accepted_without_an_id() {
     server.mock("POST", "/app/api/users/").with_status(204).create_async().await;
     let client = client(&server);
     let fb = client.send(&Payload::Feedback(feedback())).await;
-    assert_eq!(fb.outcome.unwrap(), Accepted { status: 201, id: None });
+    assert_eq!(fb.outcome.unwrap(), Accepted { status: 201, id: None, cut: None });
     let c = client.send(&Payload::Contact(contact())).await;
-    assert_eq!(c.outcome.unwrap(), Accepted { status: 204, id: None });
+    assert_eq!(c.outcome.unwrap(), Accepted { status: 204, id: None, cut: None });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -504,9 +508,40 @@ async fn a_success_whose_body_is_cut_off_is_a_success_without_an_id() {
     let client = client_for(&base);
     for payload in [Payload::Feedback(feedback()), Payload::Company(company())] {
         let accepted = client.send(&payload).await.outcome.expect("accepted");
-        assert_eq!(accepted, savio_sync::client::Accepted { status: 201, id: None });
+        assert_eq!(accepted, savio_sync::client::Accepted { status: 201, id: None, cut: Some(BodyCut::Broken) });
     }
     assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2, "each sent once");
+}
+
+#[tokio::test]
+async fn a_success_whose_body_is_too_slow_is_a_success_without_an_id() {
+    // The status line and headers arrive, the chunked body trickles past the request timeout: the status says
+    // Savio applied it, exactly as when the connection is cut mid-body.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = socket.read(&mut buf).await;
+                let head = "HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"i\r\n";
+                let _ = socket.write_all(head.as_bytes()).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = socket.write_all(b"6\r\nd\": 7}\r\n0\r\n\r\n").await;
+            });
+        }
+    });
+    let mut config = ClientConfig::new(token());
+    config.base_url = format!("http://{addr}/app/api");
+    config.request_timeout = Duration::from_millis(300);
+    let client = SavioClient::new(config).unwrap();
+    for payload in [Payload::Feedback(feedback()), Payload::Company(company())] {
+        let attempt = client.send(&payload).await;
+        let cut = Some(BodyCut::TooSlow(Duration::from_millis(300)));
+        assert_eq!(attempt.outcome.expect("accepted"), Accepted { status: 201, id: None, cut });
+        assert!(attempt.latency < Duration::from_secs(1), "{:?}", attempt.latency);
+    }
 }
 
 #[tokio::test]

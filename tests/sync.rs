@@ -736,3 +736,99 @@ async fn a_token_file_is_trimmed_and_one_copied_with_its_scheme_is_refused() {
         assert!(!err.contains(TOKEN) && !String::from_utf8_lossy(&out.stdout).contains(TOKEN), "{err}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Timings mockito cannot script
+
+/// A request as a raw server saw it: when its head arrived, and when the answer's first bytes were written.
+#[derive(Debug, Clone)]
+struct Seen {
+    arrived: Instant,
+    answered: Option<Instant>,
+}
+
+type SeenLog = Arc<Mutex<Vec<Seen>>>;
+
+/// What a raw server answers to request `n` (from 1): pieces of the raw answer, each written after its delay.
+type Script = fn(usize) -> Vec<(Duration, String)>;
+
+/// A raw HTTP/1.1 server on 127.0.0.1 (kept-alive connections), answering each request as `script` says and
+/// logging every request: for timings mockito cannot script (a status line well before its body).
+async fn raw_server(script: Script) -> (String, SeenLog) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log: SeenLog = Arc::default();
+    let seen = Arc::clone(&log);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let arrived = Instant::now();
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + 4 + len {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + 4 + len);
+                    let n = {
+                        let mut log = seen.lock().unwrap();
+                        log.push(Seen { arrived, answered: None });
+                        log.len()
+                    };
+                    for (i, (delay, piece)) in script(n).into_iter().enumerate() {
+                        tokio::time::sleep(delay).await;
+                        if i == 0 {
+                            seen.lock().unwrap()[n - 1].answered = Some(Instant::now());
+                        }
+                        if socket.write_all(piece.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/app/api/"), log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_201_whose_body_is_too_slow_is_ok_without_an_id() {
+    // Regression: the status said Savio created it, but a body trickling past --request-timeout made it
+    // `unknown` (and the feedback would have been held back as possibly created).
+    let (url, seen) = raw_server(|_| {
+        vec![
+            (Duration::ZERO, "HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n4\r\n{\"id\r\n".into()),
+            (Duration::from_millis(1500), "4\r\n\": 7\r\n1\r\n}\r\n0\r\n\r\n".into()),
+        ]
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run = sync(dir.path(), &url, &["in.csv", "-m", "m.toml", "--request-timeout", "500ms"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "sent once");
+    assert!(seen[0].answered.is_some_and(|at| at >= seen[0].arrived), "its status was answered at once");
+    let r = &run.results()[0];
+    assert_eq!((r[3].as_str(), r[4].as_str(), r[5].as_str()), ("ok", "201", "1"), "{r:?}");
+    assert!(r[6].contains("did not arrive within 500ms") && r[6].contains("no Savio id"), "{r:?}");
+    assert_eq!(run.summary()["unknown"], 0);
+}

@@ -16,8 +16,8 @@
 //! - [`LaneError::Timeout`] and [`LaneError::Broken`]: the request was handed to the connection; it may
 //!   have been applied. Feedback therefore never rides a connection idle for [`UNREPEATABLE_IDLE`] or more,
 //!   the window in which a server's own idle close races the request;
-//! - an answer whose status arrived but whose body was cut off is an answer (`complete: false`): the server
-//!   handled the request.
+//! - an answer whose status arrived but whose body was cut off, or did not arrive within the request
+//!   timeout, is an answer (with [`BodyCut`]): the server handled the request.
 //!
 //! Proxies: when `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` is set, the client sends its POSTs through
 //! reqwest instead, whose proxy support (`NO_PROXY` included) is complete (see [`proxy_configured`];
@@ -34,6 +34,7 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use reqwest::Url;
 use tokio::net::TcpStream;
+use tokio::time::Instant as Deadline;
 
 /// Idle connections older than this are closed rather than reused (see `POOL_IDLE_TIMEOUT` in the client).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -61,13 +62,34 @@ pub(crate) enum LaneError {
     Broken(#[source] hyper::Error),
 }
 
+/// Why an answer's body is not whole. Its status arrived, so the server handled the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyCut {
+    /// The connection broke while the body arrived.
+    Broken,
+    /// The body had not all arrived when the request timeout ran out.
+    TooSlow(Duration),
+    /// The body is longer than the client reads (this many bytes).
+    TooLong(usize),
+}
+
+impl std::fmt::Display for BodyCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyCut::Broken => f.write_str("the answer's body was cut off"),
+            BodyCut::TooSlow(d) => write!(f, "the answer's body did not arrive within {d:?} (--request-timeout)"),
+            BodyCut::TooLong(n) => write!(f, "the answer's body was longer than the {n} bytes read"),
+        }
+    }
+}
+
 /// An answer, its body read up to the caller's limit.
 pub(crate) struct LaneResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
-    /// The whole body fit within the limit.
-    pub complete: bool,
+    /// Why the body is not whole, when it is not.
+    pub cut: Option<BodyCut>,
 }
 
 struct Idle {
@@ -129,8 +151,9 @@ impl Lanes {
     /// Sends `request` (its URI in origin form, `/path?query`; `Host` is added) and reads the answer's body,
     /// at most `limit` bytes, on a connection idle for less than `max_idle` (or a new one). Connecting is
     /// bounded by the connect timeout (a failure there sent nothing); the exchange, from handing the request
-    /// to the connection to the end of the answer, by the request timeout. A timeout drops the exchange, which
-    /// closes its connection. A body cut off after the status arrived is returned as it is, not complete.
+    /// to the connection to the end of the answer, by the request timeout. A timeout before the status
+    /// arrived drops the exchange, which closes its connection; a body cut off or too slow after the status
+    /// arrived is returned as far as it came, with its [`BodyCut`].
     pub(crate) async fn send(
         &self,
         mut request: Request<Full<Bytes>>,
@@ -144,10 +167,7 @@ impl Lanes {
             // request's future although most requests reuse a connection.
             None => (Box::pin(self.connect()).await?, false),
         };
-        match tokio::time::timeout(self.request_timeout, self.exchange(sender, reused, request, limit)).await {
-            Ok(result) => result,
-            Err(_) => Err(LaneError::Timeout(self.request_timeout)),
-        }
+        self.exchange(sender, reused, request, limit).await
     }
 
     async fn exchange(
@@ -157,14 +177,22 @@ impl Lanes {
         request: Request<Full<Bytes>>,
         limit: usize,
     ) -> Result<LaneResponse, LaneError> {
-        let response = match sender.try_send_request(request).await {
-            Ok(response) => response,
-            Err(mut err) => match err.take_message() {
+        let timeout = self.request_timeout;
+        let mut deadline = Deadline::now() + timeout;
+        let sent = tokio::time::timeout_at(deadline, sender.try_send_request(request)).await;
+        let response = match sent {
+            Err(_) => return Err(LaneError::Timeout(timeout)),
+            Ok(Ok(response)) => response,
+            Ok(Err(mut err)) => match err.take_message() {
                 // The keep-alive race: the server closed an idle connection as we took it. Nothing was
                 // written, so a fresh connection gets the request.
                 Some(request) if reused => {
                     sender = Box::pin(self.connect()).await?;
-                    sender.try_send_request(request).await.map_err(classify_send)?
+                    deadline = Deadline::now() + timeout;
+                    match tokio::time::timeout_at(deadline, sender.try_send_request(request)).await {
+                        Err(_) => return Err(LaneError::Timeout(timeout)),
+                        Ok(sent) => sent.map_err(classify_send)?,
+                    }
                 }
                 Some(_) => return Err(LaneError::NotSent(err.into_error())),
                 None => return Err(LaneError::Broken(err.into_error())),
@@ -172,14 +200,20 @@ impl Lanes {
         };
         let (parts, mut body) = response.into_parts();
         let mut buf = Vec::new();
-        let mut complete = true;
-        while let Some(frame) = body.frame().await {
-            // The status has arrived: the server handled the request, whatever becomes of the body.
-            let frame = match frame {
-                Ok(frame) => frame,
-                Err(e) => {
+        let mut cut = None;
+        // The status has arrived: the server handled the request, whatever becomes of the body.
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => frame,
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
                     tracing::debug!(status = parts.status.as_u16(), "the answer's body was cut off: {e}");
-                    complete = false;
+                    cut = Some(BodyCut::Broken);
+                    break;
+                }
+                Err(_) => {
+                    tracing::debug!(status = parts.status.as_u16(), "the answer's body was too slow: {timeout:?}");
+                    cut = Some(BodyCut::TooSlow(timeout));
                     break;
                 }
             };
@@ -187,17 +221,17 @@ impl Lanes {
                 let room = limit - buf.len();
                 if data.len() > room {
                     buf.extend_from_slice(&data[..room]);
-                    complete = false;
+                    cut = Some(BodyCut::TooLong(limit));
                     break;
                 }
                 buf.extend_from_slice(&data);
             }
         }
         // An answer read to its end leaves the connection ready for the next request; one cut short does not.
-        if complete {
+        if cut.is_none() {
             self.checkin(sender, keep_alive(&parts.headers));
         }
-        Ok(LaneResponse { status: parts.status, headers: parts.headers, body: buf, complete })
+        Ok(LaneResponse { status: parts.status, headers: parts.headers, body: buf, cut })
     }
 
     /// The most recently used idle connection, if it is still open and has been idle for less than

@@ -39,6 +39,7 @@ use reqwest::{Response, Url, redirect};
 use serde::Deserialize;
 
 pub use error::{ClientError, Endpoint, SendError, UrlParseError};
+pub use lanes::BodyCut;
 pub use list::{ListQuery, Listing};
 pub use retry::{Backoff, RetryAction, RetryAfter, classify, classify_at, classify_status, idempotent};
 pub use token::{ApiToken, TOKEN_ENV_VAR, TokenError, TokenOrigin};
@@ -175,6 +176,9 @@ pub struct Accepted {
     pub status: u16,
     /// The `id` from the JSON answer, when there is one. A 2xx without a JSON body is still a success.
     pub id: Option<SavioId>,
+    /// Why the answer's body is not whole (so there is no id), when it is not: the status alone says the
+    /// payload was applied.
+    pub cut: Option<BodyCut>,
 }
 
 impl SavioClient {
@@ -321,8 +325,8 @@ impl SavioClient {
             let answer = lanes.send(request, SUCCESS_BODY_READ, max_idle).await.map_err(|e| lane_error(endpoint, e))?;
             if answer.status.is_success() {
                 not_an_api_page(endpoint, answer.status.as_u16(), &answer.headers)?;
-                let id = if answer.complete { answer_id(&answer.headers, &answer.body) } else { None };
-                return Ok(Accepted { status: answer.status.as_u16(), id });
+                let id = if answer.cut.is_none() { answer_id(&answer.headers, &answer.body) } else { None };
+                return Ok(Accepted { status: answer.status.as_u16(), id, cut: answer.cut });
             }
             if matches!(answer.status.as_u16(), 307 | 308)
                 && hop < MAX_REDIRECTS
@@ -340,7 +344,7 @@ impl SavioClient {
                 headers: &answer.headers,
                 url: &current,
                 body: &answer.body,
-                complete: answer.complete,
+                complete: answer.cut.is_none(),
             };
             return Err(self.status_error(endpoint, reply));
         }
@@ -372,15 +376,16 @@ impl SavioClient {
         // The request was applied: whatever happens while reading the answer, this is a success. An
         // unreadable or non-JSON body only loses the id.
         let mut body = Vec::new();
-        let id = match read_capped(&mut response, SUCCESS_BODY_READ, &mut body).await {
-            Ok(true) => serde_json::from_slice::<IdOnly>(&body).ok().and_then(|answer| answer.id),
-            Ok(false) => None,
+        let (id, cut) = match read_capped(&mut response, SUCCESS_BODY_READ, &mut body).await {
+            Ok(true) => (serde_json::from_slice::<IdOnly>(&body).ok().and_then(|answer| answer.id), None),
+            Ok(false) => (None, Some(BodyCut::TooLong(SUCCESS_BODY_READ))),
             Err(err) => {
                 tracing::debug!(%endpoint, error = %err, "answer body unreadable after a success");
-                None
+                let cut = if err.is_timeout() { BodyCut::TooSlow(self.inner.request_timeout) } else { BodyCut::Broken };
+                (None, Some(cut))
             }
         };
-        Ok(Accepted { status: status.as_u16(), id })
+        Ok(Accepted { status: status.as_u16(), id, cut })
     }
 
     /// Maps a transport failure by what it implies: connect errors (refused, DNS, TLS, connect timeout)

@@ -512,7 +512,11 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
                 r.status = Status::Ok;
                 r.http_status = Some(accepted.status);
                 r.savio_id = accepted.id;
-                r.reason.clear();
+                r.reason = match accepted.cut {
+                    // The status says it was applied: an ok without an id, not an unknown outcome.
+                    Some(cut) => format!("Savio answered {}, but {cut}: no Savio id", accepted.status),
+                    None => String::new(),
+                };
                 return r;
             }
             Err(err) => err,
