@@ -540,6 +540,7 @@ async fn a_success_whose_body_is_too_slow_is_a_success_without_an_id() {
         let attempt = client.send(&payload).await;
         let cut = Some(BodyCut::TooSlow(Duration::from_millis(300)));
         assert_eq!(attempt.outcome.expect("accepted"), Accepted { status: 201, id: None, cut });
+        assert_eq!(attempt.written, 1);
         assert!(attempt.latency < Duration::from_secs(1), "{:?}", attempt.latency);
     }
 }
@@ -654,8 +655,9 @@ async fn same_origin_307_is_followed_with_the_token_and_the_body() {
         .expect(1)
         .create_async()
         .await;
-    let accepted = client(&server).send(&payload).await.outcome.unwrap();
-    assert_eq!(accepted.id, Some(SavioId::Int(7)));
+    let attempt = client(&server).send(&payload).await;
+    assert_eq!(attempt.outcome.unwrap().id, Some(SavioId::Int(7)));
+    assert_eq!(attempt.written, 2, "the request and its 307 hop were both written");
     target.assert_async().await;
 }
 

@@ -832,3 +832,31 @@ async fn a_201_whose_body_is_too_slow_is_ok_without_an_id() {
     assert!(r[6].contains("did not arrive within 500ms") && r[6].contains("no Savio id"), "{r:?}");
     assert_eq!(run.summary()["unknown"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_count_is_what_was_written_to_a_connection() {
+    // Nothing listening: no request ever left, whatever the retries.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = format!("http://{}/app/api/", listener.local_addr().unwrap());
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,Ada,ada@x.io,,\n");
+    write(dir.path(), "m.toml", CONTACTS_MAPPING);
+    let run = sync(dir.path(), &refused, &["in.csv", "-m", "m.toml", "--max-retries", "2"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.summary()["requests"], 0);
+    assert_eq!(run.summary()["retries"], 2);
+    assert!(run.stdout.contains("Requests:  0 sent"), "{}", run.stdout);
+    // A same-origin 307 is followed: two requests, both written.
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("POST", "/app/api/users/")
+        .with_status(307)
+        .with_header("location", "/app/api/v2/users/")
+        .create_async()
+        .await;
+    server.mock("POST", "/app/api/v2/users/").with_status(201).with_body(r#"{"id": 3}"#).create_async().await;
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.summary()["requests"], 2, "the 307 hop is a request too");
+}

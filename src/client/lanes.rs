@@ -19,6 +19,9 @@
 //! - an answer whose status arrived but whose body was cut off, or did not arrive within the request
 //!   timeout, is an answer (with [`BodyCut`]): the server handled the request.
 //!
+//! Every request written to a connection is counted (`written`), so a run's request count is what actually
+//! left: a hop of a 307/308 counts, a connection that could not be made does not.
+//!
 //! Proxies: when `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` is set, the client sends its POSTs through
 //! reqwest instead, whose proxy support (`NO_PROXY` included) is complete (see [`proxy_configured`];
 //! pinned by `tests/proxy.rs`).
@@ -153,12 +156,14 @@ impl Lanes {
     /// bounded by the connect timeout (a failure there sent nothing); the exchange, from handing the request
     /// to the connection to the end of the answer, by the request timeout. A timeout before the status
     /// arrived drops the exchange, which closes its connection; a body cut off or too slow after the status
-    /// arrived is returned as far as it came, with its [`BodyCut`].
+    /// arrived is returned as far as it came, with its [`BodyCut`]. `written` counts the requests written to
+    /// a connection.
     pub(crate) async fn send(
         &self,
         mut request: Request<Full<Bytes>>,
         limit: usize,
         max_idle: Duration,
+        written: &mut u32,
     ) -> Result<LaneResponse, LaneError> {
         request.headers_mut().insert(HOST, self.authority.clone());
         let (sender, reused) = match self.checkout(max_idle).await {
@@ -167,7 +172,7 @@ impl Lanes {
             // request's future although most requests reuse a connection.
             None => (Box::pin(self.connect()).await?, false),
         };
-        self.exchange(sender, reused, request, limit).await
+        self.exchange(sender, reused, request, limit, written).await
     }
 
     async fn exchange(
@@ -176,9 +181,13 @@ impl Lanes {
         reused: bool,
         request: Request<Full<Bytes>>,
         limit: usize,
+        written: &mut u32,
     ) -> Result<LaneResponse, LaneError> {
         let timeout = self.request_timeout;
         let mut deadline = Deadline::now() + timeout;
+        // hyper queues the request to the connection when `try_send_request` is called, and hands it back
+        // when the connection closed before writing it.
+        *written += 1;
         let sent = tokio::time::timeout_at(deadline, sender.try_send_request(request)).await;
         let response = match sent {
             Err(_) => return Err(LaneError::Timeout(timeout)),
@@ -187,14 +196,19 @@ impl Lanes {
                 // The keep-alive race: the server closed an idle connection as we took it. Nothing was
                 // written, so a fresh connection gets the request.
                 Some(request) if reused => {
+                    *written -= 1;
                     sender = Box::pin(self.connect()).await?;
                     deadline = Deadline::now() + timeout;
+                    *written += 1;
                     match tokio::time::timeout_at(deadline, sender.try_send_request(request)).await {
                         Err(_) => return Err(LaneError::Timeout(timeout)),
-                        Ok(sent) => sent.map_err(classify_send)?,
+                        Ok(sent) => sent.map_err(|e| classify_send(e, written))?,
                     }
                 }
-                Some(_) => return Err(LaneError::NotSent(err.into_error())),
+                Some(_) => {
+                    *written -= 1;
+                    return Err(LaneError::NotSent(err.into_error()));
+                }
                 None => return Err(LaneError::Broken(err.into_error())),
             },
         };
@@ -315,9 +329,12 @@ fn keep_alive(headers: &HeaderMap) -> Duration {
     announced.map_or(IDLE_TIMEOUT, |secs| (Duration::from_secs(secs) / 2).min(IDLE_TIMEOUT))
 }
 
-fn classify_send(mut err: hyper::client::conn::TrySendError<Request<Full<Bytes>>>) -> LaneError {
+fn classify_send(mut err: hyper::client::conn::TrySendError<Request<Full<Bytes>>>, written: &mut u32) -> LaneError {
     match err.take_message() {
-        Some(_) => LaneError::NotSent(err.into_error()),
+        Some(_) => {
+            *written -= 1;
+            LaneError::NotSent(err.into_error())
+        }
         None => LaneError::Broken(err.into_error()),
     }
 }

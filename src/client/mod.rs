@@ -168,6 +168,9 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, ClientError> {
 pub struct Attempt {
     pub outcome: Result<Accepted, SendError>,
     pub latency: Duration,
+    /// Requests written to a connection: 0 when none could be made, one per 307/308 hop followed. Through a
+    /// proxy (reqwest), 1 unless connecting failed.
+    pub written: u32,
 }
 
 /// Savio accepted the payload: any 2xx (the reference documents 201; 200 is accepted too).
@@ -265,6 +268,7 @@ impl SavioClient {
             Err(source) => Attempt {
                 outcome: Err(SendError::Body { endpoint: target.endpoint.clone(), source }),
                 latency: Duration::ZERO,
+                written: 0,
             },
         }
     }
@@ -275,7 +279,8 @@ impl SavioClient {
         let started = Instant::now();
         let target = self.endpoint(entity);
         let endpoint = &target.endpoint;
-        let outcome = self.post(target, body).await;
+        let mut written = 0;
+        let outcome = self.post(target, body, &mut written).await;
         let latency = started.elapsed();
         match &outcome {
             Ok(accepted) => tracing::debug!(
@@ -285,7 +290,7 @@ impl SavioClient {
                 %endpoint, error = %err, latency_ms = latency.as_millis() as u64, "send failed"
             ),
         }
-        Attempt { outcome, latency }
+        Attempt { outcome, latency, written }
     }
 
     fn endpoint(&self, entity: Entity) -> &PostTarget {
@@ -296,17 +301,25 @@ impl SavioClient {
         }
     }
 
-    async fn post(&self, target: &PostTarget, body: Bytes) -> Result<Accepted, SendError> {
+    async fn post(&self, target: &PostTarget, body: Bytes, written: &mut u32) -> Result<Accepted, SendError> {
         let endpoint = &target.endpoint;
         match &self.inner.post {
-            PostTransport::Lanes(lanes) => self.post_lanes(lanes, target, body).await,
+            PostTransport::Lanes(lanes) => self.post_lanes(lanes, target, body, written).await,
             // Boxed: reqwest's future is large and this path is the exception (a proxy is configured).
-            PostTransport::Reqwest(client) => Box::pin(self.post_reqwest(client, &target.url, endpoint, body)).await,
+            PostTransport::Reqwest(client) => {
+                Box::pin(self.post_reqwest(client, &target.url, endpoint, body, written)).await
+            }
         }
     }
 
     /// A POST over the writer's own connections ([`lanes`]), following same-origin 307/308 itself.
-    async fn post_lanes(&self, lanes: &Lanes, target: &PostTarget, body: Bytes) -> Result<Accepted, SendError> {
+    async fn post_lanes(
+        &self,
+        lanes: &Lanes,
+        target: &PostTarget,
+        body: Bytes,
+        written: &mut u32,
+    ) -> Result<Accepted, SendError> {
         let endpoint = &target.endpoint;
         // Feedback must not be repeated: see `lanes::UNREPEATABLE_IDLE`.
         let max_idle =
@@ -322,7 +335,8 @@ impl SavioClient {
             headers.insert(ACCEPT, APPLICATION_JSON);
             headers.insert(CONTENT_TYPE, APPLICATION_JSON);
             headers.insert(USER_AGENT, self.inner.user_agent.clone());
-            let answer = lanes.send(request, SUCCESS_BODY_READ, max_idle).await.map_err(|e| lane_error(endpoint, e))?;
+            let answer =
+                lanes.send(request, SUCCESS_BODY_READ, max_idle, written).await.map_err(|e| lane_error(endpoint, e))?;
             if answer.status.is_success() {
                 not_an_api_page(endpoint, answer.status.as_u16(), &answer.headers)?;
                 let id = if answer.cut.is_none() { answer_id(&answer.headers, &answer.body) } else { None };
@@ -352,22 +366,34 @@ impl SavioClient {
     }
 
     /// A POST through reqwest, used when a proxy is configured: [`lanes`] only connects directly.
+    /// Through a proxy the connection is reqwest's: each call counts as one request written unless
+    /// connecting failed (a redirect reqwest follows is not seen).
     async fn post_reqwest(
         &self,
         client: &reqwest::Client,
         url: &Url,
         endpoint: &Endpoint,
         body: Bytes,
+        written: &mut u32,
     ) -> Result<Accepted, SendError> {
-        let mut response = client
+        *written += 1;
+        let sent = client
             .post(url.clone())
             .header(AUTHORIZATION, self.inner.auth.clone())
             .header(ACCEPT, APPLICATION_JSON)
             .header(CONTENT_TYPE, APPLICATION_JSON)
             .body(body)
             .send()
-            .await
-            .map_err(|source| self.transport_error(endpoint, source))?;
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(source) => {
+                if source.is_connect() {
+                    *written -= 1;
+                }
+                return Err(self.transport_error(endpoint, source));
+            }
+        };
         let status = response.status();
         if !status.is_success() {
             return Err(self.read_status_error(endpoint, response).await);

@@ -61,7 +61,8 @@ pub struct SyncSummary {
     pub payloads: EntityCounts,
     /// The number of outcomes that are unknown: feedback that may or may not have been created.
     pub unknown: u64,
-    /// HTTP requests made (every attempt), retries among them, and 429 answers.
+    /// HTTP requests written to a connection (every attempt and 307/308 hop; none when no connection could be
+    /// made), retries scheduled, and 429 answers.
     pub requests: u64,
     pub retries: u64,
     pub throttled: u64,

@@ -495,10 +495,11 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
             return r;
         }
         r.attempts += 1;
-        shared.stats.requests.fetch_add(1, Ordering::Relaxed);
         let attempt = tokio::select! {
             a = Box::pin(shared.client.send_json(entity, body.clone())) => a,
             () = shared.hard_stop() => {
+                // Abandoned before the client could count what it wrote: counted as one request.
+                shared.stats.requests.fetch_add(1, Ordering::Relaxed);
                 r.status = if idempotent { Status::Failed } else { Status::Unknown };
                 r.reason = "interrupted while the request was in flight (it may have been applied)".into();
                 r.group = format!("{entity}: interrupted in flight");
@@ -506,6 +507,7 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
             }
         };
         drop(slot);
+        shared.stats.requests.fetch_add(u64::from(attempt.written), Ordering::Relaxed);
         r.latency += attempt.latency;
         let err = match attempt.outcome {
             Ok(accepted) => {
