@@ -245,7 +245,8 @@ pub struct WriterArgs {
     /// Re-send feedback whose outcome is unknown (timeout after sending). May create duplicates.
     #[arg(long)]
     pub retry_unknown: bool,
-    /// After Ctrl-C, how long requests in flight may take to finish before they are abandoned.
+    /// After Ctrl-C, how long requests in flight may take to finish before they are abandoned (counted from
+    /// the Ctrl-C).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub grace: std::time::Duration,
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use futures::{StreamExt, TryStreamExt};
 use mockito::{Matcher, Server, ServerGuard};
 use savio_sync::client::{
-    Accepted, ApiToken, BodyCut, ClientConfig, ClientError, ListQuery, RetryAction, RetryAfter, SavioClient, SendError,
-    classify, classify_at, idempotent,
+    Accepted, ApiToken, BodyCut, ClientConfig, ClientError, Departure, ListQuery, RetryAction, RetryAfter, SavioClient,
+    SendError, classify, classify_at, idempotent,
 };
 use savio_sync::model::{Attributes, Company, Contact, Entity, Feedback, Page, Payload, SavioContact, SavioId};
 use serde_json::json;
@@ -543,6 +543,37 @@ async fn a_success_whose_body_is_too_slow_is_a_success_without_an_id() {
         assert_eq!(attempt.written, 1);
         assert!(attempt.latency < Duration::from_secs(1), "{:?}", attempt.latency);
     }
+}
+
+/// A [`Departure`] that withholds every request, counting how often it was asked.
+#[derive(Default)]
+struct Withhold(std::sync::atomic::AtomicUsize);
+
+impl Departure for Withhold {
+    fn cleared(&self) -> impl std::future::Future<Output = bool> + Send {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::ready(false)
+    }
+}
+
+#[tokio::test]
+async fn a_request_withheld_at_its_departure_is_never_written() {
+    use std::sync::atomic::Ordering;
+    let (base, connections, requests) = keep_alive_server().await;
+    let client = client_for(&base);
+    let body = bytes::Bytes::from(serde_json::to_vec(&feedback()).unwrap());
+    let withhold = Withhold::default();
+    let attempt = client.send_json_with(Entity::Feedback, body.clone(), &withhold).await;
+    let err = attempt.outcome.expect_err("withheld");
+    assert!(matches!(err, SendError::Withheld { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "POST /app/api/create-feedback/: not sent (withheld before it was written)");
+    assert_eq!((attempt.written, withhold.0.load(Ordering::SeqCst)), (0, 1), "asked once a connection was ready");
+    tokio::time::sleep(Duration::from_millis(100)).await; // the server's accept loop may lag the handshake
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "asked once connected");
+    assert_eq!(requests.load(Ordering::SeqCst), 0, "nothing reached the server");
+    let attempt = client.send_json_with(Entity::Feedback, body, &()).await;
+    attempt.outcome.expect("accepted");
+    assert_eq!((attempt.written, requests.load(Ordering::SeqCst)), (1, 1));
 }
 
 #[tokio::test]

@@ -808,6 +808,18 @@ async fn raw_server(script: Script) -> (String, SeenLog) {
     (format!("http://{addr}/app/api/"), log)
 }
 
+fn created() -> String {
+    "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n{\"id\": 1}".into()
+}
+
+fn feedback_rows(n: usize) -> String {
+    let mut s = String::from("Text,Email\n");
+    for i in 0..n {
+        s.push_str(&format!("idea {i},p{i}@x.io\n"));
+    }
+    s
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_201_whose_body_is_too_slow_is_ok_without_an_id() {
     // Regression: the status said Savio created it, but a body trickling past --request-timeout made it
@@ -859,4 +871,100 @@ async fn the_request_count_is_what_was_written_to_a_connection() {
     let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.summary()["requests"], 2, "the 307 hop is a request too");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stopping: nothing new leaves after Ctrl-C
+
+/// Starts the binary as [`sync`] does, without waiting for it.
+fn spawn_sync(dir: &Path, base_url: &str, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("savio-sync"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SAVIO_API_TOKEN", TOKEN)
+        .env("SAVIO_BASE_URL", base_url)
+        .current_dir(dir)
+        .arg("sync")
+        .args(args)
+        .args(["--report-dir", "reports"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts")
+}
+
+/// Sends SIGINT to `child` after `after`; returns the moment it was sent, the run, and how long the process
+/// took to exit from then.
+#[cfg(unix)]
+async fn interrupt_after(dir: &Path, child: std::process::Child, after: Duration) -> (Instant, Run, Duration) {
+    tokio::time::sleep(after).await;
+    let signalled = Instant::now();
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let took = signalled.elapsed();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        dir: dir.to_path_buf(),
+    };
+    (signalled, run, took)
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_sends_nothing_more_once_every_row_is_read_and_grace_starts_at_the_signal() {
+    // Regression: once the whole (small) input was read, the writer no longer looked at Ctrl-C: every row
+    // was still sent, the grace period never started, and the run ended "rows_failed" (exit 1).
+    let (url, seen) = raw_server(|_| vec![(Duration::from_secs(3), created())]).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &feedback_rows(20));
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let args = ["in.csv", "-m", "m.toml", "--concurrency", "4", "--rate", "100", "--grace", "1s"];
+    let child = spawn_sync(dir.path(), &url, &args);
+    let (signalled, run, took) = interrupt_after(dir.path(), child, Duration::from_millis(800)).await;
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(took < Duration::from_millis(2500), "exited {took:?} after Ctrl-C with --grace 1s");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4, "only the requests in flight at Ctrl-C reached the server: {seen:?}");
+    assert!(seen.iter().all(|s| s.arrived < signalled), "nothing arrived after Ctrl-C");
+    let s = run.summary();
+    assert_eq!(s["exit_reason"], "interrupted");
+    assert_eq!(s["requests"], 4);
+    let results = run.results();
+    assert_eq!(results.len(), 20, "every row read is reported");
+    let in_flight = results.iter().filter(|r| r[3] == "unknown" && r[6].starts_with("interrupted while")).count();
+    let not_sent = results.iter().filter(|r| r[3] == "failed" && r[6] == "not sent: run stopped (interrupted)").count();
+    assert_eq!((in_flight, not_sent), (4, 16), "{results:?}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_wait_ends_at_ctrl_c_whether_a_429_pause_or_a_503_backoff() {
+    // Regression: a payload waiting to retry (a 503's backoff sleep) only woke up at the hard stop, and a
+    // Ctrl-C during a 429's pause was never seen at all once the input was read.
+    for status in ["429 Too Many Requests", "503 Service Unavailable"] {
+        let (url, seen) = match status {
+            "429 Too Many Requests" => raw_server(|_| vec![(Duration::ZERO, refusal("429 Too Many Requests"))]).await,
+            _ => raw_server(|_| vec![(Duration::ZERO, refusal("503 Service Unavailable"))]).await,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,Ada,ada@x.io,,\n");
+        write(dir.path(), "m.toml", CONTACTS_MAPPING);
+        let args = ["in.csv", "-m", "m.toml", "--max-retry-after", "60s", "--grace", "10s"];
+        let child = spawn_sync(dir.path(), &url, &args);
+        let (_, run, took) = interrupt_after(dir.path(), child, Duration::from_millis(800)).await;
+        assert_eq!(run.code, 3, "{status}: {}", run.stderr);
+        assert!(took < Duration::from_secs(3), "{status}: the 20 s wait ended at Ctrl-C, not after {took:?}");
+        assert_eq!(seen.lock().unwrap().len(), 1, "{status}: sent once, never again");
+        let r = &run.results()[0];
+        assert_eq!(r[3], "failed");
+        assert!(r[6].starts_with("not sent again: run stopped (interrupted); last attempt:"), "{status}: {r:?}");
+        assert_eq!(run.summary()["exit_reason"], "interrupted");
+    }
+}
+
+fn refusal(status: &str) -> String {
+    format!("HTTP/1.1 {status}\r\nretry-after: 20\r\ncontent-length: 2\r\n\r\n{{}}")
 }

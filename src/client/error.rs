@@ -125,6 +125,10 @@ pub enum SendError {
         #[source]
         source: serde_json::Error,
     },
+    /// The caller's [`super::Departure`] withheld the request once a connection was ready (the run is
+    /// stopping): nothing was sent.
+    #[error("{endpoint}: not sent (withheld before it was written)")]
+    Withheld { endpoint: Endpoint },
 }
 
 impl SendError {
@@ -137,7 +141,8 @@ impl SendError {
             | SendError::Connection { endpoint, .. }
             | SendError::Redirect { endpoint, .. }
             | SendError::NotApi { endpoint, .. }
-            | SendError::Body { endpoint, .. } => endpoint,
+            | SendError::Body { endpoint, .. }
+            | SendError::Withheld { endpoint } => endpoint,
         }
     }
 

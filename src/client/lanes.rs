@@ -16,11 +16,13 @@
 //! - [`LaneError::Timeout`] and [`LaneError::Broken`]: the request was handed to the connection; it may
 //!   have been applied. Feedback therefore never rides a connection idle for [`UNREPEATABLE_IDLE`] or more,
 //!   the window in which a server's own idle close races the request;
+//! - [`LaneError::Withheld`]: the caller's [`Departure`] withheld the request once a connection was ready;
+//!   nothing sent;
 //! - an answer whose status arrived but whose body was cut off, or did not arrive within the request
 //!   timeout, is an answer (with [`BodyCut`]): the server handled the request.
 //!
 //! Every request written to a connection is counted (`written`), so a run's request count is what actually
-//! left: a hop of a 307/308 counts, a connection that could not be made does not.
+//! left: a hop of a 307/308 counts, a connection that could not be made or a request withheld does not.
 //!
 //! Proxies: when `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` is set, the client sends its POSTs through
 //! reqwest instead, whose proxy support (`NO_PROXY` included) is complete (see [`proxy_configured`];
@@ -38,6 +40,8 @@ use hyper_util::rt::TokioIo;
 use reqwest::Url;
 use tokio::net::TcpStream;
 use tokio::time::Instant as Deadline;
+
+use super::departure::Departure;
 
 /// Idle connections older than this are closed rather than reused (see `POOL_IDLE_TIMEOUT` in the client).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -63,6 +67,8 @@ pub(crate) enum LaneError {
     Timeout(Duration),
     #[error("the connection broke: {0}")]
     Broken(#[source] hyper::Error),
+    #[error("withheld before it was written (the run is stopping)")]
+    Withheld,
 }
 
 /// Why an answer's body is not whole. Its status arrived, so the server handled the request.
@@ -153,34 +159,48 @@ impl Lanes {
 
     /// Sends `request` (its URI in origin form, `/path?query`; `Host` is added) and reads the answer's body,
     /// at most `limit` bytes, on a connection idle for less than `max_idle` (or a new one). Connecting is
-    /// bounded by the connect timeout (a failure there sent nothing); the exchange, from handing the request
-    /// to the connection to the end of the answer, by the request timeout. A timeout before the status
-    /// arrived drops the exchange, which closes its connection; a body cut off or too slow after the status
-    /// arrived is returned as far as it came, with its [`BodyCut`]. `written` counts the requests written to
-    /// a connection.
-    pub(crate) async fn send(
+    /// bounded by the connect timeout (a failure there sent nothing); once a connection is ready, `departure`
+    /// may withhold the request; the exchange, from handing the request to the connection to the end of the
+    /// answer, is bounded by the request timeout. A timeout before the status arrived drops the exchange,
+    /// which closes its connection; a body cut off or too slow after the status arrived is returned as far as
+    /// it came, with its [`BodyCut`]. `written` counts the requests written to a connection.
+    pub(crate) async fn send<D: Departure>(
         &self,
         mut request: Request<Full<Bytes>>,
         limit: usize,
         max_idle: Duration,
+        departure: &D,
         written: &mut u32,
     ) -> Result<LaneResponse, LaneError> {
         request.headers_mut().insert(HOST, self.authority.clone());
-        let (sender, reused) = match self.checkout(max_idle).await {
-            Some(sender) => (sender, true),
+        let (mut sender, mut idle_since, mut reused) = match self.checkout(max_idle).await {
+            Some((sender, since)) => (sender, since, true),
             // Boxed: the connect future (TCP, TLS, handshake) is large, and inline it would be copied with every
             // request's future although most requests reuse a connection.
-            None => (Box::pin(self.connect()).await?, false),
+            None => (Box::pin(self.connect()).await?, Instant::now(), false),
         };
-        self.exchange(sender, reused, request, limit, written).await
+        loop {
+            if !departure.cleared().await {
+                return Err(LaneError::Withheld);
+            }
+            // Clearing can take a while (a 429's pause began meanwhile): a request that must not be repeated
+            // still rides no connection idle for `max_idle` or more.
+            if idle_since.elapsed() < max_idle {
+                break;
+            }
+            sender = Box::pin(self.connect()).await?;
+            (idle_since, reused) = (Instant::now(), false);
+        }
+        self.exchange(sender, reused, request, limit, departure, written).await
     }
 
-    async fn exchange(
+    async fn exchange<D: Departure>(
         &self,
         mut sender: SendRequest<Full<Bytes>>,
         reused: bool,
         request: Request<Full<Bytes>>,
         limit: usize,
+        departure: &D,
         written: &mut u32,
     ) -> Result<LaneResponse, LaneError> {
         let timeout = self.request_timeout;
@@ -194,10 +214,13 @@ impl Lanes {
             Ok(Ok(response)) => response,
             Ok(Err(mut err)) => match err.take_message() {
                 // The keep-alive race: the server closed an idle connection as we took it. Nothing was
-                // written, so a fresh connection gets the request.
+                // written, so a fresh connection gets the request (if the caller still clears it).
                 Some(request) if reused => {
                     *written -= 1;
                     sender = Box::pin(self.connect()).await?;
+                    if !departure.cleared().await {
+                        return Err(LaneError::Withheld);
+                    }
                     deadline = Deadline::now() + timeout;
                     *written += 1;
                     match tokio::time::timeout_at(deadline, sender.try_send_request(request)).await {
@@ -250,7 +273,8 @@ impl Lanes {
 
     /// The most recently used idle connection, if it is still open and has been idle for less than
     /// `max_idle` (the others are older still: they stay for requests that may reuse them).
-    async fn checkout(&self, max_idle: Duration) -> Option<SendRequest<Full<Bytes>>> {
+    /// Returned with the moment it was last used.
+    async fn checkout(&self, max_idle: Duration) -> Option<(SendRequest<Full<Bytes>>, Instant)> {
         loop {
             let idle = {
                 let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -268,7 +292,7 @@ impl Lanes {
             let mut sender = idle.sender;
             // Ready at once unless the connection is still finishing the previous answer.
             if sender.ready().await.is_ok() {
-                return Some(sender);
+                return Some((sender, idle.since));
             }
         }
     }

@@ -17,6 +17,7 @@
 //! or graceful `GOAWAY`, a pooled connection closed before the request was written): that is reqwest's
 //! default and is safe even for feedback. Nothing else is repeated.
 
+mod departure;
 mod error;
 mod lanes;
 mod list;
@@ -38,6 +39,7 @@ use reqwest::header::{
 use reqwest::{Response, Url, redirect};
 use serde::Deserialize;
 
+pub use departure::Departure;
 pub use error::{ClientError, Endpoint, SendError, UrlParseError};
 pub use lanes::BodyCut;
 pub use list::{ListQuery, Listing};
@@ -168,8 +170,8 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, ClientError> {
 pub struct Attempt {
     pub outcome: Result<Accepted, SendError>,
     pub latency: Duration,
-    /// Requests written to a connection: 0 when none could be made, one per 307/308 hop followed. Through a
-    /// proxy (reqwest), 1 unless connecting failed.
+    /// Requests written to a connection: 0 when none could be made or the request was withheld, one per
+    /// 307/308 hop followed. Through a proxy (reqwest), 1 unless connecting failed.
     pub written: u32,
 }
 
@@ -276,11 +278,17 @@ impl SavioClient {
     /// [`SavioClient::send`] for a payload already serialised (`body` is its JSON): the writer serialises
     /// each payload once, for its content hash and every attempt.
     pub async fn send_json(&self, entity: Entity, body: Bytes) -> Attempt {
+        self.send_json_with(entity, body, &()).await
+    }
+
+    /// [`SavioClient::send_json`], asking `departure` right before each write whether the request may still
+    /// leave, and telling it each answer's status as soon as it arrives.
+    pub async fn send_json_with<D: Departure>(&self, entity: Entity, body: Bytes, departure: &D) -> Attempt {
         let started = Instant::now();
         let target = self.endpoint(entity);
         let endpoint = &target.endpoint;
         let mut written = 0;
-        let outcome = self.post(target, body, &mut written).await;
+        let outcome = self.post(target, body, departure, &mut written).await;
         let latency = started.elapsed();
         match &outcome {
             Ok(accepted) => tracing::debug!(
@@ -301,23 +309,30 @@ impl SavioClient {
         }
     }
 
-    async fn post(&self, target: &PostTarget, body: Bytes, written: &mut u32) -> Result<Accepted, SendError> {
+    async fn post<D: Departure>(
+        &self,
+        target: &PostTarget,
+        body: Bytes,
+        departure: &D,
+        written: &mut u32,
+    ) -> Result<Accepted, SendError> {
         let endpoint = &target.endpoint;
         match &self.inner.post {
-            PostTransport::Lanes(lanes) => self.post_lanes(lanes, target, body, written).await,
+            PostTransport::Lanes(lanes) => self.post_lanes(lanes, target, body, departure, written).await,
             // Boxed: reqwest's future is large and this path is the exception (a proxy is configured).
             PostTransport::Reqwest(client) => {
-                Box::pin(self.post_reqwest(client, &target.url, endpoint, body, written)).await
+                Box::pin(self.post_reqwest(client, &target.url, endpoint, body, departure, written)).await
             }
         }
     }
 
     /// A POST over the writer's own connections ([`lanes`]), following same-origin 307/308 itself.
-    async fn post_lanes(
+    async fn post_lanes<D: Departure>(
         &self,
         lanes: &Lanes,
         target: &PostTarget,
         body: Bytes,
+        departure: &D,
         written: &mut u32,
     ) -> Result<Accepted, SendError> {
         let endpoint = &target.endpoint;
@@ -335,8 +350,10 @@ impl SavioClient {
             headers.insert(ACCEPT, APPLICATION_JSON);
             headers.insert(CONTENT_TYPE, APPLICATION_JSON);
             headers.insert(USER_AGENT, self.inner.user_agent.clone());
-            let answer =
-                lanes.send(request, SUCCESS_BODY_READ, max_idle, written).await.map_err(|e| lane_error(endpoint, e))?;
+            let answer = lanes
+                .send(request, SUCCESS_BODY_READ, max_idle, departure, written)
+                .await
+                .map_err(|e| lane_error(endpoint, e))?;
             if answer.status.is_success() {
                 not_an_api_page(endpoint, answer.status.as_u16(), &answer.headers)?;
                 let id = if answer.cut.is_none() { answer_id(&answer.headers, &answer.body) } else { None };
@@ -366,16 +383,20 @@ impl SavioClient {
     }
 
     /// A POST through reqwest, used when a proxy is configured: [`lanes`] only connects directly.
-    /// Through a proxy the connection is reqwest's: each call counts as one request written unless
-    /// connecting failed (a redirect reqwest follows is not seen).
-    async fn post_reqwest(
+    /// Through a proxy the connection is reqwest's: `departure` is asked before the request is handed to
+    /// reqwest (which then connects), and each call counts as one request written unless connecting failed.
+    async fn post_reqwest<D: Departure>(
         &self,
         client: &reqwest::Client,
         url: &Url,
         endpoint: &Endpoint,
         body: Bytes,
+        departure: &D,
         written: &mut u32,
     ) -> Result<Accepted, SendError> {
+        if !departure.cleared().await {
+            return Err(SendError::Withheld { endpoint: endpoint.clone() });
+        }
         *written += 1;
         let sent = client
             .post(url.clone())
@@ -519,6 +540,7 @@ fn shown_location(url: &Url) -> String {
 fn lane_error(endpoint: &Endpoint, err: LaneError) -> SendError {
     let endpoint = endpoint.clone();
     match err {
+        LaneError::Withheld => SendError::Withheld { endpoint },
         LaneError::Connect { .. } | LaneError::NotSent(_) => SendError::Connect { endpoint, source: Box::new(err) },
         LaneError::Timeout(timeout) => SendError::Timeout { endpoint, timeout, source: Box::new(err) },
         LaneError::Broken(_) => SendError::Connection { endpoint, source: Box::new(err) },

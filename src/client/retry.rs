@@ -57,7 +57,7 @@ pub fn idempotent(entity: Entity) -> bool {
 /// | 401, 403, 407: the token (or a proxy's credentials) is refused | AbortAuth | AbortAuth |
 /// | other 4xx (400, 404, 405, 409, 413, 422…) | Fail | Fail |
 /// | 3xx not followed, 1xx, unexpected 2xx in an error, ≥ 600 | Fail | Fail |
-/// | request body cannot be serialised | Fail | Fail |
+/// | request body cannot be serialised, or withheld by the caller: nothing was sent | Fail | Fail |
 ///
 /// Every `Retry` from a status answer carries the server's `Retry-After` (either form), when it sent one.
 ///
@@ -79,7 +79,9 @@ pub fn classify_at(err: &SendError, idempotent: bool, now: SystemTime) -> RetryA
     match err {
         SendError::Connect { .. } => RetryAction::Retry { after: None },
         SendError::Timeout { .. } | SendError::Connection { .. } => unless_unsafe(idempotent, None),
-        SendError::Redirect { .. } | SendError::NotApi { .. } | SendError::Body { .. } => RetryAction::Fail,
+        SendError::Redirect { .. } | SendError::NotApi { .. } | SendError::Body { .. } | SendError::Withheld { .. } => {
+            RetryAction::Fail
+        }
         SendError::Status { status, retry_after, .. } => {
             classify_status(*status, idempotent, retry_after.map(|r| r.delay_from(now)))
         }

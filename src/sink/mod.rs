@@ -12,12 +12,15 @@
 //!   message, a 401/403 stops the run. Feedback, which is not idempotent, is never re-sent after an
 //!   ambiguous failure: it is reported `unknown` (unless `retry_unknown`).
 //! - **Stopping.** A soft stop (token rejected, Ctrl-C) sends nothing new, lets requests in flight finish and
-//!   reports every payload not sent; a hard stop (grace period over) also abandons requests in flight.
+//!   reports every payload not sent; a hard stop (grace period over) also abandons requests in flight. "Nothing new" holds to the last moment: every wait of a
+//!   payload (for its row's order, a slot, the rate limiter, a backoff or a 429's pause, a connection) ends
+//!   at the stop, and a request not yet written to a connection is withheld ([`Leaving`]).
 
 mod limiter;
 mod order;
 
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::client::{Backoff, RetryAction, SavioClient, SendError, classify, idempotent};
+use crate::client::{Backoff, Departure, RetryAction, SavioClient, SendError, classify, idempotent};
 use crate::mapping::DropReason;
 use crate::model::{Entity, Payload, json_hash};
 use crate::pipeline::{Row, RowKind, RowSource, reason_text};
@@ -230,14 +233,37 @@ impl Sink {
     /// payloads are done, or why it stopped early.
     ///
     /// `interrupt` flips to `true` on Ctrl-C: reading stops, nothing new is sent, requests in flight get
-    /// `grace` to finish before they are abandoned (and reported as such).
+    /// `grace` from that moment to finish before they are abandoned (and reported as such).
     pub async fn run(
         &self,
-        mut rows: mpsc::Receiver<Vec<Job>>,
+        rows: mpsc::Receiver<Vec<Job>>,
         out: mpsc::Sender<RowDone>,
-        mut interrupt: watch::Receiver<bool>,
+        interrupt: watch::Receiver<bool>,
         grace: Duration,
     ) -> Option<StopReason> {
+        // Watched for the whole run, beside the feeding: not only between batches, which can wait for a window
+        // slot for long, nor only while rows remain, since after the last row comes the wait for requests.
+        tokio::select! {
+            stop = self.feed(rows, out) => stop,
+            never = self.watch_interrupt(interrupt, grace) => match never {},
+        }
+    }
+
+    /// On Ctrl-C: a soft stop at once, a hard one when `grace` has passed. Never returns.
+    async fn watch_interrupt(&self, mut interrupt: watch::Receiver<bool>, grace: Duration) -> std::convert::Infallible {
+        // A sender gone without an interrupt means there will be none.
+        if interrupt.wait_for(|i| *i).await.is_ok() {
+            self.shared.request_stop(StopReason::Interrupted, false);
+            tracing::warn!("interrupted: sending nothing new, waiting up to {grace:?} for requests in flight");
+            tokio::time::sleep(grace).await;
+            tracing::warn!("grace period over: abandoning requests still in flight");
+            self.shared.request_stop(StopReason::Interrupted, true);
+        }
+        std::future::pending().await
+    }
+
+    /// Dispatches every row until the input ends or the run stops, then waits for every payload.
+    async fn feed(&self, mut rows: mpsc::Receiver<Vec<Job>>, out: mpsc::Sender<RowDone>) -> Option<StopReason> {
         let size = window_for(&self.shared.cfg);
         let window = Arc::new(Semaphore::new(size));
         let mut stop_rx = self.shared.stop.subscribe();
@@ -248,10 +274,6 @@ impl Sink {
             }
             let batch = tokio::select! {
                 biased;
-                _ = interrupt.wait_for(|i| *i) => {
-                    self.shared.request_stop(StopReason::Interrupted, false);
-                    break;
-                }
                 _ = stop_rx.changed() => continue,
                 r = rows.recv() => match r {
                     Some(batch) => batch,
@@ -269,22 +291,9 @@ impl Sink {
         while !reports_gone && let Some(batch) = rows.recv().await {
             reports_gone = !self.dispatch_all(batch, &window, &out).await;
         }
+        // Every payload done: requests in flight end with their answer, or at the hard stop.
         let everything = u32::try_from(size).unwrap_or(u32::MAX);
-        let drain = Arc::clone(&window).acquire_many_owned(everything);
-        if self.shared.stop_reason() == Some(StopReason::Interrupted) {
-            tracing::warn!("interrupted: sending nothing new, waiting up to {grace:?} for requests in flight");
-            let mut drain = Box::pin(drain);
-            tokio::select! {
-                _ = &mut drain => {}
-                _ = tokio::time::sleep(grace) => {
-                    tracing::warn!("grace period over: abandoning requests still in flight");
-                    self.shared.request_stop(StopReason::Interrupted, true);
-                    let _ = drain.await;
-                }
-            }
-        } else {
-            let _ = drain.await;
-        }
+        let _ = Arc::clone(&window).acquire_many_owned(everything).await;
         self.shared.stop_reason()
     }
 
@@ -342,7 +351,24 @@ impl Sink {
         });
         for payload in payloads {
             let (waits, completion) = self.shared.registry.register(&payload);
-            let Ok(permit) = Arc::clone(window).acquire_owned().await else { return false };
+            // After a stop nothing waits for room in the window (which empties only as requests in flight end):
+            // the payload is reported "not sent" here and now.
+            let permit = tokio::select! {
+                biased;
+                permit = Arc::clone(window).acquire_owned() => permit,
+                () = self.shared.stopped() => {
+                    let stop = self.shared.stop_reason().unwrap_or(StopReason::Interrupted);
+                    let result = not_sent_result(prepare(&self.shared, &payload, line).0, &stop, None);
+                    self.shared.registry.complete(completion, Done::Failed(result.reason.clone()));
+                    if let Some(row) = tracker.finish(result)
+                        && out.send(row).await.is_err()
+                    {
+                        return false;
+                    }
+                    continue;
+                }
+            };
+            let Ok(permit) = permit else { return false };
             let shared = Arc::clone(&self.shared);
             let tracker = Arc::clone(&tracker);
             // The task's own future stays small (tokio copies it when spawning and again when it ends): the
@@ -403,12 +429,11 @@ impl RowTracker {
     }
 }
 
-/// One payload's whole life: wait for what it depends on, then attempts until success or a final failure.
-async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64) -> ResultLine {
-    let payload = &payload;
+/// A payload's result line before any attempt (status `Failed`, no reason yet), and its JSON: serialised
+/// once, the request body of every attempt and the input of the content hash (kept by the state; a
+/// feedback's key is made from it).
+fn prepare(shared: &Shared, payload: &Payload, line: u64) -> (ResultLine, Result<Bytes, serde_json::Error>) {
     let entity = payload.entity();
-    // Serialised once: the request body of every attempt, and the content hash (kept by the state; a
-    // feedback's key is made from it).
     let body = serde_json::to_vec(payload).map(Bytes::from);
     let hash = match &body {
         Ok(json) if shared.journal.is_some() || entity == Entity::Feedback => json_hash(json),
@@ -416,7 +441,7 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
     };
     let key = if body.is_ok() { payload.report_key_with_hash(&hash) } else { String::new() };
     let hash = if shared.journal.is_some() { hash } else { String::new() };
-    let mut r = ResultLine {
+    let r = ResultLine {
         line,
         entity: Some(entity),
         key,
@@ -429,6 +454,13 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
         group: String::new(),
         hash,
     };
+    (r, body)
+}
+
+/// One payload's whole life: wait for what it depends on, then attempts until success or a final failure.
+async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64) -> ResultLine {
+    let entity = payload.entity();
+    let (mut r, body) = prepare(shared, &payload, line);
     let body = match body {
         Ok(body) => body,
         Err(e) => {
@@ -440,24 +472,35 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
     if let Some((company, reason)) = waits.blocked_by {
         return blocked(r, &company, &reason);
     }
-    if let Some(previous) = waits.previous {
-        order::wait(previous).await;
-    }
-    for signal in waits.after {
-        order::wait(signal).await;
-    }
-    if let Some((company, signal)) = waits.company
-        && let Done::Failed(reason) = order::wait(signal).await
-    {
+    // Waiting for the row's order ends at a stop too (the loop below then reports "not sent").
+    let ordered = async {
+        if let Some(previous) = waits.previous {
+            order::wait(previous).await;
+        }
+        for signal in waits.after {
+            order::wait(signal).await;
+        }
+        match waits.company {
+            Some((company, signal)) => match order::wait(signal).await {
+                Done::Failed(reason) => Some((company, reason)),
+                Done::Ok => None,
+            },
+            None => None,
+        }
+    };
+    let blocked_by = tokio::select! {
+        biased;
+        blocked_by = ordered => blocked_by,
+        () = shared.stopped() => None,
+    };
+    if let Some((company, reason)) = blocked_by {
         return blocked(r, &company, &reason);
     }
     let idempotent = idempotent(entity);
     let mut last_error: Option<String> = None;
     loop {
         if let Some(stop) = shared.stop_reason() {
-            r.reason = not_sent(&stop, last_error.as_deref());
-            r.group = format!("{entity}: not sent (run stopped)");
-            return r;
+            return not_sent_result(r, &stop, last_error.as_deref());
         }
         // Waiting for a slot, and below for the rate limiter, ends as soon as the run stops: what was queued
         // is reported "not sent" at once, not paced out at `--rate` (which could outlast any grace period).
@@ -487,19 +530,22 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
         tokio::select! {
             biased;
             () = shared.limiter.ready() => {}
-            () = shared.stopped() => {}
+            () = shared.stopped() => continue,
         }
-        if let Some(stop) = shared.stop_reason() {
-            r.reason = not_sent(&stop, last_error.as_deref());
-            r.group = format!("{entity}: not sent (run stopped)");
-            return r;
-        }
-        r.attempts += 1;
+        let leaving = Leaving { shared, departures: AtomicU32::new(0) };
+        // A stop before the request is written cancels the attempt (connecting included); after, the request
+        // has its grace period like any other in flight.
         let attempt = tokio::select! {
-            a = Box::pin(shared.client.send_json(entity, body.clone())) => a,
+            a = Box::pin(shared.client.send_json_with(entity, body.clone(), &leaving)) => a,
+            () = leaving.stopped_before_leaving() => continue,
             () = shared.hard_stop() => {
-                // Abandoned before the client could count what it wrote: counted as one request.
-                shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+                let departures = leaving.departures.load(Ordering::Acquire);
+                if departures == 0 {
+                    continue;
+                }
+                // Abandoned before the client could count what it wrote: count what was cleared to leave.
+                shared.stats.requests.fetch_add(u64::from(departures), Ordering::Relaxed);
+                r.attempts += 1;
                 r.status = if idempotent { Status::Failed } else { Status::Unknown };
                 r.reason = "interrupted while the request was in flight (it may have been applied)".into();
                 r.group = format!("{entity}: interrupted in flight");
@@ -511,6 +557,7 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
         r.latency += attempt.latency;
         let err = match attempt.outcome {
             Ok(accepted) => {
+                r.attempts += 1;
                 r.status = Status::Ok;
                 r.http_status = Some(accepted.status);
                 r.savio_id = accepted.id;
@@ -521,8 +568,11 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
                 };
                 return r;
             }
+            // The run stopped before it was written: the loop's top reports it.
+            Err(SendError::Withheld { .. }) => continue,
             Err(err) => err,
         };
+        r.attempts += 1;
         r.http_status = err.status();
         let mut action = classify(&err, idempotent);
         if action == RetryAction::Unknown && shared.cfg.retry_unknown {
@@ -544,7 +594,7 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
                     tracing::debug!(line, %entity, attempt = r.attempts, "retrying in {wait:?}: {err}");
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
-                        () = shared.hard_stop() => {}
+                        () = shared.stopped() => {}
                     }
                 }
                 last_error = Some(err.to_string());
@@ -580,6 +630,39 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
     }
 }
 
+/// One attempt at the moment its request would be written to a connection (see [`Departure`]): the last
+/// look at the stop.
+struct Leaving<'a> {
+    shared: &'a Shared,
+    /// How many times the request was cleared to be written (once, or once per 307/308 hop); more than none,
+    /// it may have reached Savio.
+    departures: AtomicU32,
+}
+
+impl Leaving<'_> {
+    /// Resolves when the run stops before this request was cleared to leave; never once it was.
+    async fn stopped_before_leaving(&self) {
+        self.shared.stopped().await;
+        if self.departures.load(Ordering::Acquire) > 0 {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn clear(&self) -> bool {
+        if self.shared.stop_reason().is_some() {
+            return false;
+        }
+        self.departures.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+}
+
+impl Departure for Leaving<'_> {
+    fn cleared(&self) -> impl Future<Output = bool> + Send {
+        self.clear()
+    }
+}
+
 /// The journal's record of a payload's outcome.
 pub(crate) fn journal_entry(r: &ResultLine) -> JournalEntry {
     JournalEntry {
@@ -603,6 +686,7 @@ fn short(err: &SendError) -> String {
         SendError::Redirect { .. } => "redirect not followed".into(),
         SendError::NotApi { .. } => "HTML page, not the API".into(),
         SendError::Body { .. } => "body not serialisable".into(),
+        SendError::Withheld { .. } => "not sent".into(),
     }
 }
 
@@ -610,6 +694,13 @@ fn blocked(mut r: ResultLine, company: &str, reason: &str) -> ResultLine {
     r.status = Status::Blocked;
     r.reason = format!("company {company} failed: {reason}");
     r.group = format!("{}: blocked by a failed company", r.entity.map_or("row", |e| e.as_str()));
+    r
+}
+
+/// A payload's result when the run stopped before its request left.
+fn not_sent_result(mut r: ResultLine, stop: &StopReason, last_error: Option<&str>) -> ResultLine {
+    r.reason = not_sent(stop, last_error);
+    r.group = format!("{}: not sent (run stopped)", r.entity.map_or("row", |e| e.as_str()));
     r
 }
 
