@@ -576,6 +576,47 @@ async fn a_request_withheld_at_its_departure_is_never_written() {
     assert_eq!((attempt.written, requests.load(Ordering::SeqCst)), (1, 1));
 }
 
+/// A [`Departure`] that records the statuses it is told.
+#[derive(Default)]
+struct Told(std::sync::Mutex<Vec<u16>>);
+
+impl Departure for Told {
+    fn cleared(&self) -> impl std::future::Future<Output = bool> + Send {
+        std::future::ready(true)
+    }
+
+    fn answered(&self, status: reqwest::StatusCode) {
+        self.0.lock().unwrap().push(status.as_u16());
+    }
+}
+
+#[tokio::test]
+async fn an_answers_status_is_told_before_its_body_has_arrived() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 8192];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\n").await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = socket.write_all(b"{}").await;
+        }
+    });
+    let client = client_for(&format!("http://{addr}/app/api"));
+    let told = std::sync::Arc::new(Told::default());
+    let body = bytes::Bytes::from(serde_json::to_vec(&contact()).unwrap());
+    let sending = {
+        let (client, told) = (client.clone(), std::sync::Arc::clone(&told));
+        tokio::spawn(async move { client.send_json_with(Entity::Contact, body, &*told).await })
+    };
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(*told.0.lock().unwrap(), [401], "told while the body is still on its way");
+    let err = sending.await.unwrap().outcome.expect_err("a 401");
+    assert_eq!(classify(&err, true), RetryAction::AbortAuth);
+}
+
 #[tokio::test]
 async fn a_gzipped_success_still_gives_its_id() {
     use std::io::Write;

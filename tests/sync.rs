@@ -968,3 +968,27 @@ async fn a_retry_after_wait_ends_at_ctrl_c_whether_a_429_pause_or_a_503_backoff(
 fn refusal(status: &str) -> String {
     format!("HTTP/1.1 {status}\r\nretry-after: 20\r\ncontent-length: 2\r\n\r\n{{}}")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_stops_the_run_when_its_status_arrives_not_when_its_body_has() {
+    // Regression: the stop waited for the 401's body; a server writing its status line and body apart (Nagle
+    // and a delayed ACK: 40 ms) still received requests after it had answered 401.
+    let (url, seen) = raw_server(|n| match n {
+        3 => vec![
+            (Duration::ZERO, "HTTP/1.1 401 Unauthorized\r\ncontent-length: 30\r\n\r\n".into()),
+            (Duration::from_millis(400), r#"{"detail": "Invalid token."}  "#.into()),
+        ],
+        _ => vec![(Duration::ZERO, created())],
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &feedback_rows(40));
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run = sync(dir.path(), &url, &["in.csv", "-m", "m.toml", "--concurrency", "4", "--rate", "50"]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.summary()["exit_reason"], "auth_rejected");
+    let seen = seen.lock().unwrap().clone();
+    let status_sent = seen[2].answered.expect("the 401 was answered");
+    let after: Vec<_> = seen.iter().filter(|s| s.arrived > status_sent + Duration::from_millis(15)).collect();
+    assert!(after.is_empty(), "{} requests arrived after the 401's status line: {after:?}", after.len());
+}

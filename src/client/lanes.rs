@@ -235,6 +235,7 @@ impl Lanes {
                 None => return Err(LaneError::Broken(err.into_error())),
             },
         };
+        departure.answered(response.status());
         let (parts, mut body) = response.into_parts();
         let mut buf = Vec::new();
         let mut cut = None;

@@ -301,6 +301,11 @@ impl SavioClient {
         Attempt { outcome, latency, written }
     }
 
+    /// The endpoint a payload of `entity` is posted to, as messages show it.
+    pub fn endpoint_of(&self, entity: Entity) -> &Endpoint {
+        &self.endpoint(entity).endpoint
+    }
+
     fn endpoint(&self, entity: Entity) -> &PostTarget {
         match entity {
             Entity::Company => &self.inner.companies,
@@ -416,6 +421,7 @@ impl SavioClient {
             }
         };
         let status = response.status();
+        departure.answered(status);
         if !status.is_success() {
             return Err(self.read_status_error(endpoint, response).await);
         }

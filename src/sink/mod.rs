@@ -26,9 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use reqwest::StatusCode;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::client::{Backoff, Departure, RetryAction, SavioClient, SendError, classify, idempotent};
+use crate::client::{Backoff, Departure, RetryAction, SavioClient, SendError, classify, classify_status, idempotent};
 use crate::mapping::DropReason;
 use crate::model::{Entity, Payload, json_hash};
 use crate::pipeline::{Row, RowKind, RowSource, reason_text};
@@ -532,7 +533,7 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
             () = shared.limiter.ready() => {}
             () = shared.stopped() => continue,
         }
-        let leaving = Leaving { shared, departures: AtomicU32::new(0) };
+        let leaving = Leaving { shared, entity, departures: AtomicU32::new(0) };
         // A stop before the request is written cancels the attempt (connecting included); after, the request
         // has its grace period like any other in flight.
         let attempt = tokio::select! {
@@ -619,7 +620,7 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
                 return r;
             }
             RetryAction::AbortAuth => {
-                let msg = format!("Savio answered {} to {}", err.status().unwrap_or(401), err.endpoint());
+                let msg = auth_message(err.status().unwrap_or(401), err.endpoint());
                 tracing::error!("token rejected ({msg}): stopping, nothing more will be sent");
                 shared.request_stop(StopReason::AuthRejected(msg.clone()), false);
                 r.reason = format!("token rejected: {msg}");
@@ -630,10 +631,15 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
     }
 }
 
+fn auth_message(status: u16, endpoint: &crate::client::Endpoint) -> String {
+    format!("Savio answered {status} to {endpoint}")
+}
+
 /// One attempt at the moment its request would be written to a connection (see [`Departure`]): the last
 /// look at the stop.
 struct Leaving<'a> {
     shared: &'a Shared,
+    entity: Entity,
     /// How many times the request was cleared to be written (once, or once per 307/308 hop); more than none,
     /// it may have reached Savio.
     departures: AtomicU32,
@@ -660,6 +666,15 @@ impl Leaving<'_> {
 impl Departure for Leaving<'_> {
     fn cleared(&self) -> impl Future<Output = bool> + Send {
         self.clear()
+    }
+
+    /// A 401/403 stops the run as soon as its status line arrives: requests that would leave while its body
+    /// is read are withheld.
+    fn answered(&self, status: StatusCode) {
+        if classify_status(status.as_u16(), true, None) == RetryAction::AbortAuth {
+            let endpoint = self.shared.client.endpoint_of(self.entity);
+            self.shared.request_stop(StopReason::AuthRejected(auth_message(status.as_u16(), endpoint)), false);
+        }
     }
 }
 
