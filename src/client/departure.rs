@@ -2,9 +2,9 @@
 //! connection, and right when an answer's status arrives.
 //!
 //! The writer decides whether a request may still leave at the last moment, not before it waits for a
-//! connection: a run that stopped meanwhile (Ctrl-C, a rejected token) must send nothing more. Connecting,
-//! the keep-alive race's second connection and every 307/308 hop all come before a write, so each asks
-//! again.
+//! connection: a run that stopped meanwhile (Ctrl-C, a rejected token) must send nothing more, and feedback's
+//! in-flight mark is written then, so a crash leaves no mark for a request that never left. Connecting, the
+//! keep-alive race's second connection and every 307/308 hop all come before a write, so each asks again.
 //!
 //! An answer's status can arrive well before its body (a server that writes them separately, behind Nagle's
 //! algorithm and a delayed ACK, takes 40 ms more for the body): a 401 stops the run when its status line

@@ -15,12 +15,16 @@
 //!   reports every payload not sent; a hard stop (grace period over) also abandons requests in flight. "Nothing new" holds to the last moment: every wait of a
 //!   payload (for its row's order, a slot, the rate limiter, a backoff or a 429's pause, a connection) ends
 //!   at the stop, and a request not yet written to a connection is withheld ([`Leaving`]).
+//! - **Write-ahead marks, as late as possible.** Feedback's in-flight mark is written right before its
+//!   request is written to a connection, after every wait: a crash leaves marks only for requests that
+//!   may have left. A request that leaves late after its rate-limit grant (a slow mark, a slow connect) takes
+//!   a fresh grant, so departures never bunch ([`limiter`]).
 
 mod limiter;
 mod order;
 
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,7 +39,7 @@ use crate::model::{Entity, Payload, json_hash};
 use crate::pipeline::{Row, RowKind, RowSource, reason_text};
 use crate::report::results::{ResultLine, Status};
 use crate::state::{Journal, JournalEntry};
-use limiter::Limiter;
+use limiter::{Grant, LATE, Limiter};
 use order::{Done, Registry, Waits};
 
 /// The most payloads in progress at once (dispatched but not finished). Bounds memory whatever the input
@@ -498,6 +502,9 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
         return blocked(r, &company, &reason);
     }
     let idempotent = idempotent(entity);
+    // Feedback's in-flight mark, until it is written (right before its request first leaves).
+    let mark = (!idempotent && shared.journal.is_some()).then(|| (r.line, r.key.clone(), r.hash.clone()));
+    let mut unmarked = mark.is_some();
     let mut last_error: Option<String> = None;
     loop {
         if let Some(stop) = shared.stop_reason() {
@@ -515,25 +522,20 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
             r.reason = "not sent: the writer shut down".into();
             return r;
         };
-        // Feedback is marked in flight (an append to the state's in-flight log) before its first attempt,
-        // holding its slot: a crash from here on leaves it `unknown`, never lost, and at most `--concurrency`
-        // of them. Before the rate limiter, not after: a write held up by a busy disk must not delay granted
-        // requests into a burst.
-        if !idempotent
-            && r.attempts == 0
-            && let Some(journal) = &shared.journal
-            && let Err(e) = journal.before_send(r.line, &r.key, &r.hash)
-        {
-            r.reason = format!("not sent: {e}");
-            r.group = format!("{entity}: not sent (state journal failed)");
-            return r;
-        }
-        tokio::select! {
+        let grant = tokio::select! {
             biased;
-            () = shared.limiter.ready() => {}
+            grant = shared.limiter.ready() => grant,
             () = shared.stopped() => continue,
-        }
-        let leaving = Leaving { shared, entity, departures: AtomicU32::new(0) };
+        };
+        let leaving = Leaving {
+            shared,
+            entity,
+            grant: Mutex::new(grant),
+            mark: mark.as_ref().filter(|_| unmarked).map(|(line, key, hash)| (*line, key.as_str(), hash.as_str())),
+            marked: AtomicBool::new(false),
+            departures: AtomicU32::new(0),
+            withheld: Mutex::new(None),
+        };
         // A stop before the request is written cancels the attempt (connecting included); after, the request
         // has its grace period like any other in flight.
         let attempt = tokio::select! {
@@ -554,6 +556,10 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
             }
         };
         drop(slot);
+        if leaving.marked.load(Ordering::Acquire) {
+            unmarked = false;
+        }
+        let withheld = leaving.withheld.lock().unwrap_or_else(|p| p.into_inner()).take();
         shared.stats.requests.fetch_add(u64::from(attempt.written), Ordering::Relaxed);
         r.latency += attempt.latency;
         let err = match attempt.outcome {
@@ -569,8 +575,15 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
                 };
                 return r;
             }
-            // The run stopped before it was written: the loop's top reports it.
-            Err(SendError::Withheld { .. }) => continue,
+            Err(SendError::Withheld { .. }) => match withheld {
+                Some(Withheld::Journal(e)) => {
+                    r.reason = format!("not sent: {e}");
+                    r.group = format!("{entity}: not sent (state journal failed)");
+                    return r;
+                }
+                // The run stopped: the loop's top reports it.
+                Some(Withheld::Stopped) | None => continue,
+            },
             Err(err) => err,
         };
         r.attempts += 1;
@@ -635,17 +648,36 @@ fn auth_message(status: u16, endpoint: &crate::client::Endpoint) -> String {
     format!("Savio answered {status} to {endpoint}")
 }
 
+/// Why a request was withheld at its departure.
+enum Withheld {
+    /// The run stopped.
+    Stopped,
+    /// Feedback's in-flight mark could not be written: sending it would risk a duplicate after a crash.
+    Journal(crate::state::StateError),
+}
+
 /// One attempt at the moment its request would be written to a connection (see [`Departure`]): the last
-/// look at the stop.
+/// look at the stop, feedback's in-flight mark, and a fresh rate-limit grant when it leaves late.
 struct Leaving<'a> {
     shared: &'a Shared,
     entity: Entity,
+    /// The grant this attempt was let through with; renewed when the request leaves [`LATE`] after it.
+    grant: Mutex<Grant>,
+    /// Feedback's in-flight mark (line, key, hash), while it is still to be written.
+    mark: Option<(u64, &'a str, &'a str)>,
+    marked: AtomicBool,
     /// How many times the request was cleared to be written (once, or once per 307/308 hop); more than none,
     /// it may have reached Savio.
     departures: AtomicU32,
+    withheld: Mutex<Option<Withheld>>,
 }
 
 impl Leaving<'_> {
+    fn withhold(&self, why: Withheld) -> bool {
+        *self.withheld.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        false
+    }
+
     /// Resolves when the run stops before this request was cleared to leave; never once it was.
     async fn stopped_before_leaving(&self) {
         self.shared.stopped().await;
@@ -655,11 +687,42 @@ impl Leaving<'_> {
     }
 
     async fn clear(&self) -> bool {
-        if self.shared.stop_reason().is_some() {
-            return false;
+        let shared = self.shared;
+        loop {
+            if shared.stop_reason().is_some() {
+                return self.withhold(Withheld::Stopped);
+            }
+            let grant = *self.grant.lock().unwrap_or_else(|p| p.into_inner());
+            // A 429 paused the run since the grant (this request was connecting): it waits like every other,
+            // before its mark, since the pause can be long. Leaving late after the grant (a slow connect, a
+            // mark held up by a busy disk) would bunch departures past what the limiter allowed: a fresh grant,
+            // for the moment it really leaves.
+            let paused = shared.limiter.paused();
+            let marking = self.mark.is_some() && !self.marked.load(Ordering::Acquire);
+            if paused || (!marking && grant.age() >= LATE) {
+                let grant = tokio::select! {
+                    biased;
+                    grant = shared.limiter.regrant(grant) => grant,
+                    () = shared.stopped() => continue,
+                };
+                *self.grant.lock().unwrap_or_else(|p| p.into_inner()) = grant;
+                continue;
+            }
+            // Marked as late as possible, after every wait but the last look at the grant: a crash leaves a
+            // mark only for a request that may have left.
+            if let Some((line, key, hash)) = self.mark
+                && marking
+                && let Some(journal) = &shared.journal
+            {
+                if let Err(e) = journal.before_send(line, key, hash) {
+                    return self.withhold(Withheld::Journal(e));
+                }
+                self.marked.store(true, Ordering::Release);
+                continue;
+            }
+            self.departures.fetch_add(1, Ordering::AcqRel);
+            return true;
         }
-        self.departures.fetch_add(1, Ordering::AcqRel);
-        true
     }
 }
 
