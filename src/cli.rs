@@ -239,7 +239,8 @@ pub struct WriterArgs {
     /// Retries of a failed request (connection errors, timeouts, 429, 5xx) before its row fails.
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub max_retries: u32,
-    /// The longest a Retry-After (or a backoff) may pause the run; a larger value is capped to this.
+    /// The longest a Retry-After (or a backoff) may pause the run; a larger value is capped to this. When
+    /// Savio answers nothing but 429 for longer than this x (--max-retries + 1), the run stops (exit 3).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub max_retry_after: std::time::Duration,
     /// Re-send feedback whose outcome is unknown (timeout after sending). May create duplicates.

@@ -992,3 +992,40 @@ async fn a_401_stops_the_run_when_its_status_arrives_not_when_its_body_has() {
     let after: Vec<_> = seen.iter().filter(|s| s.arrived > status_sent + Duration::from_millis(15)).collect();
     assert!(after.is_empty(), "{} requests arrived after the 401's status line: {after:?}", after.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savio_answering_nothing_but_429_stops_the_run_and_the_same_command_resumes() {
+    // Regression: a permanent 429 paused the whole writer for the capped Retry-After once per attempt, one
+    // attempt after another, for as long as the file lasted; nothing gave up.
+    let (url, seen) = raw_server(|_| {
+        vec![(Duration::ZERO, "HTTP/1.1 429 Too Many Requests\r\nretry-after: 120\r\ncontent-length: 0\r\n\r\n".into())]
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &feedback_rows(30));
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let args = ["in.csv", "-m", "m.toml", "--rate", "100", "--max-retries", "1", "--max-retry-after", "1s"];
+    let started = Instant::now();
+    let run = sync(dir.path(), &url, &args).await;
+    let took = started.elapsed();
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(took < Duration::from_secs(8), "stopped after 2 s of nothing but 429, not {took:?}");
+    let s = run.summary();
+    assert_eq!(s["exit_reason"], "throttled");
+    let message = s["abort_message"].as_str().unwrap();
+    assert!(message.contains("nothing but 429") && message.contains("resumes"), "{message}");
+    assert!(run.stdout.contains("Stopped:") && run.stdout.contains("429"), "{}", run.stdout);
+    assert_eq!(s["requests"].as_u64().unwrap(), seen.lock().unwrap().len() as u64);
+    let results = run.results();
+    assert_eq!(results.len(), 30, "every row read is reported");
+    assert!(
+        results.iter().all(|r| r[3] == "failed" && r[6].contains("Savio kept answering 429")),
+        "every row reported not sent because of the 429s: {results:?}"
+    );
+    // Savio's quota is back: the same command resumes the run and sends every row.
+    let (url, _) = raw_server(|_| vec![(Duration::ZERO, created())]).await;
+    let again = sync(dir.path(), &url, &args).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("resuming run"), "{}", again.stderr);
+    assert_eq!(again.summary()["payloads"]["feedback"]["ok"], 30);
+}

@@ -11,8 +11,9 @@
 //!   backoff, a 429 pauses the whole run for its `Retry-After` (capped), a 400 fails the row with Savio's
 //!   message, a 401/403 stops the run. Feedback, which is not idempotent, is never re-sent after an
 //!   ambiguous failure: it is reported `unknown` (unless `retry_unknown`).
-//! - **Stopping.** A soft stop (token rejected, Ctrl-C) sends nothing new, lets requests in flight finish and
-//!   reports every payload not sent; a hard stop (grace period over) also abandons requests in flight. "Nothing new" holds to the last moment: every wait of a
+//! - **Stopping.** A soft stop (token rejected, Ctrl-C, Savio answering nothing but 429 for too long) sends
+//!   nothing new, lets requests in flight finish and reports every payload not sent; a hard stop (grace
+//!   period over) also abandons requests in flight. "Nothing new" holds to the last moment: every wait of a
 //!   payload (for its row's order, a slot, the rate limiter, a backoff or a 429's pause, a connection) ends
 //!   at the stop, and a request not yet written to a connection is withheld ([`Leaving`]).
 //! - **Write-ahead marks, as late as possible.** Feedback's in-flight mark is written right before its
@@ -32,6 +33,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::StatusCode;
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
 
 use crate::client::{Backoff, Departure, RetryAction, SavioClient, SendError, classify, classify_status, idempotent};
 use crate::mapping::DropReason;
@@ -144,6 +146,8 @@ pub enum StopReason {
     AuthRejected(String),
     /// Ctrl-C or SIGTERM.
     Interrupted,
+    /// Savio answered nothing but 429 for this long (see [`throttle_limit`]).
+    Throttled(Duration),
 }
 
 impl std::fmt::Display for StopReason {
@@ -151,8 +155,20 @@ impl std::fmt::Display for StopReason {
         match self {
             StopReason::AuthRejected(m) => write!(f, "token rejected: {m}"),
             StopReason::Interrupted => f.write_str("interrupted"),
+            StopReason::Throttled(d) => {
+                write!(f, "Savio kept answering 429 Too Many Requests for {} s, accepting nothing", d.as_secs())
+            }
         }
     }
+}
+
+/// How long Savio may answer nothing but 429 before the run stops: as long as one payload's retries could
+/// be paused by it (`--max-retry-after` for each of `--max-retries` + 1 attempts), at least a second. Each
+/// 429 pauses the whole writer, so past this no payload would have landed anyway; stopping reports what
+/// was not sent and lets the same command resume later, instead of pausing, one payload after another, for
+/// as long as the quota stays exhausted (days, for a large file).
+pub fn throttle_limit(cfg: &SinkConfig) -> Duration {
+    cfg.max_retry_after.saturating_mul(cfg.max_retries.saturating_add(1)).max(Duration::from_secs(1))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -180,9 +196,31 @@ struct Shared {
     stop: watch::Sender<StopState>,
     /// The state journal: feedback is marked there before it is sent.
     journal: Option<Journal>,
+    /// Since when Savio has answered nothing but 429 (`None`: its last answer was something else).
+    throttled_since: Mutex<Option<Instant>>,
 }
 
 impl Shared {
+    /// Notes an answer: a 429 may stop the run (see [`throttle_limit`]), anything else ends a 429 streak.
+    fn note_answer(&self, status: u16) {
+        let mut since = self.throttled_since.lock().unwrap_or_else(|p| p.into_inner());
+        if status != 429 {
+            *since = None;
+            return;
+        }
+        let now = Instant::now();
+        let streak = now - *since.get_or_insert(now);
+        drop(since);
+        if streak >= throttle_limit(&self.cfg) && self.stop_reason().is_none() {
+            tracing::error!(
+                "Savio answered nothing but 429 Too Many Requests for {} s (more than --max-retry-after x \
+                 (--max-retries + 1)): stopping; the same command resumes the run",
+                streak.as_secs()
+            );
+            self.request_stop(StopReason::Throttled(streak), false);
+        }
+    }
+
     fn stop_reason(&self) -> Option<StopReason> {
         self.stop.borrow().reason.clone()
     }
@@ -226,6 +264,7 @@ impl Sink {
             client,
             cfg,
             journal,
+            throttled_since: Mutex::new(None),
         };
         Sink { shared: Arc::new(shared) }
     }
@@ -564,6 +603,7 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
         r.latency += attempt.latency;
         let err = match attempt.outcome {
             Ok(accepted) => {
+                shared.note_answer(accepted.status);
                 r.attempts += 1;
                 r.status = Status::Ok;
                 r.http_status = Some(accepted.status);
@@ -587,6 +627,9 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
             Err(err) => err,
         };
         r.attempts += 1;
+        if let Some(status) = err.status() {
+            shared.note_answer(status);
+        }
         r.http_status = err.status();
         let mut action = classify(&err, idempotent);
         if action == RetryAction::Unknown && shared.cfg.retry_unknown {
@@ -600,6 +643,11 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
                 let backoff = shared.cfg.backoff.delay(r.attempts - 1, &mut rand::rng());
                 if err.status() == Some(429) {
                     shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    if shared.stop_reason().is_some() {
+                        // This 429 may have been the one that stopped the run: nothing is left to pause.
+                        last_error = Some(err.to_string());
+                        continue;
+                    }
                     let pause = after.unwrap_or(backoff).min(cap);
                     tracing::warn!(line, %entity, "Savio is throttling (429): pausing every request for {pause:?}");
                     shared.limiter.pause_for(pause);
@@ -783,9 +831,13 @@ fn not_sent_result(mut r: ResultLine, stop: &StopReason, last_error: Option<&str
 }
 
 fn not_sent(stop: &StopReason, last_error: Option<&str>) -> String {
+    let why = match stop {
+        StopReason::Throttled(_) => format!("{stop}, so the run stopped"),
+        _ => format!("run stopped ({stop})"),
+    };
     match last_error {
-        None => format!("not sent: run stopped ({stop})"),
-        Some(e) => format!("not sent again: run stopped ({stop}); last attempt: {e}"),
+        None => format!("not sent: {why}"),
+        Some(e) => format!("not sent again: {why}; last attempt: {e}"),
     }
 }
 
