@@ -211,7 +211,8 @@ pub struct ConnArgs {
     /// Savio's API root.
     #[arg(long, env = "SAVIO_BASE_URL", value_name = "URL", default_value = savio_sync::client::DEFAULT_BASE_URL)]
     pub base_url: String,
-    /// Read the API token from this file (instead of the SAVIO_API_TOKEN environment variable).
+    /// Read the API token from this file (instead of the SAVIO_API_TOKEN environment variable). Whitespace
+    /// around the token is ignored; the file holds the token alone, without "Token " in front.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Allow plain http:// to a host that is not loopback (the token then travels unencrypted).
@@ -238,13 +239,15 @@ pub struct WriterArgs {
     /// Retries of a failed request (connection errors, timeouts, 429, 5xx) before its row fails.
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub max_retries: u32,
-    /// The longest a Retry-After (or a backoff) may pause the run; a larger value is capped to this.
+    /// The longest a Retry-After (or a backoff) may pause the run; a larger value is capped to this. When
+    /// Savio answers nothing but 429 for longer than this x (--max-retries + 1), the run stops (exit 3).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub max_retry_after: std::time::Duration,
     /// Re-send feedback whose outcome is unknown (timeout after sending). May create duplicates.
     #[arg(long)]
     pub retry_unknown: bool,
-    /// After Ctrl-C, how long requests in flight may take to finish before they are abandoned.
+    /// After Ctrl-C, how long requests in flight may take to finish before they are abandoned (counted from
+    /// the Ctrl-C).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub grace: std::time::Duration,
 }

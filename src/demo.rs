@@ -208,7 +208,12 @@ impl DemoReport {
             || self.files.iter().any(|f| {
                 matches!(
                     f.summary.exit_reason,
-                    Some(ExitReason::AuthRejected | ExitReason::Interrupted | ExitReason::InputError) | None
+                    Some(
+                        ExitReason::AuthRejected
+                            | ExitReason::Interrupted
+                            | ExitReason::Throttled
+                            | ExitReason::InputError,
+                    ) | None
                 )
             });
         if aborted {

@@ -233,6 +233,7 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
     let reporter =
         tokio::spawn(report(done_rx, results, failures, summary.clone(), Arc::clone(&counters), journal.clone()));
 
+    let throttle_limit = crate::sink::throttle_limit(&settings.sink);
     let sink = Sink::new(client, settings.sink, journal);
     let stats = sink.stats();
     let stop = sink.run(rows_rx, done_tx, interrupt, settings.grace).await;
@@ -282,6 +283,15 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         (Some(StopReason::Interrupted), _) => {
             summary.abort_message = Some("interrupted (Ctrl-C / SIGTERM)".into());
             ExitReason::Interrupted
+        }
+        (Some(StopReason::Throttled(streak)), _) => {
+            summary.abort_message = Some(format!(
+                "Savio answered nothing but 429 Too Many Requests for {} s (the limit is --max-retry-after x \
+                 (--max-retries + 1) = {} s); nothing more was sent, the same command resumes the run",
+                streak.as_secs(),
+                throttle_limit.as_secs()
+            ));
+            ExitReason::Throttled
         }
         (None, Some(e)) => {
             summary.abort_message = Some(format!("the input became unreadable: {e}"));

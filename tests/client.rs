@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use futures::{StreamExt, TryStreamExt};
 use mockito::{Matcher, Server, ServerGuard};
 use savio_sync::client::{
-    Accepted, ApiToken, ClientConfig, ClientError, ListQuery, RetryAction, RetryAfter, SavioClient, SendError,
-    classify, classify_at, idempotent,
+    Accepted, ApiToken, BodyCut, ClientConfig, ClientError, Departure, ListQuery, RetryAction, RetryAfter, SavioClient,
+    SendError, classify, classify_at, idempotent,
 };
 use savio_sync::model::{Attributes, Company, Contact, Entity, Feedback, Page, Payload, SavioContact, SavioId};
 use serde_json::json;
@@ -113,7 +113,11 @@ async fn each_payload_is_posted_as_json_to_its_endpoint_with_the_token_header() 
             .create_async()
             .await;
         let attempt = client.send(payload).await;
-        assert_eq!(attempt.outcome.unwrap(), Accepted { status: 201, id: Some(SavioId::Int(i as i64)) }, "{path}");
+        assert_eq!(
+            attempt.outcome.unwrap(),
+            Accepted { status: 201, id: Some(SavioId::Int(i as i64)), cut: None },
+            "{path}"
+        );
         mock.assert_async().await;
     }
 }
@@ -128,7 +132,7 @@ async fn status_200_is_a_success_too_and_string_ids_parse() {
         .create_async()
         .await;
     let attempt = client(&server).send(&Payload::Contact(contact())).await;
-    assert_eq!(attempt.outcome.unwrap(), Accepted { status: 200, id: Some(SavioId::Str("c-42".into())) });
+    assert_eq!(attempt.outcome.unwrap(), Accepted { status: 200, id: Some(SavioId::Str("c-42".into())), cut: None });
     assert!(attempt.latency > Duration::ZERO);
 }
 
@@ -139,9 +143,9 @@ async fn success_without_a_json_body_is_accepted_without_an_id() {
     server.mock("POST", "/app/api/users/").with_status(204).create_async().await;
     let client = client(&server);
     let fb = client.send(&Payload::Feedback(feedback())).await;
-    assert_eq!(fb.outcome.unwrap(), Accepted { status: 201, id: None });
+    assert_eq!(fb.outcome.unwrap(), Accepted { status: 201, id: None, cut: None });
     let c = client.send(&Payload::Contact(contact())).await;
-    assert_eq!(c.outcome.unwrap(), Accepted { status: 204, id: None });
+    assert_eq!(c.outcome.unwrap(), Accepted { status: 204, id: None, cut: None });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -267,8 +271,7 @@ fn expected_action(status: u16, idempotent: bool) -> RetryAction {
     let unless_unsafe = if idempotent { retry } else { RetryAction::Unknown };
     match status {
         401 | 403 | 407 => RetryAction::AbortAuth,
-        408 => unless_unsafe,
-        429 | 503 => retry,
+        408 | 429 | 503 => retry,
         500 | 502 | 504 => unless_unsafe,
         501 | 505 | 506 | 508 | 510 | 511 => RetryAction::Fail,
         500..=599 => unless_unsafe,
@@ -505,9 +508,113 @@ async fn a_success_whose_body_is_cut_off_is_a_success_without_an_id() {
     let client = client_for(&base);
     for payload in [Payload::Feedback(feedback()), Payload::Company(company())] {
         let accepted = client.send(&payload).await.outcome.expect("accepted");
-        assert_eq!(accepted, savio_sync::client::Accepted { status: 201, id: None });
+        assert_eq!(accepted, savio_sync::client::Accepted { status: 201, id: None, cut: Some(BodyCut::Broken) });
     }
     assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2, "each sent once");
+}
+
+#[tokio::test]
+async fn a_success_whose_body_is_too_slow_is_a_success_without_an_id() {
+    // The status line and headers arrive, the chunked body trickles past the request timeout: the status says
+    // Savio applied it, exactly as when the connection is cut mid-body.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = socket.read(&mut buf).await;
+                let head = "HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"i\r\n";
+                let _ = socket.write_all(head.as_bytes()).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = socket.write_all(b"6\r\nd\": 7}\r\n0\r\n\r\n").await;
+            });
+        }
+    });
+    let mut config = ClientConfig::new(token());
+    config.base_url = format!("http://{addr}/app/api");
+    config.request_timeout = Duration::from_millis(300);
+    let client = SavioClient::new(config).unwrap();
+    for payload in [Payload::Feedback(feedback()), Payload::Company(company())] {
+        let attempt = client.send(&payload).await;
+        let cut = Some(BodyCut::TooSlow(Duration::from_millis(300)));
+        assert_eq!(attempt.outcome.expect("accepted"), Accepted { status: 201, id: None, cut });
+        assert_eq!(attempt.written, 1);
+        assert!(attempt.latency < Duration::from_secs(1), "{:?}", attempt.latency);
+    }
+}
+
+/// A [`Departure`] that withholds every request, counting how often it was asked.
+#[derive(Default)]
+struct Withhold(std::sync::atomic::AtomicUsize);
+
+impl Departure for Withhold {
+    fn cleared(&self) -> impl std::future::Future<Output = bool> + Send {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::ready(false)
+    }
+}
+
+#[tokio::test]
+async fn a_request_withheld_at_its_departure_is_never_written() {
+    use std::sync::atomic::Ordering;
+    let (base, connections, requests) = keep_alive_server().await;
+    let client = client_for(&base);
+    let body = bytes::Bytes::from(serde_json::to_vec(&feedback()).unwrap());
+    let withhold = Withhold::default();
+    let attempt = client.send_json_with(Entity::Feedback, body.clone(), &withhold).await;
+    let err = attempt.outcome.expect_err("withheld");
+    assert!(matches!(err, SendError::Withheld { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "POST /app/api/create-feedback/: not sent (withheld before it was written)");
+    assert_eq!((attempt.written, withhold.0.load(Ordering::SeqCst)), (0, 1), "asked once a connection was ready");
+    tokio::time::sleep(Duration::from_millis(100)).await; // the server's accept loop may lag the handshake
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "asked once connected");
+    assert_eq!(requests.load(Ordering::SeqCst), 0, "nothing reached the server");
+    let attempt = client.send_json_with(Entity::Feedback, body, &()).await;
+    attempt.outcome.expect("accepted");
+    assert_eq!((attempt.written, requests.load(Ordering::SeqCst)), (1, 1));
+}
+
+/// A [`Departure`] that records the statuses it is told.
+#[derive(Default)]
+struct Told(std::sync::Mutex<Vec<u16>>);
+
+impl Departure for Told {
+    fn cleared(&self) -> impl std::future::Future<Output = bool> + Send {
+        std::future::ready(true)
+    }
+
+    fn answered(&self, status: reqwest::StatusCode) {
+        self.0.lock().unwrap().push(status.as_u16());
+    }
+}
+
+#[tokio::test]
+async fn an_answers_status_is_told_before_its_body_has_arrived() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 8192];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket.write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\n").await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = socket.write_all(b"{}").await;
+        }
+    });
+    let client = client_for(&format!("http://{addr}/app/api"));
+    let told = std::sync::Arc::new(Told::default());
+    let body = bytes::Bytes::from(serde_json::to_vec(&contact()).unwrap());
+    let sending = {
+        let (client, told) = (client.clone(), std::sync::Arc::clone(&told));
+        tokio::spawn(async move { client.send_json_with(Entity::Contact, body, &*told).await })
+    };
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(*told.0.lock().unwrap(), [401], "told while the body is still on its way");
+    let err = sending.await.unwrap().outcome.expect_err("a 401");
+    assert_eq!(classify(&err, true), RetryAction::AbortAuth);
 }
 
 #[tokio::test]
@@ -576,9 +683,9 @@ async fn cross_origin_redirect_is_not_followed_and_the_token_never_reaches_the_t
             .await;
         let err = send_err(&client(&savio), &Payload::Contact(contact())).await;
         match &err {
-            SendError::Redirect { status: s, location_host, .. } => {
+            SendError::Redirect { status: s, location, .. } => {
                 assert_eq!(*s, status as u16);
-                assert_eq!(*location_host, elsewhere.url());
+                assert_eq!(*location, format!("{}/app/api/users/", elsewhere.url()), "all of it but the query");
             }
             other => panic!("{status}: {other:?}"),
         }
@@ -620,8 +727,9 @@ async fn same_origin_307_is_followed_with_the_token_and_the_body() {
         .expect(1)
         .create_async()
         .await;
-    let accepted = client(&server).send(&payload).await.outcome.unwrap();
-    assert_eq!(accepted.id, Some(SavioId::Int(7)));
+    let attempt = client(&server).send(&payload).await;
+    assert_eq!(attempt.outcome.unwrap().id, Some(SavioId::Int(7)));
+    assert_eq!(attempt.written, 2, "the request and its 307 hop were both written");
     target.assert_async().await;
 }
 
@@ -638,6 +746,9 @@ async fn post_answered_302_is_not_followed_even_within_the_origin() {
     let target = server.mock("GET", "/app/api/elsewhere/").with_status(200).expect(0).create_async().await;
     let err = send_err(&client(&server), &Payload::Contact(contact())).await;
     assert!(matches!(err, SendError::Redirect { status: 302, .. }), "{err:?}");
+    // The whole new URL, so the user sees which base URL to use instead.
+    let shown = format!("Savio answered 302 redirecting to {}/app/api/elsewhere/;", server.url());
+    assert!(err.to_string().contains(&shown), "{err}");
     target.assert_async().await;
 }
 

@@ -534,3 +534,33 @@ async fn a_full_rerun_never_creates_feedback_savio_already_has() {
     assert_eq!(results[&(2, "contact".to_string())].0, "ok", "upserts are sent again in full mode");
     sb.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_leaves_in_flight_marks_only_for_feedback_that_left() {
+    // Regression: the mark was written before the rate limiter's wait, so at --rate 1 with 16 slots a kill
+    // left 12 marks for 4 requests, and the next run reported 8 never-sent feedback `unknown` for good.
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::from("Text,Email\n");
+    for i in 0..40 {
+        input.push_str(&format!("idea number {i},p{i}@example.com\n"));
+    }
+    write(dir.path(), "in.csv", &input);
+    write(dir.path(), "m.toml", "[feedback]\nproblem = \"Text\"\nperson_email = \"Email\"\n");
+    let args = ["in.csv", "-m", "m.toml", "--state", "state.sqlite", "--rate", "2", "--concurrency", "16"];
+    let mut cmd = command(dir.path(), &sb.base_url(), &args);
+    cmd.args(["--report-dir", "killed"]).stdout(Stdio::null()).stderr(Stdio::null());
+    assert!(kill_after(&sb, cmd.spawn().expect("spawn"), 4).await, "killed mid-run");
+    let left = sb.requests().total;
+    let marks = std::fs::read_to_string(dir.path().join("state.sqlite-inflight")).unwrap_or_default().lines().count();
+    // Every request that left was marked first; a mark may precede its request by the moment of the kill.
+    assert!(left as usize <= marks && marks <= left as usize + 1, "{marks} marks for {left} requests");
+
+    let next = sync(dir.path(), &sb.base_url(), "next", &["in.csv", "-m", "m.toml", "--state", "state.sqlite"]).await;
+    assert_eq!(next.summary()["state"]["resumed"], true);
+    let unknown = next.summary()["unknown"].as_u64().unwrap();
+    assert!(unknown <= left, "{unknown} unknown, but only {left} feedback ever left");
+    // What left the killed run landed there (skipped now, or unknown); the rest landed now: each once.
+    assert_eq!(sb.snapshot().feedback.len(), 40);
+    sb.shutdown().await.unwrap();
+}

@@ -720,3 +720,355 @@ async fn a_salesforce_data_export_lands_accounts_then_their_contacts() {
     assert!(linked >= 10, "contacts land linked to their accounts: {linked} of {}", snapshot.contacts.len());
     sb.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feedback_answered_408_is_sent_again_and_lands() {
+    // 408: the server stopped waiting for the request before processing it; nothing was created.
+    let mut server = mockito::Server::new_async().await;
+    let timed_out = server.mock("POST", "/app/api/create-feedback/").with_status(408).expect(1).create_async().await;
+    let ok = server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(201)
+        .with_body(r#"{"id": 5}"#)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    timed_out.assert_async().await;
+    ok.expect(1).assert_async().await;
+    let r = &run.results()[0];
+    assert_eq!((r[3].as_str(), r[4].as_str(), r[5].as_str()), ("ok", "201", "2"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_is_trimmed_and_one_copied_with_its_scheme_is_refused() {
+    let mut server = mockito::Server::new_async().await;
+    let created = server
+        .mock("POST", "/app/api/create-feedback/")
+        .match_header("authorization", format!("Token {TOKEN}").as_str())
+        .with_status(201)
+        .with_body(r#"{"id": 5}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let with_token_file = |contents: String| {
+        write(dir.path(), "token", &contents);
+        Command::cargo_bin("savio-sync")
+            .unwrap()
+            .env_clear()
+            .current_dir(dir.path())
+            .args(["sync", "in.csv", "-m", "m.toml", "--token-file", "token", "--no-state", "--report-dir", "r"])
+            .args(["--base-url", &api(&server)])
+            .output()
+            .unwrap()
+    };
+    let out = with_token_file(format!("  {TOKEN} \r\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    created.assert_async().await;
+    for copied in [format!("Token {TOKEN}\n"), format!("Bearer {TOKEN}")] {
+        let out = with_token_file(copied);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("keep only the token itself"), "{err}");
+        assert!(!err.contains(TOKEN) && !String::from_utf8_lossy(&out.stdout).contains(TOKEN), "{err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Timings mockito cannot script
+
+/// A request as a raw server saw it: when its head arrived, and when the answer's first bytes were written.
+#[derive(Debug, Clone)]
+struct Seen {
+    arrived: Instant,
+    answered: Option<Instant>,
+}
+
+type SeenLog = Arc<Mutex<Vec<Seen>>>;
+
+/// What a raw server answers to request `n` (from 1): pieces of the raw answer, each written after its delay.
+type Script = fn(usize) -> Vec<(Duration, String)>;
+
+/// A raw HTTP/1.1 server on 127.0.0.1 (kept-alive connections), answering each request as `script` says and
+/// logging every request: for timings mockito cannot script (a status line well before its body).
+async fn raw_server(script: Script) -> (String, SeenLog) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log: SeenLog = Arc::default();
+    let seen = Arc::clone(&log);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let arrived = Instant::now();
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + 4 + len {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + 4 + len);
+                    let n = {
+                        let mut log = seen.lock().unwrap();
+                        log.push(Seen { arrived, answered: None });
+                        log.len()
+                    };
+                    for (i, (delay, piece)) in script(n).into_iter().enumerate() {
+                        tokio::time::sleep(delay).await;
+                        if i == 0 {
+                            seen.lock().unwrap()[n - 1].answered = Some(Instant::now());
+                        }
+                        if socket.write_all(piece.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/app/api/"), log)
+}
+
+fn created() -> String {
+    "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n{\"id\": 1}".into()
+}
+
+fn feedback_rows(n: usize) -> String {
+    let mut s = String::from("Text,Email\n");
+    for i in 0..n {
+        s.push_str(&format!("idea {i},p{i}@x.io\n"));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_201_whose_body_is_too_slow_is_ok_without_an_id() {
+    // Regression: the status said Savio created it, but a body trickling past --request-timeout made it
+    // `unknown` (and the feedback would have been held back as possibly created).
+    let (url, seen) = raw_server(|_| {
+        vec![
+            (Duration::ZERO, "HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n4\r\n{\"id\r\n".into()),
+            (Duration::from_millis(1500), "4\r\n\": 7\r\n1\r\n}\r\n0\r\n\r\n".into()),
+        ]
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run = sync(dir.path(), &url, &["in.csv", "-m", "m.toml", "--request-timeout", "500ms"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "sent once");
+    assert!(seen[0].answered.is_some_and(|at| at >= seen[0].arrived), "its status was answered at once");
+    let r = &run.results()[0];
+    assert_eq!((r[3].as_str(), r[4].as_str(), r[5].as_str()), ("ok", "201", "1"), "{r:?}");
+    assert!(r[6].contains("did not arrive within 500ms") && r[6].contains("no Savio id"), "{r:?}");
+    assert_eq!(run.summary()["unknown"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_count_is_what_was_written_to_a_connection() {
+    // Nothing listening: no request ever left, whatever the retries.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = format!("http://{}/app/api/", listener.local_addr().unwrap());
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,Ada,ada@x.io,,\n");
+    write(dir.path(), "m.toml", CONTACTS_MAPPING);
+    let run = sync(dir.path(), &refused, &["in.csv", "-m", "m.toml", "--max-retries", "2"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.summary()["requests"], 0);
+    assert_eq!(run.summary()["retries"], 2);
+    assert!(run.stdout.contains("Requests:  0 sent"), "{}", run.stdout);
+    // A same-origin 307 is followed: two requests, both written.
+    let mut server = mockito::Server::new_async().await;
+    server
+        .mock("POST", "/app/api/users/")
+        .with_status(307)
+        .with_header("location", "/app/api/v2/users/")
+        .create_async()
+        .await;
+    server.mock("POST", "/app/api/v2/users/").with_status(201).with_body(r#"{"id": 3}"#).create_async().await;
+    let run = sync(dir.path(), &api(&server), &["in.csv", "-m", "m.toml"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.summary()["requests"], 2, "the 307 hop is a request too");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stopping: nothing new leaves after Ctrl-C
+
+/// Starts the binary as [`sync`] does, without waiting for it.
+fn spawn_sync(dir: &Path, base_url: &str, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("savio-sync"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SAVIO_API_TOKEN", TOKEN)
+        .env("SAVIO_BASE_URL", base_url)
+        .current_dir(dir)
+        .arg("sync")
+        .args(args)
+        .args(["--report-dir", "reports"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts")
+}
+
+/// Sends SIGINT to `child` after `after`; returns the moment it was sent, the run, and how long the process
+/// took to exit from then.
+#[cfg(unix)]
+async fn interrupt_after(dir: &Path, child: std::process::Child, after: Duration) -> (Instant, Run, Duration) {
+    tokio::time::sleep(after).await;
+    let signalled = Instant::now();
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let took = signalled.elapsed();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        dir: dir.to_path_buf(),
+    };
+    (signalled, run, took)
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_sends_nothing_more_once_every_row_is_read_and_grace_starts_at_the_signal() {
+    // Regression: once the whole (small) input was read, the writer no longer looked at Ctrl-C: every row
+    // was still sent, the grace period never started, and the run ended "rows_failed" (exit 1).
+    let (url, seen) = raw_server(|_| vec![(Duration::from_secs(3), created())]).await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &feedback_rows(20));
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let args = ["in.csv", "-m", "m.toml", "--concurrency", "4", "--rate", "100", "--grace", "1s"];
+    let child = spawn_sync(dir.path(), &url, &args);
+    let (signalled, run, took) = interrupt_after(dir.path(), child, Duration::from_millis(800)).await;
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(took < Duration::from_millis(2500), "exited {took:?} after Ctrl-C with --grace 1s");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4, "only the requests in flight at Ctrl-C reached the server: {seen:?}");
+    assert!(seen.iter().all(|s| s.arrived < signalled), "nothing arrived after Ctrl-C");
+    let s = run.summary();
+    assert_eq!(s["exit_reason"], "interrupted");
+    assert_eq!(s["requests"], 4);
+    let results = run.results();
+    assert_eq!(results.len(), 20, "every row read is reported");
+    let in_flight = results.iter().filter(|r| r[3] == "unknown" && r[6].starts_with("interrupted while")).count();
+    let not_sent = results.iter().filter(|r| r[3] == "failed" && r[6] == "not sent: run stopped (interrupted)").count();
+    assert_eq!((in_flight, not_sent), (4, 16), "{results:?}");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_wait_ends_at_ctrl_c_whether_a_429_pause_or_a_503_backoff() {
+    // Regression: a payload waiting to retry (a 503's backoff sleep) only woke up at the hard stop, and a
+    // Ctrl-C during a 429's pause was never seen at all once the input was read.
+    for status in ["429 Too Many Requests", "503 Service Unavailable"] {
+        let (url, seen) = match status {
+            "429 Too Many Requests" => raw_server(|_| vec![(Duration::ZERO, refusal("429 Too Many Requests"))]).await,
+            _ => raw_server(|_| vec![(Duration::ZERO, refusal("503 Service Unavailable"))]).await,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,Ada,ada@x.io,,\n");
+        write(dir.path(), "m.toml", CONTACTS_MAPPING);
+        let args = ["in.csv", "-m", "m.toml", "--max-retry-after", "60s", "--grace", "10s"];
+        let child = spawn_sync(dir.path(), &url, &args);
+        let (_, run, took) = interrupt_after(dir.path(), child, Duration::from_millis(800)).await;
+        assert_eq!(run.code, 3, "{status}: {}", run.stderr);
+        assert!(took < Duration::from_secs(3), "{status}: the 20 s wait ended at Ctrl-C, not after {took:?}");
+        assert_eq!(seen.lock().unwrap().len(), 1, "{status}: sent once, never again");
+        let r = &run.results()[0];
+        assert_eq!(r[3], "failed");
+        assert!(r[6].starts_with("not sent again: run stopped (interrupted); last attempt:"), "{status}: {r:?}");
+        assert_eq!(run.summary()["exit_reason"], "interrupted");
+    }
+}
+
+fn refusal(status: &str) -> String {
+    format!("HTTP/1.1 {status}\r\nretry-after: 20\r\ncontent-length: 2\r\n\r\n{{}}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_stops_the_run_when_its_status_arrives_not_when_its_body_has() {
+    // Regression: the stop waited for the 401's body; a server writing its status line and body apart (Nagle
+    // and a delayed ACK: 40 ms) still received requests after it had answered 401.
+    let (url, seen) = raw_server(|n| match n {
+        3 => vec![
+            (Duration::ZERO, "HTTP/1.1 401 Unauthorized\r\ncontent-length: 30\r\n\r\n".into()),
+            (Duration::from_millis(400), r#"{"detail": "Invalid token."}  "#.into()),
+        ],
+        _ => vec![(Duration::ZERO, created())],
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &feedback_rows(40));
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run = sync(dir.path(), &url, &["in.csv", "-m", "m.toml", "--concurrency", "4", "--rate", "50"]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(run.summary()["exit_reason"], "auth_rejected");
+    let seen = seen.lock().unwrap().clone();
+    let status_sent = seen[2].answered.expect("the 401 was answered");
+    let after: Vec<_> = seen.iter().filter(|s| s.arrived > status_sent + Duration::from_millis(15)).collect();
+    assert!(after.is_empty(), "{} requests arrived after the 401's status line: {after:?}", after.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savio_answering_nothing_but_429_stops_the_run_and_the_same_command_resumes() {
+    // Regression: a permanent 429 paused the whole writer for the capped Retry-After once per attempt, one
+    // attempt after another, for as long as the file lasted; nothing gave up.
+    let (url, seen) = raw_server(|_| {
+        vec![(Duration::ZERO, "HTTP/1.1 429 Too Many Requests\r\nretry-after: 120\r\ncontent-length: 0\r\n\r\n".into())]
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &feedback_rows(30));
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let args = ["in.csv", "-m", "m.toml", "--rate", "100", "--max-retries", "1", "--max-retry-after", "1s"];
+    let started = Instant::now();
+    let run = sync(dir.path(), &url, &args).await;
+    let took = started.elapsed();
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(took < Duration::from_secs(8), "stopped after 2 s of nothing but 429, not {took:?}");
+    let s = run.summary();
+    assert_eq!(s["exit_reason"], "throttled");
+    let message = s["abort_message"].as_str().unwrap();
+    assert!(message.contains("nothing but 429") && message.contains("resumes"), "{message}");
+    assert!(run.stdout.contains("Stopped:") && run.stdout.contains("429"), "{}", run.stdout);
+    assert_eq!(s["requests"].as_u64().unwrap(), seen.lock().unwrap().len() as u64);
+    let results = run.results();
+    assert_eq!(results.len(), 30, "every row read is reported");
+    assert!(
+        results.iter().all(|r| r[3] == "failed" && r[6].contains("Savio kept answering 429")),
+        "every row reported not sent because of the 429s: {results:?}"
+    );
+    // Savio's quota is back: the same command resumes the run and sends every row.
+    let (url, _) = raw_server(|_| vec![(Duration::ZERO, created())]).await;
+    let again = sync(dir.path(), &url, &args).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("resuming run"), "{}", again.stderr);
+    assert_eq!(again.summary()["payloads"]["feedback"]["ok"], 30);
+}

@@ -102,13 +102,14 @@ pub enum SendError {
         source: TransportError,
     },
     /// A redirect that was not followed: to another origin (the token must not go there), a 301/302/303 on a
-    /// POST (following would silently turn it into a GET), or more than 5 hops. `location_host` is the
-    /// target's `scheme://host[:port]`, never its path or query.
+    /// POST (following would silently turn it into a GET), or more than 5 hops. `location` is the target's
+    /// whole URL, so the user sees the new base URL, without user info, query or fragment (which could carry
+    /// a secret).
     #[error(
-        "{endpoint}: Savio answered {status} redirecting to {location_host}; not followed (redirects are \
+        "{endpoint}: Savio answered {status} redirecting to {location}; not followed (redirects are \
          followed only within the configured origin, at most 5, and for POST only 307/308): check the base URL"
     )]
-    Redirect { endpoint: Endpoint, status: u16, location_host: String },
+    Redirect { endpoint: Endpoint, status: u16, location: String },
     /// A 2xx answered with an HTML page, not the API's JSON (a login page, a catch-all front end): the base
     /// URL does not point at the API, and nothing was created.
     #[error(
@@ -124,6 +125,10 @@ pub enum SendError {
         #[source]
         source: serde_json::Error,
     },
+    /// The caller's [`super::Departure`] withheld the request once a connection was ready (the run is
+    /// stopping): nothing was sent.
+    #[error("{endpoint}: not sent (withheld before it was written)")]
+    Withheld { endpoint: Endpoint },
 }
 
 impl SendError {
@@ -136,7 +141,8 @@ impl SendError {
             | SendError::Connection { endpoint, .. }
             | SendError::Redirect { endpoint, .. }
             | SendError::NotApi { endpoint, .. }
-            | SendError::Body { endpoint, .. } => endpoint,
+            | SendError::Body { endpoint, .. }
+            | SendError::Withheld { endpoint } => endpoint,
         }
     }
 

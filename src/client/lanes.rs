@@ -16,8 +16,13 @@
 //! - [`LaneError::Timeout`] and [`LaneError::Broken`]: the request was handed to the connection; it may
 //!   have been applied. Feedback therefore never rides a connection idle for [`UNREPEATABLE_IDLE`] or more,
 //!   the window in which a server's own idle close races the request;
-//! - an answer whose status arrived but whose body was cut off is an answer (`complete: false`): the server
-//!   handled the request.
+//! - [`LaneError::Withheld`]: the caller's [`Departure`] withheld the request once a connection was ready;
+//!   nothing sent;
+//! - an answer whose status arrived but whose body was cut off, or did not arrive within the request
+//!   timeout, is an answer (with [`BodyCut`]): the server handled the request.
+//!
+//! Every request written to a connection is counted (`written`), so a run's request count is what actually
+//! left: a hop of a 307/308 counts, a connection that could not be made or a request withheld does not.
 //!
 //! Proxies: when `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` is set, the client sends its POSTs through
 //! reqwest instead, whose proxy support (`NO_PROXY` included) is complete (see [`proxy_configured`];
@@ -34,6 +39,9 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use reqwest::Url;
 use tokio::net::TcpStream;
+use tokio::time::Instant as Deadline;
+
+use super::departure::Departure;
 
 /// Idle connections older than this are closed rather than reused (see `POOL_IDLE_TIMEOUT` in the client).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -59,6 +67,29 @@ pub(crate) enum LaneError {
     Timeout(Duration),
     #[error("the connection broke: {0}")]
     Broken(#[source] hyper::Error),
+    #[error("withheld before it was written (the run is stopping)")]
+    Withheld,
+}
+
+/// Why an answer's body is not whole. Its status arrived, so the server handled the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyCut {
+    /// The connection broke while the body arrived.
+    Broken,
+    /// The body had not all arrived when the request timeout ran out.
+    TooSlow(Duration),
+    /// The body is longer than the client reads (this many bytes).
+    TooLong(usize),
+}
+
+impl std::fmt::Display for BodyCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyCut::Broken => f.write_str("the answer's body was cut off"),
+            BodyCut::TooSlow(d) => write!(f, "the answer's body did not arrive within {d:?} (--request-timeout)"),
+            BodyCut::TooLong(n) => write!(f, "the answer's body was longer than the {n} bytes read"),
+        }
+    }
 }
 
 /// An answer, its body read up to the caller's limit.
@@ -66,8 +97,8 @@ pub(crate) struct LaneResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
-    /// The whole body fit within the limit.
-    pub complete: bool,
+    /// Why the body is not whole, when it is not.
+    pub cut: Option<BodyCut>,
 }
 
 struct Idle {
@@ -128,58 +159,99 @@ impl Lanes {
 
     /// Sends `request` (its URI in origin form, `/path?query`; `Host` is added) and reads the answer's body,
     /// at most `limit` bytes, on a connection idle for less than `max_idle` (or a new one). Connecting is
-    /// bounded by the connect timeout (a failure there sent nothing); the exchange, from handing the request
-    /// to the connection to the end of the answer, by the request timeout. A timeout drops the exchange, which
-    /// closes its connection. A body cut off after the status arrived is returned as it is, not complete.
-    pub(crate) async fn send(
+    /// bounded by the connect timeout (a failure there sent nothing); once a connection is ready, `departure`
+    /// may withhold the request; the exchange, from handing the request to the connection to the end of the
+    /// answer, is bounded by the request timeout. A timeout before the status arrived drops the exchange,
+    /// which closes its connection; a body cut off or too slow after the status arrived is returned as far as
+    /// it came, with its [`BodyCut`]. `written` counts the requests written to a connection.
+    pub(crate) async fn send<D: Departure>(
         &self,
         mut request: Request<Full<Bytes>>,
         limit: usize,
         max_idle: Duration,
+        departure: &D,
+        written: &mut u32,
     ) -> Result<LaneResponse, LaneError> {
         request.headers_mut().insert(HOST, self.authority.clone());
-        let (sender, reused) = match self.checkout(max_idle).await {
-            Some(sender) => (sender, true),
+        let (mut sender, mut idle_since, mut reused) = match self.checkout(max_idle).await {
+            Some((sender, since)) => (sender, since, true),
             // Boxed: the connect future (TCP, TLS, handshake) is large, and inline it would be copied with every
             // request's future although most requests reuse a connection.
-            None => (Box::pin(self.connect()).await?, false),
+            None => (Box::pin(self.connect()).await?, Instant::now(), false),
         };
-        match tokio::time::timeout(self.request_timeout, self.exchange(sender, reused, request, limit)).await {
-            Ok(result) => result,
-            Err(_) => Err(LaneError::Timeout(self.request_timeout)),
+        loop {
+            if !departure.cleared().await {
+                return Err(LaneError::Withheld);
+            }
+            // Clearing can take a while (a 429's pause began meanwhile): a request that must not be repeated
+            // still rides no connection idle for `max_idle` or more.
+            if idle_since.elapsed() < max_idle {
+                break;
+            }
+            sender = Box::pin(self.connect()).await?;
+            (idle_since, reused) = (Instant::now(), false);
         }
+        self.exchange(sender, reused, request, limit, departure, written).await
     }
 
-    async fn exchange(
+    async fn exchange<D: Departure>(
         &self,
         mut sender: SendRequest<Full<Bytes>>,
         reused: bool,
         request: Request<Full<Bytes>>,
         limit: usize,
+        departure: &D,
+        written: &mut u32,
     ) -> Result<LaneResponse, LaneError> {
-        let response = match sender.try_send_request(request).await {
-            Ok(response) => response,
-            Err(mut err) => match err.take_message() {
+        let timeout = self.request_timeout;
+        let mut deadline = Deadline::now() + timeout;
+        // hyper queues the request to the connection when `try_send_request` is called, and hands it back
+        // when the connection closed before writing it.
+        *written += 1;
+        let sent = tokio::time::timeout_at(deadline, sender.try_send_request(request)).await;
+        let response = match sent {
+            Err(_) => return Err(LaneError::Timeout(timeout)),
+            Ok(Ok(response)) => response,
+            Ok(Err(mut err)) => match err.take_message() {
                 // The keep-alive race: the server closed an idle connection as we took it. Nothing was
-                // written, so a fresh connection gets the request.
+                // written, so a fresh connection gets the request (if the caller still clears it).
                 Some(request) if reused => {
+                    *written -= 1;
                     sender = Box::pin(self.connect()).await?;
-                    sender.try_send_request(request).await.map_err(classify_send)?
+                    if !departure.cleared().await {
+                        return Err(LaneError::Withheld);
+                    }
+                    deadline = Deadline::now() + timeout;
+                    *written += 1;
+                    match tokio::time::timeout_at(deadline, sender.try_send_request(request)).await {
+                        Err(_) => return Err(LaneError::Timeout(timeout)),
+                        Ok(sent) => sent.map_err(|e| classify_send(e, written))?,
+                    }
                 }
-                Some(_) => return Err(LaneError::NotSent(err.into_error())),
+                Some(_) => {
+                    *written -= 1;
+                    return Err(LaneError::NotSent(err.into_error()));
+                }
                 None => return Err(LaneError::Broken(err.into_error())),
             },
         };
+        departure.answered(response.status());
         let (parts, mut body) = response.into_parts();
         let mut buf = Vec::new();
-        let mut complete = true;
-        while let Some(frame) = body.frame().await {
-            // The status has arrived: the server handled the request, whatever becomes of the body.
-            let frame = match frame {
-                Ok(frame) => frame,
-                Err(e) => {
+        let mut cut = None;
+        // The status has arrived: the server handled the request, whatever becomes of the body.
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => frame,
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
                     tracing::debug!(status = parts.status.as_u16(), "the answer's body was cut off: {e}");
-                    complete = false;
+                    cut = Some(BodyCut::Broken);
+                    break;
+                }
+                Err(_) => {
+                    tracing::debug!(status = parts.status.as_u16(), "the answer's body was too slow: {timeout:?}");
+                    cut = Some(BodyCut::TooSlow(timeout));
                     break;
                 }
             };
@@ -187,22 +259,23 @@ impl Lanes {
                 let room = limit - buf.len();
                 if data.len() > room {
                     buf.extend_from_slice(&data[..room]);
-                    complete = false;
+                    cut = Some(BodyCut::TooLong(limit));
                     break;
                 }
                 buf.extend_from_slice(&data);
             }
         }
         // An answer read to its end leaves the connection ready for the next request; one cut short does not.
-        if complete {
+        if cut.is_none() {
             self.checkin(sender, keep_alive(&parts.headers));
         }
-        Ok(LaneResponse { status: parts.status, headers: parts.headers, body: buf, complete })
+        Ok(LaneResponse { status: parts.status, headers: parts.headers, body: buf, cut })
     }
 
     /// The most recently used idle connection, if it is still open and has been idle for less than
     /// `max_idle` (the others are older still: they stay for requests that may reuse them).
-    async fn checkout(&self, max_idle: Duration) -> Option<SendRequest<Full<Bytes>>> {
+    /// Returned with the moment it was last used.
+    async fn checkout(&self, max_idle: Duration) -> Option<(SendRequest<Full<Bytes>>, Instant)> {
         loop {
             let idle = {
                 let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -220,7 +293,7 @@ impl Lanes {
             let mut sender = idle.sender;
             // Ready at once unless the connection is still finishing the previous answer.
             if sender.ready().await.is_ok() {
-                return Some(sender);
+                return Some((sender, idle.since));
             }
         }
     }
@@ -281,9 +354,12 @@ fn keep_alive(headers: &HeaderMap) -> Duration {
     announced.map_or(IDLE_TIMEOUT, |secs| (Duration::from_secs(secs) / 2).min(IDLE_TIMEOUT))
 }
 
-fn classify_send(mut err: hyper::client::conn::TrySendError<Request<Full<Bytes>>>) -> LaneError {
+fn classify_send(mut err: hyper::client::conn::TrySendError<Request<Full<Bytes>>>, written: &mut u32) -> LaneError {
     match err.take_message() {
-        Some(_) => LaneError::NotSent(err.into_error()),
+        Some(_) => {
+            *written -= 1;
+            LaneError::NotSent(err.into_error())
+        }
         None => LaneError::Broken(err.into_error()),
     }
 }

@@ -17,6 +17,7 @@
 //! or graceful `GOAWAY`, a pooled connection closed before the request was written): that is reqwest's
 //! default and is safe even for feedback. Nothing else is repeated.
 
+mod departure;
 mod error;
 mod lanes;
 mod list;
@@ -38,13 +39,15 @@ use reqwest::header::{
 use reqwest::{Response, Url, redirect};
 use serde::Deserialize;
 
+pub use departure::Departure;
 pub use error::{ClientError, Endpoint, SendError, UrlParseError};
+pub use lanes::BodyCut;
 pub use list::{ListQuery, Listing};
 pub use retry::{Backoff, RetryAction, RetryAfter, classify, classify_at, classify_status, idempotent};
 pub use token::{ApiToken, TOKEN_ENV_VAR, TokenError, TokenOrigin};
 
 use crate::model::{Entity, Payload, SavioId};
-use error::{origin_of, scrubbed};
+use error::scrubbed;
 use lanes::{LaneError, Lanes, origin_form};
 
 /// Savio's public API root.
@@ -167,6 +170,9 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, ClientError> {
 pub struct Attempt {
     pub outcome: Result<Accepted, SendError>,
     pub latency: Duration,
+    /// Requests written to a connection: 0 when none could be made or the request was withheld, one per
+    /// 307/308 hop followed. Through a proxy (reqwest), 1 unless connecting failed.
+    pub written: u32,
 }
 
 /// Savio accepted the payload: any 2xx (the reference documents 201; 200 is accepted too).
@@ -175,6 +181,9 @@ pub struct Accepted {
     pub status: u16,
     /// The `id` from the JSON answer, when there is one. A 2xx without a JSON body is still a success.
     pub id: Option<SavioId>,
+    /// Why the answer's body is not whole (so there is no id), when it is not: the status alone says the
+    /// payload was applied.
+    pub cut: Option<BodyCut>,
 }
 
 impl SavioClient {
@@ -261,6 +270,7 @@ impl SavioClient {
             Err(source) => Attempt {
                 outcome: Err(SendError::Body { endpoint: target.endpoint.clone(), source }),
                 latency: Duration::ZERO,
+                written: 0,
             },
         }
     }
@@ -268,10 +278,17 @@ impl SavioClient {
     /// [`SavioClient::send`] for a payload already serialised (`body` is its JSON): the writer serialises
     /// each payload once, for its content hash and every attempt.
     pub async fn send_json(&self, entity: Entity, body: Bytes) -> Attempt {
+        self.send_json_with(entity, body, &()).await
+    }
+
+    /// [`SavioClient::send_json`], asking `departure` right before each write whether the request may still
+    /// leave, and telling it each answer's status as soon as it arrives.
+    pub async fn send_json_with<D: Departure>(&self, entity: Entity, body: Bytes, departure: &D) -> Attempt {
         let started = Instant::now();
         let target = self.endpoint(entity);
         let endpoint = &target.endpoint;
-        let outcome = self.post(target, body).await;
+        let mut written = 0;
+        let outcome = self.post(target, body, departure, &mut written).await;
         let latency = started.elapsed();
         match &outcome {
             Ok(accepted) => tracing::debug!(
@@ -281,7 +298,12 @@ impl SavioClient {
                 %endpoint, error = %err, latency_ms = latency.as_millis() as u64, "send failed"
             ),
         }
-        Attempt { outcome, latency }
+        Attempt { outcome, latency, written }
+    }
+
+    /// The endpoint a payload of `entity` is posted to, as messages show it.
+    pub fn endpoint_of(&self, entity: Entity) -> &Endpoint {
+        &self.endpoint(entity).endpoint
     }
 
     fn endpoint(&self, entity: Entity) -> &PostTarget {
@@ -292,17 +314,32 @@ impl SavioClient {
         }
     }
 
-    async fn post(&self, target: &PostTarget, body: Bytes) -> Result<Accepted, SendError> {
+    async fn post<D: Departure>(
+        &self,
+        target: &PostTarget,
+        body: Bytes,
+        departure: &D,
+        written: &mut u32,
+    ) -> Result<Accepted, SendError> {
         let endpoint = &target.endpoint;
         match &self.inner.post {
-            PostTransport::Lanes(lanes) => self.post_lanes(lanes, target, body).await,
+            PostTransport::Lanes(lanes) => self.post_lanes(lanes, target, body, departure, written).await,
             // Boxed: reqwest's future is large and this path is the exception (a proxy is configured).
-            PostTransport::Reqwest(client) => Box::pin(self.post_reqwest(client, &target.url, endpoint, body)).await,
+            PostTransport::Reqwest(client) => {
+                Box::pin(self.post_reqwest(client, &target.url, endpoint, body, departure, written)).await
+            }
         }
     }
 
     /// A POST over the writer's own connections ([`lanes`]), following same-origin 307/308 itself.
-    async fn post_lanes(&self, lanes: &Lanes, target: &PostTarget, body: Bytes) -> Result<Accepted, SendError> {
+    async fn post_lanes<D: Departure>(
+        &self,
+        lanes: &Lanes,
+        target: &PostTarget,
+        body: Bytes,
+        departure: &D,
+        written: &mut u32,
+    ) -> Result<Accepted, SendError> {
         let endpoint = &target.endpoint;
         // Feedback must not be repeated: see `lanes::UNREPEATABLE_IDLE`.
         let max_idle =
@@ -318,11 +355,14 @@ impl SavioClient {
             headers.insert(ACCEPT, APPLICATION_JSON);
             headers.insert(CONTENT_TYPE, APPLICATION_JSON);
             headers.insert(USER_AGENT, self.inner.user_agent.clone());
-            let answer = lanes.send(request, SUCCESS_BODY_READ, max_idle).await.map_err(|e| lane_error(endpoint, e))?;
+            let answer = lanes
+                .send(request, SUCCESS_BODY_READ, max_idle, departure, written)
+                .await
+                .map_err(|e| lane_error(endpoint, e))?;
             if answer.status.is_success() {
                 not_an_api_page(endpoint, answer.status.as_u16(), &answer.headers)?;
-                let id = if answer.complete { answer_id(&answer.headers, &answer.body) } else { None };
-                return Ok(Accepted { status: answer.status.as_u16(), id });
+                let id = if answer.cut.is_none() { answer_id(&answer.headers, &answer.body) } else { None };
+                return Ok(Accepted { status: answer.status.as_u16(), id, cut: answer.cut });
             }
             if matches!(answer.status.as_u16(), 307 | 308)
                 && hop < MAX_REDIRECTS
@@ -340,7 +380,7 @@ impl SavioClient {
                 headers: &answer.headers,
                 url: &current,
                 body: &answer.body,
-                complete: answer.complete,
+                complete: answer.cut.is_none(),
             };
             return Err(self.status_error(endpoint, reply));
         }
@@ -348,23 +388,40 @@ impl SavioClient {
     }
 
     /// A POST through reqwest, used when a proxy is configured: [`lanes`] only connects directly.
-    async fn post_reqwest(
+    /// Through a proxy the connection is reqwest's: `departure` is asked before the request is handed to
+    /// reqwest (which then connects), and each call counts as one request written unless connecting failed.
+    async fn post_reqwest<D: Departure>(
         &self,
         client: &reqwest::Client,
         url: &Url,
         endpoint: &Endpoint,
         body: Bytes,
+        departure: &D,
+        written: &mut u32,
     ) -> Result<Accepted, SendError> {
-        let mut response = client
+        if !departure.cleared().await {
+            return Err(SendError::Withheld { endpoint: endpoint.clone() });
+        }
+        *written += 1;
+        let sent = client
             .post(url.clone())
             .header(AUTHORIZATION, self.inner.auth.clone())
             .header(ACCEPT, APPLICATION_JSON)
             .header(CONTENT_TYPE, APPLICATION_JSON)
             .body(body)
             .send()
-            .await
-            .map_err(|source| self.transport_error(endpoint, source))?;
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(source) => {
+                if source.is_connect() {
+                    *written -= 1;
+                }
+                return Err(self.transport_error(endpoint, source));
+            }
+        };
         let status = response.status();
+        departure.answered(status);
         if !status.is_success() {
             return Err(self.read_status_error(endpoint, response).await);
         }
@@ -372,15 +429,16 @@ impl SavioClient {
         // The request was applied: whatever happens while reading the answer, this is a success. An
         // unreadable or non-JSON body only loses the id.
         let mut body = Vec::new();
-        let id = match read_capped(&mut response, SUCCESS_BODY_READ, &mut body).await {
-            Ok(true) => serde_json::from_slice::<IdOnly>(&body).ok().and_then(|answer| answer.id),
-            Ok(false) => None,
+        let (id, cut) = match read_capped(&mut response, SUCCESS_BODY_READ, &mut body).await {
+            Ok(true) => (serde_json::from_slice::<IdOnly>(&body).ok().and_then(|answer| answer.id), None),
+            Ok(false) => (None, Some(BodyCut::TooLong(SUCCESS_BODY_READ))),
             Err(err) => {
                 tracing::debug!(%endpoint, error = %err, "answer body unreadable after a success");
-                None
+                let cut = if err.is_timeout() { BodyCut::TooSlow(self.inner.request_timeout) } else { BodyCut::Broken };
+                (None, Some(cut))
             }
         };
-        Ok(Accepted { status: status.as_u16(), id })
+        Ok(Accepted { status: status.as_u16(), id, cut })
     }
 
     /// Maps a transport failure by what it implies: connect errors (refused, DNS, TLS, connect timeout)
@@ -426,12 +484,12 @@ impl SavioClient {
         if (300..400).contains(&status)
             && let Some(location) = reply.headers.get(LOCATION)
         {
-            let location_host = location
+            let location = location
                 .to_str()
                 .ok()
                 .and_then(|loc| reply.url.join(loc).ok())
-                .map_or_else(|| "an unreadable Location".to_owned(), |u| origin_of(&u));
-            return SendError::Redirect { endpoint, status, location_host };
+                .map_or_else(|| "an unreadable Location".to_owned(), |u| shown_location(&u));
+            return SendError::Redirect { endpoint, status, location };
         }
         let retry_after = reply.headers.get(RETRY_AFTER).and_then(RetryAfter::from_header);
         let mut complete = reply.complete;
@@ -476,10 +534,19 @@ fn not_an_api_page(endpoint: &Endpoint, status: u16, headers: &HeaderMap) -> Res
     if html { Err(SendError::NotApi { endpoint: endpoint.clone(), status }) } else { Ok(()) }
 }
 
+/// A redirect's target as a message shows it: the whole URL, so the user sees the new base URL, but
+/// without user info, query or fragment, any of which may carry a secret.
+fn shown_location(url: &Url) -> String {
+    let mut url = scrubbed(url);
+    url.set_query(None);
+    url.to_string()
+}
+
 /// What a failed exchange on the writer's connections means for a retry (see [`lanes`]).
 fn lane_error(endpoint: &Endpoint, err: LaneError) -> SendError {
     let endpoint = endpoint.clone();
     match err {
+        LaneError::Withheld => SendError::Withheld { endpoint },
         LaneError::Connect { .. } | LaneError::NotSent(_) => SendError::Connect { endpoint, source: Box::new(err) },
         LaneError::Timeout(timeout) => SendError::Timeout { endpoint, timeout, source: Box::new(err) },
         LaneError::Broken(_) => SendError::Connection { endpoint, source: Box::new(err) },

@@ -53,15 +53,16 @@ pub fn idempotent(entity: Entity) -> bool {
 /// | 500, 502, 504 | Retry | Unknown |
 /// | other 5xx not listed below (507, 509, 520–599…) | Retry | Unknown |
 /// | 501, 505, 506, 508, 510, 511: the server will not change its mind | Fail | Fail |
-/// | 408 Request Timeout | Retry | Unknown |
+/// | 408 Request Timeout: the server gave up waiting for the request before processing it | Retry | Retry |
 /// | 401, 403, 407: the token (or a proxy's credentials) is refused | AbortAuth | AbortAuth |
 /// | other 4xx (400, 404, 405, 409, 413, 422…) | Fail | Fail |
 /// | 3xx not followed, 1xx, unexpected 2xx in an error, ≥ 600 | Fail | Fail |
-/// | request body cannot be serialised | Fail | Fail |
+/// | request body cannot be serialised, or withheld by the caller: nothing was sent | Fail | Fail |
 ///
 /// Every `Retry` from a status answer carries the server's `Retry-After` (either form), when it sent one.
 ///
-/// Why only 429 and 503 are retried for feedback: they say the request was refused, not processed. A 500
+/// Why only 408, 429 and 503 are retried for feedback: they say the request was not processed (408: the server
+/// stopped waiting for the request before it had all of it) or refused. A 500
 /// is an unhandled failure, which a server may raise after its writes committed: Django (whose shapes Savio's
 /// answers have) runs without a request transaction by default, and creating a feedback also creates its
 /// person, company, tags and feature request. A 502 can follow a worker killed after it committed, and a 504
@@ -78,7 +79,9 @@ pub fn classify_at(err: &SendError, idempotent: bool, now: SystemTime) -> RetryA
     match err {
         SendError::Connect { .. } => RetryAction::Retry { after: None },
         SendError::Timeout { .. } | SendError::Connection { .. } => unless_unsafe(idempotent, None),
-        SendError::Redirect { .. } | SendError::NotApi { .. } | SendError::Body { .. } => RetryAction::Fail,
+        SendError::Redirect { .. } | SendError::NotApi { .. } | SendError::Body { .. } | SendError::Withheld { .. } => {
+            RetryAction::Fail
+        }
         SendError::Status { status, retry_after, .. } => {
             classify_status(*status, idempotent, retry_after.map(|r| r.delay_from(now)))
         }
@@ -89,8 +92,8 @@ pub fn classify_at(err: &SendError, idempotent: bool, now: SystemTime) -> RetryA
 pub fn classify_status(status: u16, idempotent: bool, after: Option<Duration>) -> RetryAction {
     match status {
         401 | 403 | 407 => RetryAction::AbortAuth,
-        429 | 503 => RetryAction::Retry { after },
-        408 | 500 | 502 | 504 => unless_unsafe(idempotent, after),
+        408 | 429 | 503 => RetryAction::Retry { after },
+        500 | 502 | 504 => unless_unsafe(idempotent, after),
         501 | 505 | 506 | 508 | 510 | 511 => RetryAction::Fail,
         500..=599 => unless_unsafe(idempotent, after),
         _ => RetryAction::Fail,
@@ -198,7 +201,7 @@ mod tests {
             (404, Fail, Fail),
             (405, Fail, Fail),
             (407, AbortAuth, AbortAuth),
-            (408, RETRY, Unknown),
+            (408, RETRY, RETRY),
             (409, Fail, Fail),
             (413, Fail, Fail),
             (422, Fail, Fail),

@@ -53,6 +53,15 @@ pub enum TokenError {
         /// 1-based byte position of the first bad character.
         position: usize,
     },
+    #[error(
+        "the Savio API token {origin} starts with \"{scheme} \", the Authorization header's scheme: keep only \
+         the token itself (savio-sync sends \"Authorization: Token ...\" on its own)"
+    )]
+    Prefixed {
+        origin: TokenOrigin,
+        /// `Token` or `Bearer`, as written.
+        scheme: String,
+    },
     #[error("${var} is not set; export the Savio API token there or read it from a file")]
     EnvMissing { var: &'static str },
     #[error("cannot read the Savio API token file {}", path.display())]
@@ -75,15 +84,15 @@ impl ApiToken {
         Self::from_env_value(TOKEN_ENV_VAR, std::env::var_os(TOKEN_ENV_VAR))
     }
 
-    /// Reads the token from a file, ignoring trailing whitespace. On unix a file readable by group or others
-    /// is accepted with a warning, since refusing would break existing setups but the user should know.
+    /// Reads the token from a file, ignoring whitespace around it (an editor's final newline, a pasted
+    /// indent). On unix a file readable by group or others is accepted with a warning, since refusing would
+    /// break existing setups but the user should know.
     pub fn from_file(path: impl AsRef<Path>) -> Result<ApiToken, TokenError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|source| TokenError::Read { path: path.to_path_buf(), source })?;
         warn_if_shared(path);
-        let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
         let origin = TokenOrigin::File(path.to_path_buf());
-        Self::from_bytes(&bytes[..end], origin)
+        Self::from_bytes(bytes.trim_ascii(), origin)
     }
 
     /// The token itself, for the `Authorization` header. Every call site is a place the secret leaves this
@@ -92,9 +101,10 @@ impl ApiToken {
         &self.0
     }
 
+    /// An environment variable's value, whitespace around it ignored as in a file.
     pub(crate) fn from_env_value(var: &'static str, value: Option<OsString>) -> Result<ApiToken, TokenError> {
         let value = value.ok_or(TokenError::EnvMissing { var })?;
-        Self::from_bytes(value.as_encoded_bytes(), TokenOrigin::Env(var))
+        Self::from_bytes(value.as_encoded_bytes().trim_ascii(), TokenOrigin::Env(var))
     }
 
     fn validated(mut token: String, origin: TokenOrigin) -> Result<ApiToken, TokenError> {
@@ -118,9 +128,23 @@ impl ApiToken {
     }
 }
 
+/// The schemes of an `Authorization` header, which a token copied from a curl example carries in front.
+const SCHEMES: [&str; 2] = ["Token", "Bearer"];
+
 fn check(bytes: &[u8], origin: &TokenOrigin) -> Result<(), TokenError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(TokenError::Empty { origin: origin.clone() });
+    }
+    // Refused rather than stripped: a token that really starts that way cannot hold a space, so nothing valid
+    // is refused, and the file (or variable) gets fixed instead of a warning repeated every night.
+    for scheme in SCHEMES {
+        if let Some(head) = bytes.get(..=scheme.len())
+            && head[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes())
+            && head[scheme.len()].is_ascii_whitespace()
+        {
+            let scheme = String::from_utf8_lossy(&head[..scheme.len()]).into_owned();
+            return Err(TokenError::Prefixed { origin: origin.clone(), scheme });
+        }
     }
     match bytes.iter().position(|b| !b.is_ascii_graphic()) {
         None => Ok(()),
@@ -251,6 +275,45 @@ mod tests {
         assert!(matches!(err, TokenError::InvalidChar { what: "a non-UTF-8 byte", position: 7, .. }), "{err:?}");
         shows_no_secret(&err);
         assert!(err.to_string().contains(&path.display().to_string()));
+    }
+
+    #[test]
+    fn file_and_env_tokens_ignore_surrounding_whitespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, format!("  {SECRET} \r\n")).unwrap();
+        assert_eq!(ApiToken::from_file(&path).unwrap().expose(), SECRET);
+        std::fs::write(&path, format!("\n\t{SECRET}\n")).unwrap();
+        assert_eq!(ApiToken::from_file(&path).unwrap().expose(), SECRET);
+        let token = ApiToken::from_env_value("SAVIO_TEST_TOKEN", Some(format!(" {SECRET} ").into())).unwrap();
+        assert_eq!(token.expose(), SECRET);
+    }
+
+    #[test]
+    fn a_token_copied_with_its_header_scheme_is_refused_saying_to_drop_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        for (text, scheme) in [
+            (format!("Token {SECRET}\n"), "Token"),
+            (format!(" token  {SECRET}"), "token"),
+            (format!("Bearer\t{SECRET}"), "Bearer"),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            let err = ApiToken::from_file(&path).unwrap_err();
+            assert!(matches!(&err, TokenError::Prefixed { scheme: s, .. } if s == scheme), "{text:?}: {err:?}");
+            let shown = err.to_string();
+            assert!(shown.contains(&format!("starts with \"{scheme} \"")), "{shown}");
+            assert!(shown.contains("keep only the token itself"), "{shown}");
+            assert!(shown.contains(&path.display().to_string()), "{shown}");
+            shows_no_secret(&err);
+        }
+        let err = ApiToken::from_env_value("SAVIO_TEST_TOKEN", Some(format!("Token {SECRET}").into())).unwrap_err();
+        assert!(matches!(err, TokenError::Prefixed { .. }), "{err:?}");
+        shows_no_secret(&err);
+        // A token that merely starts with those letters is a token.
+        for plain in ["Tokenizer-abc", "bearer_xyz"] {
+            assert_eq!(ApiToken::new(plain.to_owned()).unwrap().expose(), plain);
+        }
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum ExitReason {
     AuthRejected,
     /// Ctrl-C / SIGTERM: reading stopped, in-flight requests were given a grace period.
     Interrupted,
+    /// Savio answered nothing but 429 for longer than `--max-retry-after` x (`--max-retries` + 1): stopped as
+    /// for an interrupt; the same command resumes the run.
+    Throttled,
     /// The input became unreadable part way (I/O error): rows after it were not read.
     InputError,
 }
@@ -35,7 +38,9 @@ impl ExitReason {
         match self {
             ExitReason::Completed => Exit::Ok,
             ExitReason::RowsFailed | ExitReason::UnknownOutcomes => Exit::RowsFailed,
-            ExitReason::AuthRejected | ExitReason::Interrupted | ExitReason::InputError => Exit::Aborted,
+            ExitReason::AuthRejected | ExitReason::Interrupted | ExitReason::Throttled | ExitReason::InputError => {
+                Exit::Aborted
+            }
         }
     }
 }
@@ -61,7 +66,8 @@ pub struct SyncSummary {
     pub payloads: EntityCounts,
     /// The number of outcomes that are unknown: feedback that may or may not have been created.
     pub unknown: u64,
-    /// HTTP requests made (every attempt), retries among them, and 429 answers.
+    /// HTTP requests written to a connection (every attempt and 307/308 hop; none when no connection could be
+    /// made or a request was held back at a stop), retries scheduled, and 429 answers.
     pub requests: u64,
     pub retries: u64,
     pub throttled: u64,

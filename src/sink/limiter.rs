@@ -23,6 +23,13 @@
 //! and a request leaves only when fewer than N grants happened in the last `N` periods (at least a second):
 //! after a stall the late requests are spread out again instead of bursting.
 //!
+//! A grant is logged when it is given, but the request leaves later: after the connection is ready and, for
+//! feedback, after its in-flight mark is written (a `write()` that a busy disk can hold up). A request that
+//! leaves [`LATE`] or more after its grant asks again ([`Limiter::regrant`]): its entry in the log moves to
+//! the moment it really leaves, and it waits if that would put more than N in a window. Marking before the
+//! grant instead would leave marks for requests that then wait seconds at the limiter, and a crash then
+//! reports never-sent feedback as `unknown`.
+//!
 //! A 429 pauses *every* request until its `Retry-After` has passed, not only the one that was refused.
 
 use std::collections::VecDeque;
@@ -34,6 +41,21 @@ use tokio::time::Instant;
 
 /// The pacing margin: the period is `(1 + MARGIN) / N` seconds.
 const MARGIN: f64 = 0.02;
+
+/// A request that leaves this long after its grant takes a fresh one. Well under the 20 ms of jitter the
+/// margin absorbs across a window at any rate (2% of a second).
+pub(crate) const LATE: Duration = Duration::from_millis(5);
+
+/// When a request was let through: its entry in the limiter's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Grant(Instant);
+
+impl Grant {
+    /// How long ago the grant was given.
+    pub(crate) fn age(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.0)
+    }
+}
 
 pub(crate) struct Limiter {
     period: Duration,
@@ -68,7 +90,7 @@ impl Limiter {
     }
 
     /// Waits for any run-wide pause to end, then for this request's slot.
-    pub(crate) async fn ready(&self) {
+    pub(crate) async fn ready(&self) -> Grant {
         loop {
             self.wait_pause().await;
             let slot = self.reserve();
@@ -79,10 +101,38 @@ impl Limiter {
             if self.current_pause().is_some() {
                 continue;
             }
-            while let Some(until) = self.grant() {
-                tokio::time::sleep_until(until).await;
-            }
-            return;
+            return self.log_grant().await;
+        }
+    }
+
+    /// A fresh grant for a request that did not leave at once after `old`: a pause that began meanwhile is
+    /// waited out (and a new slot taken after it); otherwise `old`'s entry in the log moves to now, waiting
+    /// only if the window would then hold more than N.
+    pub(crate) async fn regrant(&self, old: Grant) -> Grant {
+        self.forget(old);
+        if self.current_pause().is_some() {
+            return self.ready().await;
+        }
+        self.log_grant().await
+    }
+
+    /// Whether a 429's pause is in force.
+    pub(crate) fn paused(&self) -> bool {
+        self.current_pause().is_some()
+    }
+
+    async fn log_grant(&self) -> Grant {
+        while let Some(until) = self.grant() {
+            tokio::time::sleep_until(until).await;
+        }
+        Grant(Instant::now())
+    }
+
+    /// Removes a grant from the log (if it is still in the window).
+    fn forget(&self, grant: Grant) {
+        let mut granted = self.granted.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = granted.iter().rposition(|t| *t == grant.0) {
+            granted.remove(i);
         }
     }
 
@@ -215,6 +265,48 @@ mod tests {
         for (i, t) in times.iter().enumerate().skip(100) {
             assert!(*t - times[i - 100] >= Duration::from_secs(1), "at most 100 in any 1 s window (request {i})");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_leaves_late_is_regranted_so_no_window_holds_more_than_n() {
+        use std::sync::Arc;
+        let l = Arc::new(Limiter::new(NonZeroU32::new(10).unwrap()));
+        let start = Instant::now();
+        let times = Arc::new(Mutex::new(Vec::new()));
+        // The first request's in-flight mark takes 500 ms (a busy disk): it leaves half a second after its
+        // grant. Logged at its grant, the window from there would hold it and ten on-time requests.
+        let first = l.ready().await;
+        let late = {
+            let (l, times) = (Arc::clone(&l), Arc::clone(&times));
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                assert!(first.age() >= LATE);
+                l.regrant(first).await;
+                times.lock().unwrap().push(Instant::now() - start);
+            })
+        };
+        for _ in 0..30 {
+            l.ready().await;
+            times.lock().unwrap().push(Instant::now() - start);
+        }
+        late.await.unwrap();
+        let mut times = times.lock().unwrap().clone();
+        times.sort();
+        assert_eq!(times.len(), 31);
+        for (i, t) in times.iter().enumerate().skip(10) {
+            assert!(*t - times[i - 10] >= Duration::from_secs(1), "at most 10 in any 1 s window (request {i})");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_regrant_waits_out_a_pause_that_began_meanwhile() {
+        let l = Limiter::new(NonZeroU32::new(1000).unwrap());
+        let grant = l.ready().await;
+        l.pause_for(Duration::from_millis(150));
+        assert!(l.paused());
+        let start = std::time::Instant::now();
+        l.regrant(grant).await;
+        assert!(start.elapsed() >= Duration::from_millis(140), "{:?}", start.elapsed());
     }
 
     #[tokio::test]

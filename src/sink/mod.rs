@@ -11,27 +11,37 @@
 //!   backoff, a 429 pauses the whole run for its `Retry-After` (capped), a 400 fails the row with Savio's
 //!   message, a 401/403 stops the run. Feedback, which is not idempotent, is never re-sent after an
 //!   ambiguous failure: it is reported `unknown` (unless `retry_unknown`).
-//! - **Stopping.** A soft stop (token rejected, Ctrl-C) sends nothing new, lets requests in flight finish and
-//!   reports every payload not sent; a hard stop (grace period over) also abandons requests in flight.
+//! - **Stopping.** A soft stop (token rejected, Ctrl-C, Savio answering nothing but 429 for too long) sends
+//!   nothing new, lets requests in flight finish and reports every payload not sent; a hard stop (grace
+//!   period over) also abandons requests in flight. "Nothing new" holds to the last moment: every wait of a
+//!   payload (for its row's order, a slot, the rate limiter, a backoff or a 429's pause, a connection) ends
+//!   at the stop, and a request not yet written to a connection is withheld ([`Leaving`]).
+//! - **Write-ahead marks, as late as possible.** Feedback's in-flight mark is written right before its
+//!   request is written to a connection, after every wait: a crash leaves marks only for requests that
+//!   may have left. A request that leaves late after its rate-limit grant (a slow mark, a slow connect) takes
+//!   a fresh grant, so departures never bunch ([`limiter`]).
 
 mod limiter;
 mod order;
 
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use reqwest::StatusCode;
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
 
-use crate::client::{Backoff, RetryAction, SavioClient, SendError, classify, idempotent};
+use crate::client::{Backoff, Departure, RetryAction, SavioClient, SendError, classify, classify_status, idempotent};
 use crate::mapping::{DropReason, SENT_GROUP};
 use crate::model::{Entity, Payload, json_hash};
 use crate::pipeline::{Row, RowKind, RowSource, reason_text};
 use crate::report::results::{ResultLine, Status};
 use crate::state::{Journal, JournalEntry};
-use limiter::Limiter;
+use limiter::{Grant, LATE, Limiter};
 use order::{Done, Registry, Waits};
 
 /// The most payloads in progress at once (dispatched but not finished). Bounds memory whatever the input
@@ -136,6 +146,8 @@ pub enum StopReason {
     AuthRejected(String),
     /// Ctrl-C or SIGTERM.
     Interrupted,
+    /// Savio answered nothing but 429 for this long (see [`throttle_limit`]).
+    Throttled(Duration),
 }
 
 impl std::fmt::Display for StopReason {
@@ -143,8 +155,20 @@ impl std::fmt::Display for StopReason {
         match self {
             StopReason::AuthRejected(m) => write!(f, "token rejected: {m}"),
             StopReason::Interrupted => f.write_str("interrupted"),
+            StopReason::Throttled(d) => {
+                write!(f, "Savio kept answering 429 Too Many Requests for {} s, accepting nothing", d.as_secs())
+            }
         }
     }
+}
+
+/// How long Savio may answer nothing but 429 before the run stops: as long as one payload's retries could
+/// be paused by it (`--max-retry-after` for each of `--max-retries` + 1 attempts), at least a second. Each
+/// 429 pauses the whole writer, so past this no payload would have landed anyway; stopping reports what
+/// was not sent and lets the same command resume later, instead of pausing, one payload after another, for
+/// as long as the quota stays exhausted (days, for a large file).
+pub fn throttle_limit(cfg: &SinkConfig) -> Duration {
+    cfg.max_retry_after.saturating_mul(cfg.max_retries.saturating_add(1)).max(Duration::from_secs(1))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -172,9 +196,31 @@ struct Shared {
     stop: watch::Sender<StopState>,
     /// The state journal: feedback is marked there before it is sent.
     journal: Option<Journal>,
+    /// Since when Savio has answered nothing but 429 (`None`: its last answer was something else).
+    throttled_since: Mutex<Option<Instant>>,
 }
 
 impl Shared {
+    /// Notes an answer: a 429 may stop the run (see [`throttle_limit`]), anything else ends a 429 streak.
+    fn note_answer(&self, status: u16) {
+        let mut since = self.throttled_since.lock().unwrap_or_else(|p| p.into_inner());
+        if status != 429 {
+            *since = None;
+            return;
+        }
+        let now = Instant::now();
+        let streak = now - *since.get_or_insert(now);
+        drop(since);
+        if streak >= throttle_limit(&self.cfg) && self.stop_reason().is_none() {
+            tracing::error!(
+                "Savio answered nothing but 429 Too Many Requests for {} s (more than --max-retry-after x \
+                 (--max-retries + 1)): stopping; the same command resumes the run",
+                streak.as_secs()
+            );
+            self.request_stop(StopReason::Throttled(streak), false);
+        }
+    }
+
     fn stop_reason(&self) -> Option<StopReason> {
         self.stop.borrow().reason.clone()
     }
@@ -218,6 +264,7 @@ impl Sink {
             client,
             cfg,
             journal,
+            throttled_since: Mutex::new(None),
         };
         Sink { shared: Arc::new(shared) }
     }
@@ -230,14 +277,37 @@ impl Sink {
     /// payloads are done, or why it stopped early.
     ///
     /// `interrupt` flips to `true` on Ctrl-C: reading stops, nothing new is sent, requests in flight get
-    /// `grace` to finish before they are abandoned (and reported as such).
+    /// `grace` from that moment to finish before they are abandoned (and reported as such).
     pub async fn run(
         &self,
-        mut rows: mpsc::Receiver<Vec<Job>>,
+        rows: mpsc::Receiver<Vec<Job>>,
         out: mpsc::Sender<RowDone>,
-        mut interrupt: watch::Receiver<bool>,
+        interrupt: watch::Receiver<bool>,
         grace: Duration,
     ) -> Option<StopReason> {
+        // Watched for the whole run, beside the feeding: not only between batches, which can wait for a window
+        // slot for long, nor only while rows remain, since after the last row comes the wait for requests.
+        tokio::select! {
+            stop = self.feed(rows, out) => stop,
+            never = self.watch_interrupt(interrupt, grace) => match never {},
+        }
+    }
+
+    /// On Ctrl-C: a soft stop at once, a hard one when `grace` has passed. Never returns.
+    async fn watch_interrupt(&self, mut interrupt: watch::Receiver<bool>, grace: Duration) -> std::convert::Infallible {
+        // A sender gone without an interrupt means there will be none.
+        if interrupt.wait_for(|i| *i).await.is_ok() {
+            self.shared.request_stop(StopReason::Interrupted, false);
+            tracing::warn!("interrupted: sending nothing new, waiting up to {grace:?} for requests in flight");
+            tokio::time::sleep(grace).await;
+            tracing::warn!("grace period over: abandoning requests still in flight");
+            self.shared.request_stop(StopReason::Interrupted, true);
+        }
+        std::future::pending().await
+    }
+
+    /// Dispatches every row until the input ends or the run stops, then waits for every payload.
+    async fn feed(&self, mut rows: mpsc::Receiver<Vec<Job>>, out: mpsc::Sender<RowDone>) -> Option<StopReason> {
         let size = window_for(&self.shared.cfg);
         let window = Arc::new(Semaphore::new(size));
         let mut stop_rx = self.shared.stop.subscribe();
@@ -248,10 +318,6 @@ impl Sink {
             }
             let batch = tokio::select! {
                 biased;
-                _ = interrupt.wait_for(|i| *i) => {
-                    self.shared.request_stop(StopReason::Interrupted, false);
-                    break;
-                }
                 _ = stop_rx.changed() => continue,
                 r = rows.recv() => match r {
                     Some(batch) => batch,
@@ -269,22 +335,9 @@ impl Sink {
         while !reports_gone && let Some(batch) = rows.recv().await {
             reports_gone = !self.dispatch_all(batch, &window, &out).await;
         }
+        // Every payload done: requests in flight end with their answer, or at the hard stop.
         let everything = u32::try_from(size).unwrap_or(u32::MAX);
-        let drain = Arc::clone(&window).acquire_many_owned(everything);
-        if self.shared.stop_reason() == Some(StopReason::Interrupted) {
-            tracing::warn!("interrupted: sending nothing new, waiting up to {grace:?} for requests in flight");
-            let mut drain = Box::pin(drain);
-            tokio::select! {
-                _ = &mut drain => {}
-                _ = tokio::time::sleep(grace) => {
-                    tracing::warn!("grace period over: abandoning requests still in flight");
-                    self.shared.request_stop(StopReason::Interrupted, true);
-                    let _ = drain.await;
-                }
-            }
-        } else {
-            let _ = drain.await;
-        }
+        let _ = Arc::clone(&window).acquire_many_owned(everything).await;
         self.shared.stop_reason()
     }
 
@@ -352,7 +405,24 @@ impl Sink {
         });
         for payload in payloads {
             let (waits, completion) = self.shared.registry.register(&payload);
-            let Ok(permit) = Arc::clone(window).acquire_owned().await else { return false };
+            // After a stop nothing waits for room in the window (which empties only as requests in flight end):
+            // the payload is reported "not sent" here and now.
+            let permit = tokio::select! {
+                biased;
+                permit = Arc::clone(window).acquire_owned() => permit,
+                () = self.shared.stopped() => {
+                    let stop = self.shared.stop_reason().unwrap_or(StopReason::Interrupted);
+                    let result = not_sent_result(prepare(&self.shared, &payload, line).0, &stop, None);
+                    self.shared.registry.complete(completion, Done::Failed(result.reason.clone()));
+                    if let Some(row) = tracker.finish(result)
+                        && out.send(row).await.is_err()
+                    {
+                        return false;
+                    }
+                    continue;
+                }
+            };
+            let Ok(permit) = permit else { return false };
             let shared = Arc::clone(&self.shared);
             let tracker = Arc::clone(&tracker);
             // The task's own future stays small (tokio copies it when spawning and again when it ends): the
@@ -413,12 +483,11 @@ impl RowTracker {
     }
 }
 
-/// One payload's whole life: wait for what it depends on, then attempts until success or a final failure.
-async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64) -> ResultLine {
-    let payload = &payload;
+/// A payload's result line before any attempt (status `Failed`, no reason yet), and its JSON: serialised
+/// once, the request body of every attempt and the input of the content hash (kept by the state; a
+/// feedback's key is made from it).
+fn prepare(shared: &Shared, payload: &Payload, line: u64) -> (ResultLine, Result<Bytes, serde_json::Error>) {
     let entity = payload.entity();
-    // Serialised once: the request body of every attempt, and the content hash (kept by the state; a
-    // feedback's key is made from it).
     let body = serde_json::to_vec(payload).map(Bytes::from);
     let hash = match &body {
         Ok(json) if shared.journal.is_some() || entity == Entity::Feedback => json_hash(json),
@@ -426,7 +495,7 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
     };
     let key = if body.is_ok() { payload.report_key_with_hash(&hash) } else { String::new() };
     let hash = if shared.journal.is_some() { hash } else { String::new() };
-    let mut r = ResultLine {
+    let r = ResultLine {
         line,
         entity: Some(entity),
         key,
@@ -439,6 +508,13 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
         group: String::new(),
         hash,
     };
+    (r, body)
+}
+
+/// One payload's whole life: wait for what it depends on, then attempts until success or a final failure.
+async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64) -> ResultLine {
+    let entity = payload.entity();
+    let (mut r, body) = prepare(shared, &payload, line);
     let body = match body {
         Ok(body) => body,
         Err(e) => {
@@ -450,24 +526,38 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
     if let Some((company, reason)) = waits.blocked_by {
         return blocked(r, &company, &reason);
     }
-    if let Some(previous) = waits.previous {
-        order::wait(previous).await;
-    }
-    for signal in waits.after {
-        order::wait(signal).await;
-    }
-    if let Some((company, signal)) = waits.company
-        && let Done::Failed(reason) = order::wait(signal).await
-    {
+    // Waiting for the row's order ends at a stop too (the loop below then reports "not sent").
+    let ordered = async {
+        if let Some(previous) = waits.previous {
+            order::wait(previous).await;
+        }
+        for signal in waits.after {
+            order::wait(signal).await;
+        }
+        match waits.company {
+            Some((company, signal)) => match order::wait(signal).await {
+                Done::Failed(reason) => Some((company, reason)),
+                Done::Ok => None,
+            },
+            None => None,
+        }
+    };
+    let blocked_by = tokio::select! {
+        biased;
+        blocked_by = ordered => blocked_by,
+        () = shared.stopped() => None,
+    };
+    if let Some((company, reason)) = blocked_by {
         return blocked(r, &company, &reason);
     }
     let idempotent = idempotent(entity);
+    // Feedback's in-flight mark, until it is written (right before its request first leaves).
+    let mark = (!idempotent && shared.journal.is_some()).then(|| (r.line, r.key.clone(), r.hash.clone()));
+    let mut unmarked = mark.is_some();
     let mut last_error: Option<String> = None;
     loop {
         if let Some(stop) = shared.stop_reason() {
-            r.reason = not_sent(&stop, last_error.as_deref());
-            r.group = format!("{entity}: not sent (run stopped)");
-            return r;
+            return not_sent_result(r, &stop, last_error.as_deref());
         }
         // Waiting for a slot, and below for the rate limiter, ends as soon as the run stops: what was queued
         // is reported "not sent" at once, not paced out at `--rate` (which could outlast any grace period).
@@ -481,34 +571,33 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
             r.reason = "not sent: the writer shut down".into();
             return r;
         };
-        // Feedback is marked in flight (an append to the state's in-flight log) before its first attempt,
-        // holding its slot: a crash from here on leaves it `unknown`, never lost, and at most `--concurrency`
-        // of them. Before the rate limiter, not after: a write held up by a busy disk must not delay granted
-        // requests into a burst.
-        if !idempotent
-            && r.attempts == 0
-            && let Some(journal) = &shared.journal
-            && let Err(e) = journal.before_send(r.line, &r.key, &r.hash)
-        {
-            r.reason = format!("not sent: {e}");
-            r.group = format!("{entity}: not sent (state journal failed)");
-            return r;
-        }
-        tokio::select! {
+        let grant = tokio::select! {
             biased;
-            () = shared.limiter.ready() => {}
-            () = shared.stopped() => {}
-        }
-        if let Some(stop) = shared.stop_reason() {
-            r.reason = not_sent(&stop, last_error.as_deref());
-            r.group = format!("{entity}: not sent (run stopped)");
-            return r;
-        }
-        r.attempts += 1;
-        shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+            grant = shared.limiter.ready() => grant,
+            () = shared.stopped() => continue,
+        };
+        let leaving = Leaving {
+            shared,
+            entity,
+            grant: Mutex::new(grant),
+            mark: mark.as_ref().filter(|_| unmarked).map(|(line, key, hash)| (*line, key.as_str(), hash.as_str())),
+            marked: AtomicBool::new(false),
+            departures: AtomicU32::new(0),
+            withheld: Mutex::new(None),
+        };
+        // A stop before the request is written cancels the attempt (connecting included); after, the request
+        // has its grace period like any other in flight.
         let attempt = tokio::select! {
-            a = Box::pin(shared.client.send_json(entity, body.clone())) => a,
+            a = Box::pin(shared.client.send_json_with(entity, body.clone(), &leaving)) => a,
+            () = leaving.stopped_before_leaving() => continue,
             () = shared.hard_stop() => {
+                let departures = leaving.departures.load(Ordering::Acquire);
+                if departures == 0 {
+                    continue;
+                }
+                // Abandoned before the client could count what it wrote: count what was cleared to leave.
+                shared.stats.requests.fetch_add(u64::from(departures), Ordering::Relaxed);
+                r.attempts += 1;
                 r.status = if idempotent { Status::Failed } else { Status::Unknown };
                 r.reason = "interrupted while the request was in flight (it may have been applied)".into();
                 r.group = format!("{entity}: interrupted in flight");
@@ -516,17 +605,41 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
             }
         };
         drop(slot);
+        if leaving.marked.load(Ordering::Acquire) {
+            unmarked = false;
+        }
+        let withheld = leaving.withheld.lock().unwrap_or_else(|p| p.into_inner()).take();
+        shared.stats.requests.fetch_add(u64::from(attempt.written), Ordering::Relaxed);
         r.latency += attempt.latency;
         let err = match attempt.outcome {
             Ok(accepted) => {
+                shared.note_answer(accepted.status);
+                r.attempts += 1;
                 r.status = Status::Ok;
                 r.http_status = Some(accepted.status);
                 r.savio_id = accepted.id;
-                r.reason.clear();
+                r.reason = match accepted.cut {
+                    // The status says it was applied: an ok without an id, not an unknown outcome.
+                    Some(cut) => format!("Savio answered {}, but {cut}: no Savio id", accepted.status),
+                    None => String::new(),
+                };
                 return r;
             }
+            Err(SendError::Withheld { .. }) => match withheld {
+                Some(Withheld::Journal(e)) => {
+                    r.reason = format!("not sent: {e}");
+                    r.group = format!("{entity}: not sent (state journal failed)");
+                    return r;
+                }
+                // The run stopped: the loop's top reports it.
+                Some(Withheld::Stopped) | None => continue,
+            },
             Err(err) => err,
         };
+        r.attempts += 1;
+        if let Some(status) = err.status() {
+            shared.note_answer(status);
+        }
         r.http_status = err.status();
         let mut action = classify(&err, idempotent);
         if action == RetryAction::Unknown && shared.cfg.retry_unknown {
@@ -540,6 +653,11 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
                 let backoff = shared.cfg.backoff.delay(r.attempts - 1, &mut rand::rng());
                 if err.status() == Some(429) {
                     shared.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    if shared.stop_reason().is_some() {
+                        // This 429 may have been the one that stopped the run: nothing is left to pause.
+                        last_error = Some(err.to_string());
+                        continue;
+                    }
                     let pause = after.unwrap_or(backoff).min(cap);
                     tracing::warn!(line, %entity, "Savio is throttling (429): pausing every request for {pause:?}");
                     shared.limiter.pause_for(pause);
@@ -548,7 +666,7 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
                     tracing::debug!(line, %entity, attempt = r.attempts, "retrying in {wait:?}: {err}");
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
-                        () = shared.hard_stop() => {}
+                        () = shared.stopped() => {}
                     }
                 }
                 last_error = Some(err.to_string());
@@ -573,13 +691,110 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
                 return r;
             }
             RetryAction::AbortAuth => {
-                let msg = format!("Savio answered {} to {}", err.status().unwrap_or(401), err.endpoint());
+                let msg = auth_message(err.status().unwrap_or(401), err.endpoint());
                 tracing::error!("token rejected ({msg}): stopping, nothing more will be sent");
                 shared.request_stop(StopReason::AuthRejected(msg.clone()), false);
                 r.reason = format!("token rejected: {msg}");
                 r.group = "token rejected".into();
                 return r;
             }
+        }
+    }
+}
+
+fn auth_message(status: u16, endpoint: &crate::client::Endpoint) -> String {
+    format!("Savio answered {status} to {endpoint}")
+}
+
+/// Why a request was withheld at its departure.
+enum Withheld {
+    /// The run stopped.
+    Stopped,
+    /// Feedback's in-flight mark could not be written: sending it would risk a duplicate after a crash.
+    Journal(crate::state::StateError),
+}
+
+/// One attempt at the moment its request would be written to a connection (see [`Departure`]): the last
+/// look at the stop, feedback's in-flight mark, and a fresh rate-limit grant when it leaves late.
+struct Leaving<'a> {
+    shared: &'a Shared,
+    entity: Entity,
+    /// The grant this attempt was let through with; renewed when the request leaves [`LATE`] after it.
+    grant: Mutex<Grant>,
+    /// Feedback's in-flight mark (line, key, hash), while it is still to be written.
+    mark: Option<(u64, &'a str, &'a str)>,
+    marked: AtomicBool,
+    /// How many times the request was cleared to be written (once, or once per 307/308 hop); more than none,
+    /// it may have reached Savio.
+    departures: AtomicU32,
+    withheld: Mutex<Option<Withheld>>,
+}
+
+impl Leaving<'_> {
+    fn withhold(&self, why: Withheld) -> bool {
+        *self.withheld.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        false
+    }
+
+    /// Resolves when the run stops before this request was cleared to leave; never once it was.
+    async fn stopped_before_leaving(&self) {
+        self.shared.stopped().await;
+        if self.departures.load(Ordering::Acquire) > 0 {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn clear(&self) -> bool {
+        let shared = self.shared;
+        loop {
+            if shared.stop_reason().is_some() {
+                return self.withhold(Withheld::Stopped);
+            }
+            let grant = *self.grant.lock().unwrap_or_else(|p| p.into_inner());
+            // A 429 paused the run since the grant (this request was connecting): it waits like every other,
+            // before its mark, since the pause can be long. Leaving late after the grant (a slow connect, a
+            // mark held up by a busy disk) would bunch departures past what the limiter allowed: a fresh grant,
+            // for the moment it really leaves.
+            let paused = shared.limiter.paused();
+            let marking = self.mark.is_some() && !self.marked.load(Ordering::Acquire);
+            if paused || (!marking && grant.age() >= LATE) {
+                let grant = tokio::select! {
+                    biased;
+                    grant = shared.limiter.regrant(grant) => grant,
+                    () = shared.stopped() => continue,
+                };
+                *self.grant.lock().unwrap_or_else(|p| p.into_inner()) = grant;
+                continue;
+            }
+            // Marked as late as possible, after every wait but the last look at the grant: a crash leaves a
+            // mark only for a request that may have left.
+            if let Some((line, key, hash)) = self.mark
+                && marking
+                && let Some(journal) = &shared.journal
+            {
+                if let Err(e) = journal.before_send(line, key, hash) {
+                    return self.withhold(Withheld::Journal(e));
+                }
+                self.marked.store(true, Ordering::Release);
+                continue;
+            }
+            self.departures.fetch_add(1, Ordering::AcqRel);
+            return true;
+        }
+    }
+}
+
+impl Departure for Leaving<'_> {
+    fn cleared(&self) -> impl Future<Output = bool> + Send {
+        self.clear()
+    }
+
+    /// A 401/403 stops the run as soon as its status line arrives: requests that would leave while its body
+    /// is read are withheld.
+    fn answered(&self, status: StatusCode) {
+        if classify_status(status.as_u16(), true, None) == RetryAction::AbortAuth {
+            let endpoint = self.shared.client.endpoint_of(self.entity);
+            self.shared.request_stop(StopReason::AuthRejected(auth_message(status.as_u16(), endpoint)), false);
         }
     }
 }
@@ -607,6 +822,7 @@ fn short(err: &SendError) -> String {
         SendError::Redirect { .. } => "redirect not followed".into(),
         SendError::NotApi { .. } => "HTML page, not the API".into(),
         SendError::Body { .. } => "body not serialisable".into(),
+        SendError::Withheld { .. } => "not sent".into(),
     }
 }
 
@@ -617,10 +833,21 @@ fn blocked(mut r: ResultLine, company: &str, reason: &str) -> ResultLine {
     r
 }
 
+/// A payload's result when the run stopped before its request left.
+fn not_sent_result(mut r: ResultLine, stop: &StopReason, last_error: Option<&str>) -> ResultLine {
+    r.reason = not_sent(stop, last_error);
+    r.group = format!("{}: not sent (run stopped)", r.entity.map_or("row", |e| e.as_str()));
+    r
+}
+
 fn not_sent(stop: &StopReason, last_error: Option<&str>) -> String {
+    let why = match stop {
+        StopReason::Throttled(_) => format!("{stop}, so the run stopped"),
+        _ => format!("run stopped ({stop})"),
+    };
     match last_error {
-        None => format!("not sent: run stopped ({stop})"),
-        Some(e) => format!("not sent again: run stopped ({stop}); last attempt: {e}"),
+        None => format!("not sent: {why}"),
+        Some(e) => format!("not sent again: {why}; last attempt: {e}"),
     }
 }
 
