@@ -337,6 +337,14 @@ pub struct MapperStats {
 /// How many conflicts of each kind are logged one by one; the rest are only counted.
 const LOGGED_CONFLICTS: u64 = 10;
 
+/// Counts a conflict, and logs it with `log` while there have been no more than [`LOGGED_CONFLICTS`].
+fn conflict(count: &mut u64, log: impl FnOnce()) {
+    *count += 1;
+    if *count <= LOGGED_CONFLICTS {
+        log();
+    }
+}
+
 /// A mapping compiled against one input: call [`Mapper::map`] on each record, in input order.
 #[derive(Debug, Clone)]
 pub struct Mapper {
@@ -521,16 +529,15 @@ impl Mapper {
                 }),
                 Sighting::New => payloads.push(Payload::Contact(c)),
                 Sighting::Other { first_line, .. } => {
-                    self.stats.contact_conflicts += 1;
-                    if self.stats.contact_conflicts <= LOGGED_CONFLICTS {
+                    conflict(&mut self.stats.contact_conflicts, || {
                         tracing::warn!(
                             contact = %c.internal_id,
                             line,
                             first_line,
                             "contact '{}' on line {line} has other values than on line {first_line}; both are sent, the later wins",
                             c.internal_id
-                        );
-                    }
+                        )
+                    });
                     payloads.push(Payload::Contact(c));
                 }
             }
@@ -579,27 +586,25 @@ fn sight_company(
         Sighting::Other { first_line, recorded } => {
             let (other_name, other_attributes) = dedup::company_parts_differ(content, recorded);
             if other_name {
-                stats.company_name_conflicts += 1;
-                if stats.company_name_conflicts <= LOGGED_CONFLICTS {
+                conflict(&mut stats.company_name_conflicts, || {
                     tracing::warn!(
                         company = %id,
                         line,
                         first_line,
                         "company '{id}' appears with another name (\"{name}\") than on line {first_line}; the first is kept"
-                    );
-                }
+                    )
+                });
             }
             if other_attributes {
-                stats.company_attribute_conflicts += 1;
-                if stats.company_attribute_conflicts <= LOGGED_CONFLICTS {
+                conflict(&mut stats.company_attribute_conflicts, || {
                     tracing::warn!(
                         company = %id,
                         line,
                         first_line,
                         "company '{id}' has other attributes on line {line} than on line {first_line}, which sent it; \
                          a company is sent once per run, with its first row's attributes"
-                    );
-                }
+                    )
+                });
             }
             Some(first_line)
         }
