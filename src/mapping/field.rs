@@ -185,7 +185,7 @@ impl Field {
     /// With `split` (a field that takes one value), the first item.
     pub fn value<'a>(&'a self, record: &'a Record) -> Cow<'a, str> {
         if self.split.is_some() {
-            return Cow::Owned(self.list(record).into_iter().next().unwrap_or_default());
+            return self.first_item(record);
         }
         let v = match self.single_column(record) {
             Some(s)
@@ -202,11 +202,10 @@ impl Field {
     /// The value of a field that takes exactly one value, an id or an email: with `split`, the first item
     /// (`"9002;9003"`, HubSpot's several associated companies, gives `9002`); a JSON list of several distinct
     /// values is an error rather than their join, which would be one made-up id for them all.
+    #[inline]
     pub fn single<'a>(&'a self, record: &'a Record) -> Result<Cow<'a, str>, FieldError> {
-        if self.split.is_none() && self.single_column(record).is_some() {
-            return Ok(self.value(record));
-        }
-        if self.split.is_some() {
+        // A CSV cell is never a list; `split` takes the first item (in `value`).
+        if self.split.is_some() || matches!(record.data, RecordData::Csv { .. }) {
             return Ok(self.value(record));
         }
         if let Raw::List(items) = self.origin.raw(record) {
@@ -222,6 +221,12 @@ impl Field {
             }
         }
         Ok(self.value(record))
+    }
+
+    /// With `split`, on a field that takes one value: the first item.
+    #[cold]
+    fn first_item<'a>(&'a self, record: &'a Record) -> Cow<'a, str> {
+        Cow::Owned(self.list(record).into_iter().next().unwrap_or_default())
     }
 
     /// The field as one string (empty when there is nothing).
