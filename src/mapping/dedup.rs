@@ -160,38 +160,112 @@ pub(crate) enum Sighting {
 
 /// key hash → (32-bit content hash << 32 | line).
 ///
-/// An open-addressing table of `(key, word)` pairs with linear probing, rather than a `HashMap`: the contacts
-/// table of a million-row run is tens of megabytes, so every lookup is a cache miss, and owning the layout lets
-/// the mapper [`prefetch`](Seen::prefetch) a row's slot before it builds the row's payloads. The keys are
-/// already hashes, so they are only scattered (multiplied), never hashed again.
+/// An extendible hash table of `(key, word)` pairs: a directory, indexed by the top bits of the scattered
+/// key, points at 4 KiB buckets of 256 slots, each an open-addressing table with linear probing. A full
+/// bucket (three quarters) splits in two; nothing else moves. A table that doubled all at once would, for
+/// a moment, hold the old and the new array: 48 MB for the contacts of a million-row run, the largest
+/// allocation of a `validate` and enough to break its memory goal. Here memory grows a page at a time.
+///
+/// The contacts table of a million-row run is tens of megabytes, so every lookup is a cache miss; owning the
+/// layout lets the mapper [`prefetch`](Seen::prefetch) a row's slot before it builds the row's payloads. The
+/// keys are already hashes, so they are only scattered (multiplied), never hashed again.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Seen {
-    /// `(key, word)`; a slot whose key is 0 is empty.
-    slots: Vec<(u64, u64)>,
-    len: usize,
-    /// The word of key 0, which cannot live in `slots` since 0 marks an empty slot there.
+    /// Bucket index for each value of the top `depth` bits of the scattered key; empty until the first key.
+    dir: Vec<u32>,
+    /// Bits of the scattered key that index `dir`.
+    depth: u32,
+    buckets: Vec<Bucket>,
+    /// The word of key 0, which cannot live in a bucket since 0 marks an empty slot there.
     zero: Option<u64>,
 }
 
-/// Fibonacci hashing: spreads any key bits over the top bits that pick the slot.
+/// Slots in a new bucket: 256 of 16 bytes, one 4 KiB page.
+const BUCKET_BITS: u32 = 8;
+/// The deepest a bucket splits (a directory of at most 4 MiB). A million random keys need about 16 bits;
+/// keys that share more (only a crafted input could) make their bucket grow in place instead.
+const MAX_DEPTH: u32 = 20;
+
+/// Fibonacci hashing: spreads any key bits over the top bits that pick the bucket and the slot.
 const SCATTER: u64 = 0x9E37_79B9_7F4A_7C15;
 
+fn scatter(key: u64) -> u64 {
+    key.wrapping_mul(SCATTER)
+}
+
+/// One page of the table: the keys whose scattered top `depth` bits are the same.
+#[derive(Debug, Clone)]
+struct Bucket {
+    depth: u32,
+    /// `slots.len()` is `1 << bits`: `BUCKET_BITS` but at `MAX_DEPTH`.
+    bits: u32,
+    len: usize,
+    /// `(key, word)`; a slot whose key is 0 is empty.
+    slots: Box<[(u64, u64)]>,
+}
+
+/// Where a key is, or would go, in its bucket.
+enum Probe {
+    Found(usize),
+    Vacant(usize),
+}
+
+impl Bucket {
+    fn new(depth: u32, bits: u32) -> Bucket {
+        Bucket { depth, bits, len: 0, slots: vec![(0, 0); 1 << bits].into_boxed_slice() }
+    }
+
+    /// Whether one more key would make it more than three quarters full (linear probing stays short below).
+    fn is_full(&self) -> bool {
+        self.len + 1 > self.slots.len() / 4 * 3
+    }
+
+    /// The slot a key starts probing from: the scattered bits below the bucket's own.
+    fn home(&self, scattered: u64) -> usize {
+        ((scattered << self.depth) >> (64 - self.bits)) as usize
+    }
+
+    fn probe(&self, key: u64, scattered: u64) -> Probe {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(scattered);
+        loop {
+            match self.slots[i].0 {
+                0 => return Probe::Vacant(i),
+                k if k == key => return Probe::Found(i),
+                // Never more than three quarters full, so an empty slot comes.
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Records a key known to be absent.
+    fn insert(&mut self, key: u64, word: u64) {
+        if let Probe::Vacant(i) = self.probe(key, scatter(key)) {
+            self.slots[i] = (key, word);
+            self.len += 1;
+        }
+    }
+}
+
 impl Seen {
-    fn slot_of(&self, key: u64) -> usize {
-        let bits = self.slots.len().trailing_zeros();
-        (key.wrapping_mul(SCATTER) >> (64 - bits)) as usize
+    /// The bucket of a scattered key.
+    fn bucket_of(&self, scattered: u64) -> usize {
+        let i = if self.depth == 0 { 0 } else { (scattered >> (64 - self.depth)) as usize };
+        self.dir[i] as usize
     }
 
     /// Asks the CPU to start loading `key`'s slot, so that a [`sight`](Seen::sight) a little later finds it in
     /// cache. Only a hint: it changes no state and costs nothing when the slot is already cached.
     #[inline]
     pub(crate) fn prefetch(&self, key: u64) {
-        if self.slots.is_empty() {
+        if self.dir.is_empty() {
             return;
         }
         #[cfg(target_arch = "x86_64")]
         {
-            let p = self.slots.as_ptr().wrapping_add(self.slot_of(key)).cast::<i8>();
+            let h = scatter(key);
+            let bucket = &self.buckets[self.bucket_of(h)];
+            let p = bucket.slots.as_ptr().wrapping_add(bucket.home(h)).cast::<i8>();
             // SAFETY: a prefetch is a hint that never faults, whatever the address; `p` is in `slots` anyway.
             unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p) };
         }
@@ -210,22 +284,23 @@ impl Seen {
                 }
             }
         } else {
-            if self.len + 1 > self.slots.len() / 4 * 3 {
-                self.grow();
+            if self.dir.is_empty() {
+                self.dir.push(0);
+                self.buckets.push(Bucket::new(0, BUCKET_BITS));
             }
-            let mask = self.slots.len() - 1;
-            let mut i = self.slot_of(key);
+            let h = scatter(key);
             loop {
-                let k = self.slots[i].0;
-                if k == 0 {
-                    self.slots[i] = (key, word);
-                    self.len += 1;
-                    return Sighting::New;
+                let b = self.bucket_of(h);
+                let bucket = &mut self.buckets[b];
+                match bucket.probe(key, h) {
+                    Probe::Found(i) => break &mut self.buckets[b].slots[i].1,
+                    Probe::Vacant(_) if bucket.is_full() => self.split(b, h),
+                    Probe::Vacant(i) => {
+                        bucket.slots[i] = (key, word);
+                        bucket.len += 1;
+                        return Sighting::New;
+                    }
                 }
-                if k == key {
-                    break &mut self.slots[i].1;
-                }
-                i = (i + 1) & mask;
             }
         };
         let old = *entry;
@@ -240,17 +315,34 @@ impl Seen {
         }
     }
 
-    /// Doubles the table (at three quarters full: linear probing stays short below that).
-    fn grow(&mut self) {
-        let size = (self.slots.len() * 2).max(64);
-        let old = std::mem::replace(&mut self.slots, vec![(0, 0); size]);
-        let mask = size - 1;
-        for (k, w) in old.into_iter().filter(|(k, _)| *k != 0) {
-            let mut i = self.slot_of(k);
-            while self.slots[i].0 != 0 {
-                i = (i + 1) & mask;
+    /// Splits bucket `b` (which scattered key `h` maps to) on its next bit: the keys with that bit set move
+    /// to a new bucket, and so does the upper half of the directory entries that pointed at `b`. At
+    /// `MAX_DEPTH` the bucket doubles in place instead.
+    fn split(&mut self, b: usize, h: u64) {
+        let depth = self.buckets[b].depth;
+        if depth == MAX_DEPTH {
+            let bits = self.buckets[b].bits + 1;
+            let old = std::mem::replace(&mut self.buckets[b], Bucket::new(depth, bits));
+            for &(key, word) in old.slots.iter().filter(|(k, _)| *k != 0) {
+                self.buckets[b].insert(key, word);
             }
-            self.slots[i] = (k, w);
+            return;
+        }
+        if depth == self.depth {
+            self.dir = self.dir.iter().flat_map(|&i| [i, i]).collect();
+            self.depth += 1;
+        }
+        let span = 1usize << (self.depth - depth);
+        let prefix = if depth == 0 { 0 } else { (h >> (64 - depth)) as usize };
+        let start = prefix << (self.depth - depth);
+        let new = self.buckets.len();
+        self.dir[start + span / 2..start + span].fill(new as u32);
+
+        let old = std::mem::replace(&mut self.buckets[b], Bucket::new(depth + 1, BUCKET_BITS));
+        self.buckets.push(Bucket::new(depth + 1, BUCKET_BITS));
+        for &(key, word) in old.slots.iter().filter(|(k, _)| *k != 0) {
+            let side = if (scatter(key) << depth) >> 63 == 1 { new } else { b };
+            self.buckets[side].insert(key, word);
         }
     }
 
@@ -259,19 +351,11 @@ impl Seen {
         if key == 0 {
             return self.zero.is_some();
         }
-        if self.slots.is_empty() {
+        if self.dir.is_empty() {
             return false;
         }
-        let mask = self.slots.len() - 1;
-        let mut i = self.slot_of(key);
-        loop {
-            match self.slots[i].0 {
-                0 => return false,
-                k if k == key => return true,
-                _ => {}
-            }
-            i = (i + 1) & mask;
-        }
+        let h = scatter(key);
+        matches!(self.buckets[self.bucket_of(h)].probe(key, h), Probe::Found(_))
     }
 }
 
@@ -325,6 +409,57 @@ mod tests {
             assert_eq!(s.contains(key), m.contains_key(&key), "{key}");
         }
         assert!(s.contains(0));
+    }
+
+    /// Sights every key twice (the second time with other content) and checks what the table answers.
+    fn sights_each_key_twice(keys: &[u64]) -> Seen {
+        let mut s = Seen::default();
+        for (line, &key) in keys.iter().enumerate() {
+            assert_eq!(s.sight(key, 1 << 32, line as u64, true), Sighting::New, "key {key:#x}");
+        }
+        for (line, &key) in keys.iter().enumerate() {
+            let expected = Sighting::Other { first_line: line as u64, recorded: 1 };
+            assert_eq!(s.sight(key, 2 << 32, 0, true), expected, "key {key:#x}");
+            assert!(s.contains(key));
+            assert!(!s.contains(key ^ 0x8000_0000_0000_0001) || keys.contains(&(key ^ 0x8000_0000_0000_0001)));
+        }
+        s
+    }
+
+    /// A key whose scattered value is `scattered` (scattering multiplies by an odd number: invertible).
+    fn unscatter(scattered: u64) -> u64 {
+        let mut inverse = SCATTER;
+        for _ in 0..6 {
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(SCATTER.wrapping_mul(inverse)));
+        }
+        assert_eq!(scatter(scattered.wrapping_mul(inverse)), scattered);
+        scattered.wrapping_mul(inverse)
+    }
+
+    #[test]
+    fn many_random_keys_split_buckets_and_memory_stays_near_the_keys() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let keys: Vec<u64> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            })
+            .collect();
+        let s = sights_each_key_twice(&keys);
+        let slots: usize = s.buckets.iter().map(|b| b.slots.len()).sum();
+        assert!(slots < keys.len() * 3, "{slots} slots for {} keys", keys.len());
+        assert!(s.depth < 16, "directory depth {}", s.depth);
+    }
+
+    #[test]
+    fn keys_sharing_their_top_bits_grow_one_bucket_past_the_deepest_split() {
+        // 2,000 keys whose scattered values share the top 40 bits: beyond MAX_DEPTH, one bucket takes them all.
+        let keys: Vec<u64> = (1..=2_000u64).map(|i| unscatter(0xABCD_EF12_3400_0000 | i << 8)).collect();
+        let s = sights_each_key_twice(&keys);
+        assert_eq!(s.depth, MAX_DEPTH);
+        assert!(s.buckets.iter().any(|b| b.bits > BUCKET_BITS));
     }
 
     #[test]
