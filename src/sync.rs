@@ -270,6 +270,7 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
     summary.requests_per_sec = round1(summary.requests as f64 / elapsed.max(0.001));
     summary.finished = chrono::Utc::now().to_rfc3339();
 
+    let read_whole = matches!(read, Ok(Ok(ReaderEnd { whole: true, .. })));
     let read_error = match read {
         Ok(Ok(_)) => None,
         Ok(Err(e)) => Some(error_chain(&e)),
@@ -303,7 +304,7 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         }
         (None, None) => ExitReason::Completed,
     };
-    if reason != ExitReason::Completed && stop.is_some() || read_error.is_some() {
+    if (reason != ExitReason::Completed && stop.is_some() && !read_whole) || read_error.is_some() {
         let line = last_line.load(Ordering::Relaxed);
         if line > 0 {
             summary.stopped_after_line = Some(line);
@@ -496,6 +497,8 @@ fn prepare_state(
 struct ReaderEnd {
     blank: u64,
     other_shard: u64,
+    /// Every row of the input was handed to the writer (a stop came after the reading was done).
+    whole: bool,
 }
 
 /// Why the reader stopped early.
@@ -526,7 +529,7 @@ fn spawn_reader(
     last_line: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<Result<ReaderEnd, ReaderError>> {
     std::thread::spawn(move || {
-        let mut end = ReaderEnd { blank: 0, other_shard: 0 };
+        let mut end = ReaderEnd { blank: 0, other_shard: 0, whole: false };
         let mut batch = Vec::with_capacity(READ_BATCH);
         // `last_line` is the last line handed to the writer: a batch the writer no longer takes (the run
         // stopped) was not read as far as the reports go, and "rows after line N were not read" says so.
@@ -571,6 +574,7 @@ fn spawn_reader(
         }
         if batch.is_empty() || rows.blocking_send(batch).is_ok() {
             last_line.store(read_to, Ordering::Relaxed);
+            end.whole = true;
         }
         Ok(end)
     })

@@ -169,6 +169,16 @@ async fn a_401_stops_the_run_sends_nothing_more_and_still_writes_the_reports() {
     let failures = run.failures("failures.csv");
     assert_eq!(failures.lines().count(), results.len() + 1, "every reported row is in the failures file");
     assert!(run.stdout.contains("Stopped:"), "{}", run.stdout);
+    // "Rows after line N were not read" only when some were not: here the reader is usually done before
+    // the 401 comes back, and then every row has its outcome and nothing is said to be unread.
+    let rows: std::collections::BTreeSet<u64> = results.iter().map(|r| r[0].parse().unwrap()).collect();
+    let message = s["abort_message"].as_str().unwrap();
+    if rows.len() == 50 {
+        assert!(s["stopped_after_line"].is_null() && !message.contains("not read"), "{s}");
+    } else {
+        assert_eq!(s["stopped_after_line"].as_u64(), rows.last().copied(), "{s}");
+        assert!(message.contains("were not read"), "{s}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,15 @@ pub(crate) enum Origin {
 }
 
 impl Origin {
+    /// Whether the value [`raw`](Origin::raw) gives is a JSON number.
+    fn is_json_number(&self, record: &Record) -> bool {
+        let (Origin::Columns(accs), RecordData::Json { object, .. }) = (self, &record.data) else { return false };
+        match accs.iter().find(|acc| !acc.get(record).is_empty()) {
+            Some(Accessor::Path(p)) => p.is_number(object),
+            _ => false,
+        }
+    }
+
     fn raw<'a>(&'a self, record: &'a Record) -> Raw<'a> {
         match self {
             // One column (the common case): no emptiness check needed.
@@ -305,13 +314,22 @@ impl Field {
         if text.is_empty() {
             return Ok(None);
         }
+        if self.type_opts.decimal_comma && self.origin.is_json_number(record) {
+            // `decimal = ","` is about text; a JSON number such as 1.234 is one and a quarter, never 1234.
+            let point = TypeOptions { decimal_comma: false, ..self.type_opts.clone() };
+            return self.typed_with(text, &point).map(Some);
+        }
         self.typed(text).map(Some)
     }
 
     fn typed(&self, s: Cow<'_, str>) -> Result<Value, FieldError> {
+        self.typed_with(s, &self.type_opts)
+    }
+
+    fn typed_with(&self, s: Cow<'_, str>, opts: &TypeOptions) -> Result<Value, FieldError> {
         match self.ty {
             None | Some(AttrType::String) => Ok(Value::String(s.into_owned())),
-            Some(ty) => convert::convert(&s, ty, &self.type_opts).map_err(|reason| FieldError {
+            Some(ty) => convert::convert(&s, ty, opts).map_err(|reason| FieldError {
                 field: self.label.clone(),
                 problem: FieldProblem::Conversion { value: s.to_string(), ty, reason },
             }),

@@ -1124,3 +1124,23 @@ fn a_failures_file_row_does_not_send_again_what_its_run_sent() {
     let mut m = mapper(toml, &headers);
     assert_eq!(payloads(m.map(&row(3, &["p2", "Bo", "c2", "Bee", "Dark", "8", "x", ""]))).len(), 3);
 }
+
+#[test]
+fn decimal_comma_reads_text_and_leaves_json_numbers_as_they_are() {
+    let toml = "[company]\ninternal_id = \"id\"\nname = \"name\"\n[company.filterable_attributes]\n\
+                arr = { column = \"deal.arr\", type = \"float\", decimal = \",\" }\n\
+                seats = { column = \"seats\", type = \"integer\", decimal = \",\" }\n";
+    let first = jrow(2, json!({"id": "1", "name": "Bergmann AG", "deal": {"arr": 1.234}, "seats": 12.0}));
+    let mapping = Mapping::parse(toml, Path::new("m.toml")).unwrap();
+    let mut m = mapping.compile(&json_info(), std::slice::from_ref(&first)).unwrap().mapper;
+    let company = |o: MapOutcome| match payloads(o).remove(0) {
+        Payload::Company(c) => c.filterable_attributes,
+        other => panic!("{other:?}"),
+    };
+    // A JSON number is a number: 1.234 is not the 1234 that the text "1.234" is with decimal = ",".
+    let attrs = company(m.map(&first));
+    assert_eq!((attrs["arr"].as_f64(), attrs["seats"].as_i64()), (Some(1.234), Some(12)));
+    let text = jrow(3, json!({"id": "2", "name": "Kessler GmbH", "deal": {"arr": "1.234,5"}, "seats": "1.200"}));
+    let attrs = company(m.map(&text));
+    assert_eq!((attrs["arr"].as_f64(), attrs["seats"].as_i64()), (Some(1234.5), Some(1200)));
+}

@@ -54,6 +54,19 @@ impl JsonPath {
         })
     }
 
+    /// Whether the path leads to one JSON number (`1.5`, not `"1,5"`): its text is read with a decimal point
+    /// whatever the field's `decimal`, which is about how text writes numbers.
+    pub(crate) fn is_number(&self, object: &serde_json::Map<String, Value>) -> bool {
+        if let Some(v) = object.get(&self.full) {
+            return v.is_number();
+        }
+        let [head, rest @ ..] = self.segments.as_slice() else { return false };
+        match object.get(head) {
+            Some(first) if !rest.is_empty() => matches!(walk(first, rest, &mut Vec::new()), Some(v) if v.is_number()),
+            _ => false,
+        }
+    }
+
     pub(crate) fn resolve<'a>(&self, object: &'a serde_json::Map<String, Value>) -> Raw<'a> {
         if let Some(v) = object.get(&self.full) {
             return json_to_raw(v);

@@ -204,8 +204,9 @@ impl SyncSummary {
         if let Some(dir) = report_dir {
             writeln!(out, "Reports:   {}", dir.display())?;
         }
-        if self.stopped_after_line.is_some() && self.state.is_some() {
-            // Most of the input was never sent: the failures file is not what to run next.
+        if self.abort_message.is_some() && self.state.is_some() {
+            // The run stopped: part of the input was never sent, and resuming also sends what is not in the
+            // failures file yet (rows never read).
             writeln!(
                 out,
                 "Continue with the same command: it resumes this run (what was sent is skipped), then re-run \
