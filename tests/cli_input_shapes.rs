@@ -154,6 +154,39 @@ fn a_json_array_on_one_line_is_refused_with_the_jq_command() {
 }
 
 #[test]
+fn a_json_array_on_stdin_is_refused_as_json_and_a_bracketed_csv_header_is_csv() {
+    // On stdin there is no extension to go by: an array used to be read as a CSV whose header was `[{"text": ...`.
+    let sb = Sandbox::new();
+    let mapping = sb.write("m.toml", "[feedback]\nproblem = \"text\"\n");
+    let stdin = |input: &str| {
+        let out = sb
+            .savio()
+            .args(["-q", "validate", "-", "-m", mapping.to_str().unwrap(), "--json"])
+            .write_stdin(input.to_string())
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
+    let run = stdin("[{\"text\": \"Need SSO\"}, {\"text\": \"Dark mode\"}]\n");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("line 1 is a JSON array of 2 objects"), "{}", run.stderr);
+    let run = stdin("[\n  {\"text\": \"Need SSO\"}\n]\n");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("jq -c '.[]' export.json > export.jsonl"), "{}", run.stderr);
+    // SQL Server brackets its column names: that is a CSV.
+    let bracketed = sb.write("m2.toml", "[feedback]\nproblem = \"[text]\"\n");
+    let out = sb
+        .savio()
+        .args(["-q", "validate", "-", "-m", bracketed.to_str().unwrap(), "--json"])
+        .write_stdin("[id],[text]\n1,Need SSO\n")
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.json()["format"], "csv", "{}", run.stdout);
+}
+
+#[test]
 fn a_sep_line_is_kept_in_the_failures_file_and_not_called_detected() {
     // The failures file used to drop the input's `sep=;` line (Excel then opened it in one column), and the
     // summary called that delimiter "detected".

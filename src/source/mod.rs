@@ -463,9 +463,10 @@ impl Source {
             ));
         }
         let shape = sniff::sniff_shape(&sample);
+        // JSON of any shape is read as JSON Lines, whose reader then says what a JSON document needs.
         let format = spec.format.or_else(|| spec.path.format_from_extension()).unwrap_or(match shape {
-            sniff::Shape::JsonObject => Format::Jsonl,
-            _ => Format::Csv,
+            sniff::Shape::JsonObject | sniff::Shape::JsonArray => Format::Jsonl,
+            sniff::Shape::Other => Format::Csv,
         });
         let mut info = SourceInfo {
             path: spec.path.clone(),

@@ -107,10 +107,13 @@ pub enum Shape {
     Other,
 }
 
+/// What the input starts with. An array is `[` and then `{`, `[` or `]`: a CSV header may open with a
+/// bracketed name (`[Id],[Name]`, as SQL Server writes them).
 pub fn sniff_shape(sample: &[u8]) -> Shape {
-    match sample.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => Shape::JsonObject,
-        Some(b'[') => Shape::JsonArray,
+    let mut bytes = sample.iter().filter(|b| !b.is_ascii_whitespace());
+    match (bytes.next(), bytes.next()) {
+        (Some(b'{'), _) => Shape::JsonObject,
+        (Some(b'['), Some(b'{' | b'[' | b']')) => Shape::JsonArray,
         _ => Shape::Other,
     }
 }
@@ -204,6 +207,8 @@ mod tests {
     fn shape() {
         assert_eq!(sniff_shape(b"  \n{\"a\":1}"), Shape::JsonObject);
         assert_eq!(sniff_shape(b"[{}]"), Shape::JsonArray);
+        assert_eq!(sniff_shape(b"[\n  {\n    \"id\": 1"), Shape::JsonArray);
+        assert_eq!(sniff_shape(b"[Id],[Name]\n1,Ann\n"), Shape::Other);
         assert_eq!(sniff_shape(b"a,b"), Shape::Other);
     }
 }
