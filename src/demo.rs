@@ -212,6 +212,7 @@ impl DemoReport {
                         ExitReason::AuthRejected
                             | ExitReason::Interrupted
                             | ExitReason::Throttled
+                            | ExitReason::Unavailable
                             | ExitReason::InputError,
                     ) | None
                 )

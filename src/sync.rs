@@ -294,6 +294,16 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
             ));
             ExitReason::Throttled
         }
+        (Some(StopReason::Unavailable(streak, last)), _) => {
+            summary.abort_message = Some(format!(
+                "every request failed for {} s without an answer from Savio or with a 5xx (last: {last}; the \
+                 limit is --max-retry-after x (--max-retries + 1) = {} s); nothing more was sent, the same \
+                 command resumes the run",
+                streak.as_secs(),
+                throttle_limit.as_secs()
+            ));
+            ExitReason::Unavailable
+        }
         (None, Some(e)) => {
             summary.abort_message = Some(format!("the input became unreadable: {e}"));
             ExitReason::InputError

@@ -1082,3 +1082,41 @@ async fn savio_answering_nothing_but_429_stops_the_run_and_the_same_command_resu
     assert!(again.stderr.contains("resuming run"), "{}", again.stderr);
     assert_eq!(again.summary()["payloads"]["feedback"]["ok"], 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_stops_the_run_instead_of_failing_every_row_through_its_retries() {
+    // Regression: with Savio down, every payload spent its retries failing, a few rows a second: a nightly
+    // run over a large file would still be failing rows (holding its lock) the next night.
+    let (url, seen) =
+        raw_server(|_| vec![(Duration::ZERO, "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".into())])
+            .await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &feedback_rows(100));
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    // 200 attempts at 20/s would take 10 s; the limit is 1 s x (1 + 1).
+    let args =
+        ["in.csv", "-m", "m.toml", "--rate", "20", "--max-retries", "1", "--max-retry-after", "1s", "--no-state"];
+    for (base, last) in [(url.as_str(), "HTTP 503"), (closed.as_str(), "cannot connect")] {
+        let started = Instant::now();
+        let run = sync(dir.path(), base, &args).await;
+        let took = started.elapsed();
+        assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+        assert!(took < Duration::from_secs(7), "stopped after 2 s of failures, not {took:?}");
+        let s = run.summary();
+        assert_eq!(s["exit_reason"], "unavailable", "{s}");
+        let message = s["abort_message"].as_str().unwrap();
+        assert!(message.contains(&format!("last: {last}")) && message.contains("resumes"), "{message}");
+        let results = run.results();
+        // Every row read is reported; the reader may have been stopped before the end of the file.
+        let read = s["stopped_after_line"].as_u64().map_or(100, |line| line as usize - 1);
+        assert_eq!(results.len(), read, "{s}");
+        let not_sent = results.iter().filter(|r| r[6].contains("Savio was unavailable for")).count();
+        assert!(not_sent > 0 && not_sent + 50 > read, "most rows read were never tried: {results:?}");
+        assert!(results.iter().all(|r| r[3] == "failed"), "{results:?}");
+    }
+    assert!(!seen.lock().unwrap().is_empty());
+}

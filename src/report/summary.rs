@@ -28,6 +28,9 @@ pub enum ExitReason {
     /// Savio answered nothing but 429 for longer than `--max-retry-after` x (`--max-retries` + 1): stopped as
     /// for an interrupt; the same command resumes the run.
     Throttled,
+    /// For as long, every request failed without an answer from Savio or with a 5xx (an outage): stopped as
+    /// for an interrupt; the same command resumes the run.
+    Unavailable,
     /// The input became unreadable part way (I/O error): rows after it were not read.
     InputError,
 }
@@ -38,9 +41,11 @@ impl ExitReason {
         match self {
             ExitReason::Completed => Exit::Ok,
             ExitReason::RowsFailed | ExitReason::UnknownOutcomes => Exit::RowsFailed,
-            ExitReason::AuthRejected | ExitReason::Interrupted | ExitReason::Throttled | ExitReason::InputError => {
-                Exit::Aborted
-            }
+            ExitReason::AuthRejected
+            | ExitReason::Interrupted
+            | ExitReason::Throttled
+            | ExitReason::Unavailable
+            | ExitReason::InputError => Exit::Aborted,
         }
     }
 }

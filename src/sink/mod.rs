@@ -148,6 +148,9 @@ pub enum StopReason {
     Interrupted,
     /// Savio answered nothing but 429 for this long (see [`throttle_limit`]).
     Throttled(Duration),
+    /// For this long every attempt failed without an answer from Savio, or with a 5xx (see
+    /// [`throttle_limit`]); the last failure.
+    Unavailable(Duration, String),
 }
 
 impl std::fmt::Display for StopReason {
@@ -158,6 +161,9 @@ impl std::fmt::Display for StopReason {
             StopReason::Throttled(d) => {
                 write!(f, "Savio kept answering 429 Too Many Requests for {} s, accepting nothing", d.as_secs())
             }
+            StopReason::Unavailable(d, last) => {
+                write!(f, "Savio was unavailable for {} s, every request failing (last: {last})", d.as_secs())
+            }
         }
     }
 }
@@ -167,6 +173,10 @@ impl std::fmt::Display for StopReason {
 /// 429 pauses the whole writer, so past this no payload would have landed anyway; stopping reports what
 /// was not sent and lets the same command resume later, instead of pausing, one payload after another, for
 /// as long as the quota stays exhausted (days, for a large file).
+///
+/// The same limit holds for an outage (connections refused, timeouts, nothing but 5xx): every payload
+/// would otherwise spend its retries failing, a few a second, and a nightly run over a large file would
+/// still be failing rows (holding its lock) when the next night's run starts.
 pub fn throttle_limit(cfg: &SinkConfig) -> Duration {
     cfg.max_retry_after.saturating_mul(cfg.max_retries.saturating_add(1)).max(Duration::from_secs(1))
 }
@@ -198,11 +208,16 @@ struct Shared {
     journal: Option<Journal>,
     /// Since when Savio has answered nothing but 429 (`None`: its last answer was something else).
     throttled_since: Mutex<Option<Instant>>,
+    /// Since when every attempt has failed without an answer or with a 5xx (`None`: the last one did not).
+    failing_since: Mutex<Option<Instant>>,
 }
 
 impl Shared {
     /// Notes an answer: a 429 may stop the run (see [`throttle_limit`]), anything else ends a 429 streak.
     fn note_answer(&self, status: u16) {
+        if status < 500 {
+            *self.failing_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         let mut since = self.throttled_since.lock().unwrap_or_else(|p| p.into_inner());
         if status != 429 {
             *since = None;
@@ -218,6 +233,23 @@ impl Shared {
                 streak.as_secs()
             );
             self.request_stop(StopReason::Throttled(streak), false);
+        }
+    }
+
+    /// Notes an attempt that failed for want of Savio (no answer, or a 5xx): when every attempt has for
+    /// longer than [`throttle_limit`], the run stops.
+    fn note_outage(&self, err: &SendError) {
+        let mut since = self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let streak = now - *since.get_or_insert(now);
+        drop(since);
+        if streak >= throttle_limit(&self.cfg) && self.stop_reason().is_none() {
+            tracing::error!(
+                "every request failed for {} s (more than --max-retry-after x (--max-retries + 1)), the last \
+                 with {err}: stopping; the same command resumes the run",
+                streak.as_secs()
+            );
+            self.request_stop(StopReason::Unavailable(streak, short(err)), false);
         }
     }
 
@@ -265,6 +297,7 @@ impl Sink {
             cfg,
             journal,
             throttled_since: Mutex::new(None),
+            failing_since: Mutex::new(None),
         };
         Sink { shared: Arc::new(shared) }
     }
@@ -640,6 +673,11 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
         if let Some(status) = err.status() {
             shared.note_answer(status);
         }
+        if err.status().is_some_and(|s| s >= 500)
+            || matches!(err, SendError::Connect { .. } | SendError::Timeout { .. } | SendError::Connection { .. })
+        {
+            shared.note_outage(&err);
+        }
         r.http_status = err.status();
         let mut action = classify(&err, idempotent);
         if action == RetryAction::Unknown && shared.cfg.retry_unknown {
@@ -842,7 +880,7 @@ fn not_sent_result(mut r: ResultLine, stop: &StopReason, last_error: Option<&str
 
 fn not_sent(stop: &StopReason, last_error: Option<&str>) -> String {
     let why = match stop {
-        StopReason::Throttled(_) => format!("{stop}, so the run stopped"),
+        StopReason::Throttled(_) | StopReason::Unavailable(..) => format!("{stop}, so the run stopped"),
         _ => format!("run stopped ({stop})"),
     };
     match last_error {
