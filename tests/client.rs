@@ -649,6 +649,33 @@ async fn a_2xx_html_page_is_not_the_api_and_fails_the_row() {
     assert_eq!(classify(&err, false), RetryAction::Fail);
 }
 
+/// 2xx answers labelled `text/html` that are not pages: no body, none at all, and JSON.
+const HTML_LABELLED: [&str; 3] = [
+    "HTTP/1.1 201 Created\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: 0\r\n\r\n",
+    "HTTP/1.1 204 No Content\r\ncontent-type: text/html; charset=utf-8\r\n\r\n",
+    "HTTP/1.1 201 Created\r\ncontent-type: text/html\r\ncontent-length: 10\r\n\r\n {\"id\": 4}",
+];
+
+#[tokio::test]
+async fn a_2xx_labelled_html_without_a_page_is_a_success() {
+    // Regression: the content type alone made these "not the API" failures, though the server had applied
+    // them (Django's `HttpResponse(status=201)` is `text/html` by default): a re-run would duplicate feedback.
+    let servers = [
+        scripted_server(|_| (HTML_LABELLED[0].into(), false)).await,
+        scripted_server(|_| (HTML_LABELLED[1].into(), false)).await,
+        scripted_server(|_| (HTML_LABELLED[2].into(), false)).await,
+    ];
+    let expected = [(201, None), (204, None), (201, Some(SavioId::Int(4)))];
+    for ((base, _, requests), (status, id)) in servers.into_iter().zip(expected) {
+        let client = client_for(&base);
+        for payload in [Payload::Feedback(feedback()), Payload::Company(company())] {
+            let accepted = client.send(&payload).await.outcome.expect("a success");
+            assert_eq!(accepted, Accepted { status, id: id.clone(), cut: None });
+        }
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 2, "each sent once");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Redirects and origins
 

@@ -360,8 +360,9 @@ impl SavioClient {
                 .await
                 .map_err(|e| lane_error(endpoint, e))?;
             if answer.status.is_success() {
-                not_an_api_page(endpoint, answer.status.as_u16(), &answer.headers)?;
-                let id = if answer.cut.is_none() { answer_id(&answer.headers, &answer.body) } else { None };
+                let body = decoded(&answer.headers, &answer.body);
+                not_an_api_page(endpoint, answer.status.as_u16(), &answer.headers, &body)?;
+                let id = if answer.cut.is_none() { answer_id(&body) } else { None };
                 return Ok(Accepted { status: answer.status.as_u16(), id, cut: answer.cut });
             }
             if matches!(answer.status.as_u16(), 307 | 308)
@@ -425,12 +426,11 @@ impl SavioClient {
         if !status.is_success() {
             return Err(self.read_status_error(endpoint, response).await);
         }
-        not_an_api_page(endpoint, status.as_u16(), response.headers())?;
-        // The request was applied: whatever happens while reading the answer, this is a success. An
-        // unreadable or non-JSON body only loses the id.
+        // The request was applied (unless the answer is an HTML page): whatever happens while reading the
+        // answer, this is a success. An unreadable or non-JSON body only loses the id.
         let mut body = Vec::new();
         let (id, cut) = match read_capped(&mut response, SUCCESS_BODY_READ, &mut body).await {
-            Ok(true) => (serde_json::from_slice::<IdOnly>(&body).ok().and_then(|answer| answer.id), None),
+            Ok(true) => (answer_id(&body), None),
             Ok(false) => (None, Some(BodyCut::TooLong(SUCCESS_BODY_READ))),
             Err(err) => {
                 tracing::debug!(%endpoint, error = %err, "answer body unreadable after a success");
@@ -438,6 +438,7 @@ impl SavioClient {
                 (None, Some(cut))
             }
         };
+        not_an_api_page(endpoint, status.as_u16(), response.headers(), &body)?;
         Ok(Accepted { status: status.as_u16(), id, cut })
     }
 
@@ -506,32 +507,42 @@ impl SavioClient {
     }
 }
 
-/// The `id` of a success's JSON body. The writer asks for no compression, but a server (or a proxy) may
-/// gzip anyway: such a body is decompressed first, at most [`SUCCESS_BODY_READ`] bytes of it.
-fn answer_id(headers: &HeaderMap, body: &[u8]) -> Option<SavioId> {
+/// An answer's body as sent, or decompressed when the server gzipped it anyway (the writer asks for no
+/// compression, but a server or a proxy may compress regardless): at most [`SUCCESS_BODY_READ`] bytes of it.
+/// A body that does not decompress is returned as it came.
+fn decoded<'a>(headers: &HeaderMap, body: &'a [u8]) -> Cow<'a, [u8]> {
     let gzipped = headers
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    let json: Cow<'_, [u8]> = if gzipped {
-        let mut out = Vec::new();
-        let mut decoder = std::io::Read::take(flate2::read::GzDecoder::new(body), SUCCESS_BODY_READ as u64);
-        std::io::Read::read_to_end(&mut decoder, &mut out).ok()?;
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(body)
-    };
-    serde_json::from_slice::<IdOnly>(&json).ok().and_then(|a| a.id)
+    if !gzipped {
+        return Cow::Borrowed(body);
+    }
+    let mut out = Vec::new();
+    let mut decoder = std::io::Read::take(flate2::read::GzDecoder::new(body), SUCCESS_BODY_READ as u64);
+    match std::io::Read::read_to_end(&mut decoder, &mut out) {
+        Ok(_) => Cow::Owned(out),
+        Err(_) => Cow::Borrowed(body),
+    }
+}
+
+/// The `id` of a success's JSON body (already [`decoded`]).
+fn answer_id(body: &[u8]) -> Option<SavioId> {
+    serde_json::from_slice::<IdOnly>(body).ok().and_then(|a| a.id)
 }
 
 /// A 2xx answered with an HTML page is not the API's: a login page or a catch-all front end answering
 /// for a base URL that does not point at the API. Nothing was created; the row fails and says what to check.
-fn not_an_api_page(endpoint: &Endpoint, status: u16, headers: &HeaderMap) -> Result<(), SendError> {
+/// The content type alone does not say so: a server whose answers carry no body or JSON under its framework's
+/// default `text/html` (Django's `HttpResponse(status=201)`) did apply the request, and failing the row would
+/// invite a re-run that duplicates feedback. It is a page when its (decoded) body is markup.
+fn not_an_api_page(endpoint: &Endpoint, status: u16, headers: &HeaderMap, body: &[u8]) -> Result<(), SendError> {
     let html = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
-    if html { Err(SendError::NotApi { endpoint: endpoint.clone(), status }) } else { Ok(()) }
+    let markup = body.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(body).trim_ascii_start().starts_with(b"<");
+    if html && markup { Err(SendError::NotApi { endpoint: endpoint.clone(), status }) } else { Ok(()) }
 }
 
 /// A redirect's target as a message shows it: the whole URL, so the user sees the new base URL, but
