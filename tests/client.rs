@@ -1039,6 +1039,32 @@ async fn page_errors_name_the_page_and_classify_as_idempotent() {
 }
 
 #[tokio::test]
+async fn a_list_answered_with_a_bare_array_is_its_only_page() {
+    // Regression: an unpaginated list (a bare JSON array, as a DRF list view answers with pagination off)
+    // was "not a page of results", failing `export` and the demo.
+    let mut server = Server::new_async().await;
+    let list = server
+        .mock("GET", "/app/api/companies/")
+        .with_status(200)
+        .with_header("content-type", "application/json; charset=utf-8")
+        .with_body(json!([{"id": 1, "name": "A"}, {"id": "2", "name": "B", "extra": true}]).to_string())
+        .expect(1)
+        .create_async()
+        .await;
+    let client = client(&server);
+    let listing = client.list_companies_with_total(&ListQuery::default()).await.unwrap();
+    assert_eq!(listing.total, Some(2));
+    let names: Vec<Option<String>> = listing.items.map_ok(|c| c.name).try_collect().await.unwrap();
+    assert_eq!(names, [Some("A".to_owned()), Some("B".to_owned())]);
+    list.assert_async().await;
+    let page: Page<SavioContact> = serde_json::from_str("[]").unwrap();
+    assert_eq!((page.count, page.next, page.results.len()), (Some(0), None, 0));
+    // Neither shape: the message still says what was wrong.
+    let err = serde_json::from_str::<Page<SavioContact>>(r#"{"results": [{"name": "no id"}]}"#).unwrap_err();
+    assert!(err.to_string().contains("missing field `id`"), "{err}");
+}
+
+#[tokio::test]
 async fn a_page_that_is_not_a_page_is_a_decode_error() {
     let mut server = Server::new_async().await;
     server.mock("GET", "/app/api/users/").with_status(200).with_body("<html>login</html>").create_async().await;
