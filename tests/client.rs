@@ -635,6 +635,27 @@ async fn a_gzipped_success_still_gives_its_id() {
 }
 
 #[tokio::test]
+async fn a_gzipped_error_body_is_carried_decompressed() {
+    // Regression: the success's body was decompressed, an error's was not: a 400's reason was gzip bytes.
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(br#"{"name": ["This field is required."]}"#).unwrap();
+    let mut server = Server::new_async().await;
+    server
+        .mock("POST", "/app/api/companies/")
+        .with_status(400)
+        .with_header("content-encoding", "gzip")
+        .with_body(gz.finish().unwrap())
+        .create_async()
+        .await;
+    let err = send_err(&client(&server), &Payload::Company(company())).await;
+    assert!(
+        err.to_string().ends_with(r#"Savio answered 400 Bad Request: {"name": ["This field is required."]}"#),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_2xx_html_page_is_not_the_api_and_fails_the_row() {
     let mut server = Server::new_async().await;
     server

@@ -380,7 +380,7 @@ impl SavioClient {
                 status: answer.status.as_u16(),
                 headers: &answer.headers,
                 url: &current,
-                body: &answer.body,
+                body: &decoded(&answer.headers, &answer.body),
                 complete: answer.cut.is_none(),
             };
             return Err(self.status_error(endpoint, reply));
