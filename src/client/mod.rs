@@ -503,7 +503,8 @@ impl SavioClient {
             // The cut may have split an echoed token, which redaction could then not recognise.
             raw = &raw[..raw.len().saturating_sub(self.inner.token.expose().len())];
         }
-        SendError::Status { endpoint, status, body: clean_body(raw, &self.inner.token, !complete), retry_after }
+        let html = html_page(reply.headers, raw);
+        SendError::Status { endpoint, status, body: clean_body(raw, &self.inner.token, !complete, html), retry_after }
     }
 }
 
@@ -537,12 +538,16 @@ fn answer_id(body: &[u8]) -> Option<SavioId> {
 /// default `text/html` (Django's `HttpResponse(status=201)`) did apply the request, and failing the row would
 /// invite a re-run that duplicates feedback. It is a page when its (decoded) body is markup.
 fn not_an_api_page(endpoint: &Endpoint, status: u16, headers: &HeaderMap, body: &[u8]) -> Result<(), SendError> {
+    if html_page(headers, body) { Err(SendError::NotApi { endpoint: endpoint.clone(), status }) } else { Ok(()) }
+}
+
+/// Whether an answer is an HTML page: labelled `text/html` and its (decoded) body is markup.
+fn html_page(headers: &HeaderMap, body: &[u8]) -> bool {
     let html = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
-    let markup = body.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(body).trim_ascii_start().starts_with(b"<");
-    if html && markup { Err(SendError::NotApi { endpoint: endpoint.clone(), status }) } else { Ok(()) }
+    html && body.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(body).trim_ascii_start().starts_with(b"<")
 }
 
 /// A redirect's target as a message shows it: the whole URL, so the user sees the new base URL, but
@@ -710,10 +715,15 @@ async fn read_capped(response: &mut Response, limit: usize, buf: &mut Vec<u8>) -
     Ok(true)
 }
 
-/// An error body fit for a message and a report: lossy UTF-8, whitespace collapsed, token removed, cut to
-/// about [`ERROR_BODY_KEEP`] bytes on a character boundary.
-fn clean_body(raw: &[u8], token: &ApiToken, cut: bool) -> String {
-    let text = String::from_utf8_lossy(raw);
+/// An error body fit for a message and a report: lossy UTF-8, an HTML page's text rather than its markup
+/// (a framework's error page is mostly styles and tags: its message would not fit), whitespace collapsed,
+/// token removed, cut to about [`ERROR_BODY_KEEP`] bytes on a character boundary.
+fn clean_body(raw: &[u8], token: &ApiToken, cut: bool, html: bool) -> String {
+    let mut text = String::from_utf8_lossy(raw);
+    if html {
+        // A space before each tag keeps the title and the heading that follows it apart.
+        text = Cow::Owned(crate::mapping::html_to_text(&text.replace('<', " <")));
+    }
     let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut body = collapsed.replace(token.expose(), "<redacted>");
     let mut cut = cut;
@@ -788,13 +798,16 @@ mod tests {
     #[test]
     fn error_bodies_are_collapsed_scrubbed_and_cut() {
         let t = token();
-        assert_eq!(clean_body(b"  {\"email\":\n\t[\"bad\"]}  ", &t, false), "{\"email\": [\"bad\"]}");
-        assert_eq!(clean_body(b"got Token tok-123 here", &t, false), "got Token <redacted> here");
+        assert_eq!(clean_body(b"  {\"email\":\n\t[\"bad\"]}  ", &t, false, false), "{\"email\": [\"bad\"]}");
+        assert_eq!(clean_body(b"got Token tok-123 here", &t, false, false), "got Token <redacted> here");
         let long = "é".repeat(3000);
-        let body = clean_body(long.as_bytes(), &t, false);
+        let body = clean_body(long.as_bytes(), &t, false, false);
         assert!(body.len() <= ERROR_BODY_KEEP + '…'.len_utf8());
         assert!(body.ends_with('…'));
-        assert_eq!(clean_body(b"partial", &t, true), "partial…");
+        assert_eq!(clean_body(b"partial", &t, true, false), "partial…");
+        let page = b"<!DOCTYPE html><html><head><title>Not Found</title><style>h1 { color: red }</style></head>\
+            <body><h1>Not Found</h1><p>No &quot;users&quot; here.</p></body></html>";
+        assert_eq!(clean_body(page, &t, false, true), "Not Found Not Found No \"users\" here.");
     }
 
     #[test]
