@@ -483,6 +483,35 @@ async fn feedback_never_rides_a_connection_idle_for_a_second_upserts_do() {
     assert_eq!(connections.load(Ordering::SeqCst), 2);
 }
 
+/// Answers that announce the end of their connection, each in its own way: `Connection: close`, HTTP/1.0
+/// with its body delimited by the close, HTTP/1.1 likewise. (A close that an answer did not announce races the
+/// next request on that connection: see `lanes::UNREPEATABLE_IDLE`.)
+const CLOSING: [&str; 3] = [
+    "HTTP/1.1 201 Created\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n{\"id\": 1}",
+    "HTTP/1.0 201 Created\r\ncontent-type: application/json\r\n\r\n{\"id\": 1}",
+    "HTTP/1.1 201 Created\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n\r\n{\"id\": 1}",
+];
+
+#[tokio::test]
+async fn answers_that_close_their_connection_land_every_request_once() {
+    use std::sync::atomic::Ordering;
+    let servers = [
+        scripted_server(|_| (CLOSING[0].into(), true)).await,
+        scripted_server(|_| (CLOSING[1].into(), true)).await,
+        scripted_server(|_| (CLOSING[2].into(), true)).await,
+    ];
+    for (i, (base, connections, requests)) in servers.into_iter().enumerate() {
+        let client = client_for(&base);
+        for n in 0..6 {
+            let payload = if n % 2 == 0 { Payload::Feedback(feedback()) } else { Payload::Company(company()) };
+            let accepted = client.send(&payload).await.outcome.unwrap_or_else(|e| panic!("{}: {e}", CLOSING[i]));
+            assert_eq!(accepted, Accepted { status: 201, id: Some(SavioId::Int(1)), cut: None }, "{}", CLOSING[i]);
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), 6, "each sent once: {}", CLOSING[i]);
+        assert_eq!(connections.load(Ordering::SeqCst), 6, "a new connection each: {}", CLOSING[i]);
+    }
+}
+
 #[tokio::test]
 async fn a_servers_keep_alive_timeout_bounds_the_reuse_of_its_connections() {
     use std::sync::atomic::Ordering;
