@@ -210,16 +210,57 @@ pub struct SavioContact {
     pub updated: Option<String>,
 }
 
-/// A page of a list endpoint: `{count, next, previous, results}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A page of a list endpoint: `{count, next, previous, results}`. A bare JSON array (what a Django REST
+/// Framework list view answers when pagination is off) reads as the one and only page: its items, no `next`,
+/// `count` the number of items.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Page<T> {
-    #[serde(default)]
     pub count: Option<u64>,
-    #[serde(default)]
     pub next: Option<String>,
-    #[serde(default)]
     pub previous: Option<String>,
     pub results: Vec<T>,
+}
+
+/// The paginated shape of [`Page`], as documented.
+#[derive(Deserialize)]
+struct PageObject<T> {
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    previous: Option<String>,
+    results: Vec<T>,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Page<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+
+        // A visitor rather than an untagged enum: a page that fails to parse keeps serde's precise message
+        // (which field, which line and column) instead of "did not match any variant".
+        struct PageVisitor<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for PageVisitor<T> {
+            type Value = Page<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a page of results ({\"results\": [...], \"next\": ...}) or an array of results")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Page<T>, A::Error> {
+                let page = PageObject::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(Page { count: page.count, next: page.next, previous: page.previous, results: page.results })
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Page<T>, A::Error> {
+                let results = Vec::<T>::deserialize(SeqAccessDeserializer::new(seq))?;
+                Ok(Page { count: Some(results.len() as u64), next: None, previous: None, results })
+            }
+        }
+
+        deserializer.deserialize_any(PageVisitor(std::marker::PhantomData))
+    }
 }
 
 /// Documented `feedback_type` values (see API-NOTES.md); a mapping may extend the set.

@@ -300,6 +300,36 @@ async fn server_errors_are_retried_and_the_export_completes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaginated_list_a_bare_array_is_exported_whole() {
+    // Regression: a list answered as a bare JSON array (pagination off) failed as "not a page of results".
+    let mut server = mockito::Server::new_async().await;
+    let list = server
+        .mock("GET", "/app/api/companies/")
+        .with_status(200)
+        .with_header("content-type", "application/json")
+        .with_body(json!([{"id": 1, "name": "Acme"}, {"id": 2, "name": "Globex", "internal_id": "g"}]).to_string())
+        .expect(1)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("savio-sync")
+        .unwrap()
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SAVIO_API_TOKEN", TOKEN)
+        .env("SAVIO_BASE_URL", format!("{}/app/api", server.url()))
+        .current_dir(dir.path())
+        .args(["export", "companies", "-o", "c.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("Exported 2 companies (1 page, "), "{stdout}");
+    assert_eq!(names(&jsonl(&dir.path().join("c.jsonl"))), ["Acme", "Globex"]);
+    list.assert_async().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_that_keeps_failing_exits_3_and_keeps_the_old_file() {
     let env = Env::start(SandboxConfig { fail_rate: 1.0, ..SandboxConfig::default() }).await;
     std::fs::write(env.path("c.csv"), "old backup\n").unwrap();

@@ -218,6 +218,49 @@ async fn a_400_fails_only_its_row_with_savios_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_base_path_fails_rows_with_the_pages_text_and_says_to_check_the_base_url() {
+    // Regression: the reason was the 404 page's raw markup (for a framework's debug page, 2 KB of styles)
+    // with nothing pointing at the base URL.
+    let mut server = mockito::Server::new_async().await;
+    let page = format!(
+        "<!DOCTYPE html><html><head><title>Page not found</title><style>{}</style></head>\
+         <body><h1>Page not found (404)</h1><p>No route for POST /api/create-feedback/</p></body></html>",
+        "html * { padding: 0; margin: 0; } ".repeat(100)
+    );
+    let _any = server
+        .mock("POST", mockito::Matcher::Any)
+        .with_status(404)
+        .with_header("content-type", "text/html; charset=utf-8")
+        .with_body(page)
+        .expect(2)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.csv",
+        "Text,Email
+idea one,a@x.io
+idea two,b@x.io
+",
+    );
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let run = sync(dir.path(), &format!("{}/api", server.url()), &["in.csv", "-m", "m.toml"]).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    for r in run.results() {
+        assert_eq!((r[3].as_str(), r[4].as_str(), r[5].as_str()), ("failed", "404", "1"), "{r:?}");
+        assert!(
+            r[6].starts_with(
+                "POST /api/create-feedback/: Savio answered 404 Not Found: Page not found Page not found (404) \
+                 No route for POST /api/create-feedback/ (no such endpoint? if every request gets this, check \
+                 the base URL"
+            ),
+            "{r:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_pauses_for_its_retry_after_then_the_row_lands() {
     let mut server = mockito::Server::new_async().await;
     let throttled = server

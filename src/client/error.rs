@@ -73,9 +73,11 @@ pub type TransportError = Box<dyn std::error::Error + Send + Sync>;
 /// whether the request reached the server and whether it may have been applied.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Savio (or something in front of it) answered with a non-2xx status. The body is whitespace-collapsed,
-    /// cut to about 2 KB and scrubbed of the token; it carries Savio's validation messages for a 400.
-    #[error("{endpoint}: Savio answered {}{}", status_line(*status), body_suffix(body))]
+    /// Savio (or something in front of it) answered with a non-2xx status. The body is whitespace-collapsed
+    /// (an HTML page's text only), cut to about 2 KB and scrubbed of the token; it carries Savio's validation
+    /// messages for a 400. A 404 or 405 says to check the base URL: it is what a base URL that does not point
+    /// at the API gets.
+    #[error("{endpoint}: Savio answered {}{}{}", status_line(*status), body_suffix(body), status_hint(*status))]
     Status { endpoint: Endpoint, status: u16, body: String, retry_after: Option<RetryAfter> },
     /// No connection could be made (refused, DNS failure, TLS handshake, connect timeout): nothing was sent,
     /// so repeating is safe even for feedback.
@@ -161,6 +163,17 @@ fn status_line(status: u16) -> String {
     match reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()) {
         Some(reason) => format!("{status} {reason}"),
         None => status.to_string(),
+    }
+}
+
+/// What a status suggests checking, when it points at the configuration rather than the row.
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        404 | 405 => {
+            " (no such endpoint? if every request gets this, check the base URL: Savio's API is \
+             https://www.savio.io/app/api/)"
+        }
+        _ => "",
     }
 }
 
@@ -257,5 +270,16 @@ mod tests {
             retry_after: None,
         };
         assert_eq!(err.to_string(), "POST /app/api/users/: Savio answered 599");
+        let err = SendError::Status {
+            endpoint: Endpoint::new("POST", &url),
+            status: 404,
+            body: "Not Found".into(),
+            retry_after: None,
+        };
+        assert_eq!(
+            err.to_string(),
+            "POST /app/api/users/: Savio answered 404 Not Found: Not Found (no such endpoint? if every request gets \
+             this, check the base URL: Savio's API is https://www.savio.io/app/api/)"
+        );
     }
 }

@@ -360,8 +360,9 @@ impl SavioClient {
                 .await
                 .map_err(|e| lane_error(endpoint, e))?;
             if answer.status.is_success() {
-                not_an_api_page(endpoint, answer.status.as_u16(), &answer.headers)?;
-                let id = if answer.cut.is_none() { answer_id(&answer.headers, &answer.body) } else { None };
+                let body = decoded(&answer.headers, &answer.body);
+                not_an_api_page(endpoint, answer.status.as_u16(), &answer.headers, &body)?;
+                let id = if answer.cut.is_none() { answer_id(&body) } else { None };
                 return Ok(Accepted { status: answer.status.as_u16(), id, cut: answer.cut });
             }
             if matches!(answer.status.as_u16(), 307 | 308)
@@ -379,7 +380,7 @@ impl SavioClient {
                 status: answer.status.as_u16(),
                 headers: &answer.headers,
                 url: &current,
-                body: &answer.body,
+                body: &decoded(&answer.headers, &answer.body),
                 complete: answer.cut.is_none(),
             };
             return Err(self.status_error(endpoint, reply));
@@ -425,12 +426,11 @@ impl SavioClient {
         if !status.is_success() {
             return Err(self.read_status_error(endpoint, response).await);
         }
-        not_an_api_page(endpoint, status.as_u16(), response.headers())?;
-        // The request was applied: whatever happens while reading the answer, this is a success. An
-        // unreadable or non-JSON body only loses the id.
+        // The request was applied (unless the answer is an HTML page): whatever happens while reading the
+        // answer, this is a success. An unreadable or non-JSON body only loses the id.
         let mut body = Vec::new();
         let (id, cut) = match read_capped(&mut response, SUCCESS_BODY_READ, &mut body).await {
-            Ok(true) => (serde_json::from_slice::<IdOnly>(&body).ok().and_then(|answer| answer.id), None),
+            Ok(true) => (answer_id(&body), None),
             Ok(false) => (None, Some(BodyCut::TooLong(SUCCESS_BODY_READ))),
             Err(err) => {
                 tracing::debug!(%endpoint, error = %err, "answer body unreadable after a success");
@@ -438,6 +438,7 @@ impl SavioClient {
                 (None, Some(cut))
             }
         };
+        not_an_api_page(endpoint, status.as_u16(), response.headers(), &body)?;
         Ok(Accepted { status: status.as_u16(), id, cut })
     }
 
@@ -502,36 +503,51 @@ impl SavioClient {
             // The cut may have split an echoed token, which redaction could then not recognise.
             raw = &raw[..raw.len().saturating_sub(self.inner.token.expose().len())];
         }
-        SendError::Status { endpoint, status, body: clean_body(raw, &self.inner.token, !complete), retry_after }
+        let html = html_page(reply.headers, raw);
+        SendError::Status { endpoint, status, body: clean_body(raw, &self.inner.token, !complete, html), retry_after }
     }
 }
 
-/// The `id` of a success's JSON body. The writer asks for no compression, but a server (or a proxy) may
-/// gzip anyway: such a body is decompressed first, at most [`SUCCESS_BODY_READ`] bytes of it.
-fn answer_id(headers: &HeaderMap, body: &[u8]) -> Option<SavioId> {
+/// An answer's body as sent, or decompressed when the server gzipped it anyway (the writer asks for no
+/// compression, but a server or a proxy may compress regardless): at most [`SUCCESS_BODY_READ`] bytes of it.
+/// A body that does not decompress is returned as it came.
+fn decoded<'a>(headers: &HeaderMap, body: &'a [u8]) -> Cow<'a, [u8]> {
     let gzipped = headers
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    let json: Cow<'_, [u8]> = if gzipped {
-        let mut out = Vec::new();
-        let mut decoder = std::io::Read::take(flate2::read::GzDecoder::new(body), SUCCESS_BODY_READ as u64);
-        std::io::Read::read_to_end(&mut decoder, &mut out).ok()?;
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(body)
-    };
-    serde_json::from_slice::<IdOnly>(&json).ok().and_then(|a| a.id)
+    if !gzipped {
+        return Cow::Borrowed(body);
+    }
+    let mut out = Vec::new();
+    let mut decoder = std::io::Read::take(flate2::read::GzDecoder::new(body), SUCCESS_BODY_READ as u64);
+    match std::io::Read::read_to_end(&mut decoder, &mut out) {
+        Ok(_) => Cow::Owned(out),
+        Err(_) => Cow::Borrowed(body),
+    }
+}
+
+/// The `id` of a success's JSON body (already [`decoded`]).
+fn answer_id(body: &[u8]) -> Option<SavioId> {
+    serde_json::from_slice::<IdOnly>(body).ok().and_then(|a| a.id)
 }
 
 /// A 2xx answered with an HTML page is not the API's: a login page or a catch-all front end answering
 /// for a base URL that does not point at the API. Nothing was created; the row fails and says what to check.
-fn not_an_api_page(endpoint: &Endpoint, status: u16, headers: &HeaderMap) -> Result<(), SendError> {
+/// The content type alone does not say so: a server whose answers carry no body or JSON under its framework's
+/// default `text/html` (Django's `HttpResponse(status=201)`) did apply the request, and failing the row would
+/// invite a re-run that duplicates feedback. It is a page when its (decoded) body is markup.
+fn not_an_api_page(endpoint: &Endpoint, status: u16, headers: &HeaderMap, body: &[u8]) -> Result<(), SendError> {
+    if html_page(headers, body) { Err(SendError::NotApi { endpoint: endpoint.clone(), status }) } else { Ok(()) }
+}
+
+/// Whether an answer is an HTML page: labelled `text/html` and its (decoded) body is markup.
+fn html_page(headers: &HeaderMap, body: &[u8]) -> bool {
     let html = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/html"));
-    if html { Err(SendError::NotApi { endpoint: endpoint.clone(), status }) } else { Ok(()) }
+    html && body.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(body).trim_ascii_start().starts_with(b"<")
 }
 
 /// A redirect's target as a message shows it: the whole URL, so the user sees the new base URL, but
@@ -699,10 +715,15 @@ async fn read_capped(response: &mut Response, limit: usize, buf: &mut Vec<u8>) -
     Ok(true)
 }
 
-/// An error body fit for a message and a report: lossy UTF-8, whitespace collapsed, token removed, cut to
-/// about [`ERROR_BODY_KEEP`] bytes on a character boundary.
-fn clean_body(raw: &[u8], token: &ApiToken, cut: bool) -> String {
-    let text = String::from_utf8_lossy(raw);
+/// An error body fit for a message and a report: lossy UTF-8, an HTML page's text rather than its markup
+/// (a framework's error page is mostly styles and tags: its message would not fit), whitespace collapsed,
+/// token removed, cut to about [`ERROR_BODY_KEEP`] bytes on a character boundary.
+fn clean_body(raw: &[u8], token: &ApiToken, cut: bool, html: bool) -> String {
+    let mut text = String::from_utf8_lossy(raw);
+    if html {
+        // A space before each tag keeps the title and the heading that follows it apart.
+        text = Cow::Owned(crate::mapping::html_to_text(&text.replace('<', " <")));
+    }
     let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut body = collapsed.replace(token.expose(), "<redacted>");
     let mut cut = cut;
@@ -777,13 +798,16 @@ mod tests {
     #[test]
     fn error_bodies_are_collapsed_scrubbed_and_cut() {
         let t = token();
-        assert_eq!(clean_body(b"  {\"email\":\n\t[\"bad\"]}  ", &t, false), "{\"email\": [\"bad\"]}");
-        assert_eq!(clean_body(b"got Token tok-123 here", &t, false), "got Token <redacted> here");
+        assert_eq!(clean_body(b"  {\"email\":\n\t[\"bad\"]}  ", &t, false, false), "{\"email\": [\"bad\"]}");
+        assert_eq!(clean_body(b"got Token tok-123 here", &t, false, false), "got Token <redacted> here");
         let long = "é".repeat(3000);
-        let body = clean_body(long.as_bytes(), &t, false);
+        let body = clean_body(long.as_bytes(), &t, false, false);
         assert!(body.len() <= ERROR_BODY_KEEP + '…'.len_utf8());
         assert!(body.ends_with('…'));
-        assert_eq!(clean_body(b"partial", &t, true), "partial…");
+        assert_eq!(clean_body(b"partial", &t, true, false), "partial…");
+        let page = b"<!DOCTYPE html><html><head><title>Not Found</title><style>h1 { color: red }</style></head>\
+            <body><h1>Not Found</h1><p>No &quot;users&quot; here.</p></body></html>";
+        assert_eq!(clean_body(page, &t, false, true), "Not Found Not Found No \"users\" here.");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub use mapper::{
 };
 pub use shape::ShapeProblem;
 
+pub(crate) use convert::html_to_text;
+
 use crate::model::Entity;
 use crate::source::{Format, Header, Record, RecordData, SourceInfo, sniff};
 
