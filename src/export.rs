@@ -186,11 +186,13 @@ pub struct ExportOutcome {
 impl ExportOutcome {
     /// The one-line summary printed at the end.
     pub fn render(&self, out: &mut dyn Write) -> io::Result<()> {
-        let pages = if self.pages == 1 { "1 page".to_owned() } else { format!("{} pages", self.pages) };
+        let plural = |n: u64, one: &str, many: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {many}") };
+        let pages = plural(self.pages, "page", "pages");
+        let requests = plural(self.requests, "request", "requests");
         let gz = if self.gzip { ", gzip" } else { "" };
         let mut extra = Vec::new();
         if self.retries > 0 {
-            extra.push(format!("{} retries", self.retries));
+            extra.push(plural(self.retries, "retry", "retries"));
         }
         if self.throttled > 0 {
             extra.push(format!("{} throttled", self.throttled));
@@ -198,10 +200,9 @@ impl ExportOutcome {
         let extra = if extra.is_empty() { String::new() } else { format!("; {}", extra.join(", ")) };
         writeln!(
             out,
-            "Exported {} {} ({pages}, {} requests{extra}) to {} ({}{gz}) in {:.1} s",
+            "Exported {} {} ({pages}, {requests}{extra}) to {} ({}{gz}) in {:.1} s",
             self.records,
             self.kind,
-            self.requests,
             self.path.display(),
             self.format.as_str(),
             self.duration.as_secs_f64()
@@ -642,8 +643,12 @@ mod tests {
         outcome.render(&mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "Exported 250 contacts (3 pages, 4 requests; 1 retries, 1 throttled) to b.csv.gz (CSV, gzip) in 1.2 s\n"
+            "Exported 250 contacts (3 pages, 4 requests; 1 retry, 1 throttled) to b.csv.gz (CSV, gzip) in 1.2 s\n"
         );
+        let one = ExportOutcome { pages: 1, requests: 1, retries: 0, throttled: 0, gzip: false, ..outcome };
+        let mut out = Vec::new();
+        one.render(&mut out).unwrap();
+        assert!(String::from_utf8(out).unwrap().starts_with("Exported 250 contacts (1 page, 1 request) to"));
     }
 
     #[tokio::test(start_paused = true)]
