@@ -229,7 +229,9 @@ pub(crate) enum OrderEvidence {
 pub(crate) fn order_evidence(s: &str) -> Option<OrderEvidence> {
     let s = s.trim();
     let date = s.split([' ', ',', 'T']).next().unwrap_or(s);
-    let mut parts = date.split('/');
+    // `03-25-2024` is as ambiguous as `03/25/2024` (US exports write either).
+    let sep = if date.contains('/') { '/' } else { '-' };
+    let mut parts = date.split(sep);
     let (a, b, y) = (parts.next()?, parts.next()?, parts.next()?);
     let digits = |p: &str, max: usize| !p.is_empty() && p.len() <= max && p.bytes().all(|c| c.is_ascii_digit());
     if parts.next().is_some() || !digits(a, 2) || !digits(b, 2) || !(y.len() == 2 || y.len() == 4) || !digits(y, 4) {
@@ -806,12 +808,13 @@ fn parse_date_only(s: &str, order: DateOrder) -> Option<NaiveDate> {
     // as the year 24).
     let short_year = s.rsplit(['/', '.', '-']).next().is_some_and(|y| y.len() == 2);
     let y = if short_year { "%y" } else { "%Y" };
-    let slashed = match order {
-        DateOrder::Mdy => format!("%m/%d/{y}"),
-        DateOrder::Dmy => format!("%d/%m/{y}"),
+    // Dashes as slashes: `03-05-2024` is May 3 in a day-first export and March 5 in a US one.
+    let (slashed, dashed) = match order {
+        DateOrder::Mdy => (format!("%m/%d/{y}"), format!("%m-%d-{y}")),
+        DateOrder::Dmy => (format!("%d/%m/{y}"), format!("%d-%m-{y}")),
     };
     // Never the other order: a column read both ways would hold silently wrong dates (see [`OrderFrom`]).
-    for fmt in [slashed, format!("%d.%m.{y}"), format!("%d-%m-{y}"), format!("%d-%b-{y}")] {
+    for fmt in [slashed, format!("%d.%m.{y}"), dashed, format!("%d-%b-{y}")] {
         if let Ok(d) = NaiveDate::parse_from_str(s, &fmt) {
             return Some(d);
         }
@@ -962,6 +965,21 @@ mod tests {
     }
 
     #[test]
+    fn dashed_numeric_dates_follow_the_date_order() {
+        // A US export's `03-05-2024` (March 5) was read day first whatever date_order said, and `03-25-2024`
+        // failed as no date at all.
+        let mdy = TypeOptions { date_order: DateOrder::Mdy, order_from: OrderFrom::Given, ..Default::default() };
+        assert_eq!(parse_date("03-05-2024", &mdy).unwrap(), "2024-03-05");
+        assert_eq!(parse_date("03-25-2024 2:22 PM", &mdy).unwrap(), "2024-03-25T14:22:00");
+        assert!(parse_date("25-03-2024", &mdy).unwrap_err().starts_with("a day/month/year date, but date_order"));
+        let dmy = TypeOptions { date_order: DateOrder::Dmy, ..mdy.clone() };
+        assert_eq!(parse_date("03-05-2024", &dmy).unwrap(), "2024-05-03");
+        assert_eq!(parse_date("25-03-24", &dmy).unwrap(), "2024-03-25");
+        assert_eq!(parse_date("05-Mar-2024", &mdy).unwrap(), "2024-03-05", "a month name tells");
+        assert_eq!(parse_date("2024-03-05", &dmy).unwrap(), "2024-03-05");
+    }
+
+    #[test]
     fn html_bodies_become_their_text() {
         assert_eq!(
             html_to_text("<p>Need <b>SSO</b> &amp; SCIM</p><p>Thanks,<br/>Ada</p>"),
@@ -1014,6 +1032,10 @@ mod tests {
         assert_eq!(order_evidence("05.03.2024"), None, "dotted dates are day first by convention");
         assert_eq!(order_evidence("32/01/2024"), None);
         assert_eq!(order_evidence("5/3"), None);
+        assert_eq!(order_evidence("25-03-2024"), Some(DayFirst), "dashes as slashes");
+        assert_eq!(order_evidence("03-25-2024 14:22"), Some(MonthFirst));
+        assert_eq!(order_evidence("2024-03-05"), None);
+        assert_eq!(order_evidence("05-Mar-2024"), None);
     }
 
     #[test]
