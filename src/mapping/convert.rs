@@ -524,9 +524,9 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
             return Ok(d.format("%Y-%m-%d").to_string());
         }
     }
-    if let Some(dt) = unix_timestamp(s) {
+    if let Some((dt, written)) = unix_timestamp(s) {
         let mut out = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
-        push_fraction(&mut out, s.split_once('.').map(|(_, f)| f), dt.nanosecond());
+        push_fraction(&mut out, written, dt.nanosecond());
         out.push('Z');
         return Ok(out);
     }
@@ -584,20 +584,21 @@ pub(crate) fn parse_date(s: &str, opts: &TypeOptions) -> Result<String, String> 
 }
 
 /// Unix time as CRM APIs export it: seconds (9 or 10 digits, from 1973 on, possibly with a fraction) or
-/// milliseconds (12 or 13 digits).
-fn unix_timestamp(s: &str) -> Option<DateTime<chrono::Utc>> {
+/// milliseconds (12 or 13 digits, possibly with a fraction of zeros: pandas writes `1709633000123.0` for an
+/// integer column with a gap). With the fraction of a second as written, for seconds.
+fn unix_timestamp(s: &str) -> Option<(DateTime<chrono::Utc>, Option<&str>)> {
     let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
     let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
     if !digits(whole) || !digits(fraction) || (s.contains('.') && fraction.is_empty()) {
         return None;
     }
     let n: i64 = whole.parse().ok()?;
-    match (whole.len(), fraction.is_empty()) {
-        (9 | 10, _) => {
+    match whole.len() {
+        9 | 10 => {
             let nanos = format!("{fraction:0<9}").get(..9)?.parse().ok()?;
-            DateTime::from_timestamp(n, nanos)
+            Some((DateTime::from_timestamp(n, nanos)?, s.split_once('.').map(|(_, f)| f)))
         }
-        (12 | 13, true) => DateTime::from_timestamp_millis(n),
+        12 | 13 if fraction.bytes().all(|b| b == b'0') => Some((DateTime::from_timestamp_millis(n)?, None)),
         _ => None,
     }
 }
@@ -889,6 +890,10 @@ mod tests {
         assert_eq!(date("1709633000.000").unwrap(), "2024-03-05T10:03:20Z");
         assert_eq!(date("1709633000123").unwrap(), "2024-03-05T10:03:20.123Z", "milliseconds");
         assert_eq!(date("1709633000120").unwrap(), "2024-03-05T10:03:20.12Z");
+        // pandas writes an integer column with a gap as floats: these milliseconds failed as no date.
+        assert_eq!(date("1709633000123.0").unwrap(), "2024-03-05T10:03:20.123Z");
+        assert_eq!(date("1709633000000.0").unwrap(), "2024-03-05T10:03:20Z");
+        assert!(date("1709633000123.5").is_err(), "a fraction of a millisecond is no export's");
         // A format of the mapping's own keeps the fraction it reads.
         let opts = TypeOptions { date_format: Some("%d/%m/%Y %H:%M:%S%.f".into()), ..Default::default() };
         assert_eq!(parse_date("05/03/2024 10:00:00.042", &opts).unwrap(), "2024-03-05T10:00:00.042");
