@@ -271,7 +271,16 @@ fn objects_in_array(json: &[u8]) -> Option<usize> {
 /// The key of the list of records an API page wraps, and its length: the object's only key, or a key APIs
 /// name their records by (`{"tickets": [...], "count": 4, "next_page": null}`, Zendesk's), holding a
 /// non-empty list of objects.
+///
+/// An object with an `id` of its own (a Close lead and its `contacts`), or a line of a failures file (it has
+/// `_savio_line`), is a record, however it names its lists: a one-record export, or a failures file of one
+/// failed row, was refused as an API page.
 fn wrapped_list(object: &serde_json::Map<String, serde_json::Value>) -> Option<(&str, usize)> {
+    let own_id =
+        |(k, v): (&String, &serde_json::Value)| k.eq_ignore_ascii_case("id") && (v.is_string() || v.is_number());
+    if object.contains_key("_savio_line") || object.iter().any(own_id) {
+        return None;
+    }
     const RECORDS: &[&str] = &[
         "tickets",
         "conversations",
@@ -358,6 +367,20 @@ mod tests {
                 rows.iter().any(|(_, k)| matches!(k, RowKind::Failed(p) if p[0].to_string().contains("jq -c '.[]'"))),
                 "{input:?}: {rows:?}"
             );
+        }
+    }
+
+    #[test]
+    fn an_object_with_its_own_id_or_a_failures_file_line_is_a_record_whatever_its_lists_are_named() {
+        let page = r#"{"results": [{"text": "a"}], "paging": {"next": null}}"#;
+        let Err(PrepareError::Read(err)) = open(page, Format::Jsonl, FEEDBACK) else { panic!("refused") };
+        assert!(matches!(err, ReadError::JsonWrapper { .. }), "{err}");
+        for record in [
+            r#"{"id": 7, "text": "a", "results": [{"text": "b"}]}"#,
+            r#"{"text": "a", "data": [{"x": 1}], "_savio_line": 4, "_savio_error": "x"}"#,
+        ] {
+            let rows = kinds(open(record, Format::Jsonl, FEEDBACK).expect("a record"));
+            assert!(matches!(rows[..], [(1, RowKind::Mapped { .. })]), "{record}: {rows:?}");
         }
     }
 

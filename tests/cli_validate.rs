@@ -1795,6 +1795,36 @@ fn a_json_document_that_is_not_json_lines_is_refused_with_the_command_that_conve
 }
 
 #[test]
+fn a_one_record_export_with_a_list_of_objects_and_its_failures_file_are_records_not_api_pages() {
+    // A Close lead with its `contacts` was refused as "an API page", and so was the failures file of one failed
+    // line of it: the failures file could not be fed back.
+    let sb = Sandbox::new();
+    let mapping = sb.write(
+        "close.toml",
+        "[company]\ninternal_id = \"id\"\nname = \"display_name\"\n[contact]\ninternal_id = \"contacts.0.id\"\n\
+         name = \"contacts.0.name\"\nemail = \"contacts.0.emails.0.email\"\n",
+    );
+    let lead = sb.write(
+        "lead.jsonl",
+        "{\"id\": \"lead_1\", \"display_name\": \"Acme\", \"contacts\": [{\"id\": \"cont_1\", \"name\": \"Ada\", \
+         \"emails\": [{\"email\": \"ada@@acme.com\", \"type\": \"office\"}]}]}\n",
+    );
+    let failures = sb.path("failures.jsonl");
+    let run = sb.validate([
+        lead.to_str().unwrap(),
+        "-m",
+        mapping.to_str().unwrap(),
+        "--failures",
+        failures.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "the invalid email only: {run:?}");
+    assert!(run.stdout.contains("contact.email: invalid email address"), "{}", run.stdout);
+    let again = sb.validate([failures.to_str().unwrap(), "-m", mapping.to_str().unwrap()]);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.stdout.contains("contact.email: invalid email address"), "{}", again.stdout);
+}
+
+#[test]
 fn a_zipped_export_or_a_workbook_is_refused_with_what_to_do() {
     let sb = Sandbox::new();
     // HubSpot and Salesforce's Data Export download as .zip; the first bytes tell.
