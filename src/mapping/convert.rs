@@ -124,7 +124,12 @@ pub(crate) fn html_to_text(html: &str) -> String {
         }
         let at = &rest[i..];
         let opens_tag = at[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!');
-        let Some(end) = at.find('>').filter(|_| opens_tag) else {
+        // An address or a link written in angle brackets in plain text (`Ada <ada@x.com>`, `<https://x.io>`)
+        // is no tag: a body that mixes text and HTML keeps it.
+        let address = |inner: &str| {
+            !inner.contains([' ', '\t', '\n', '"', '\'']) && (inner.contains('@') || inner.contains("://"))
+        };
+        let Some(end) = at.find('>').filter(|&end| opens_tag && !address(&at[1..end])) else {
             if skip_until.is_none() {
                 out.push('<');
             }
@@ -996,6 +1001,15 @@ mod tests {
         assert_eq!(html_to_text("<p>one</p>\n\n\n<p>two</p>"), "one\n\ntwo");
         assert_eq!(html_to_text("&ééééééé; <é>"), "&ééééééé; <é>", "multi-byte text after & and <");
         assert_eq!(html_to_text("<p unclosed"), "<p unclosed");
+        // Addresses and links in angle brackets are text, in plain text and in HTML alike.
+        assert_eq!(
+            html_to_text("From: Ada <ada@x.com>\nSee <https://x.io/a?b=1>"),
+            "From: Ada <ada@x.com>\nSee <https://x.io/a?b=1>"
+        );
+        assert_eq!(
+            html_to_text("<p>Ada &lt;ada@x.com&gt; <a href=\"mailto:ada@x.com\">mail</a></p>"),
+            "Ada <ada@x.com> mail"
+        );
     }
 
     #[test]

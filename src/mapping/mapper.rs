@@ -724,7 +724,7 @@ fn checked_email(field: Option<&Field>, record: &Record, errors: &mut Vec<FieldE
     if v.is_empty() {
         return None;
     }
-    let v = clean_email(v.into_owned());
+    let v = clean_email_owned(v.into_owned());
     if is_valid_email(&v) {
         Some(v)
     } else {
@@ -734,25 +734,49 @@ fn checked_email(field: Option<&Field>, record: &Record, errors: &mut Vec<FieldE
 }
 
 /// An address as people paste it: `Ada Lovelace <ada@example.com>` is `ada@example.com`, of several
-/// (`a@x.com, b@y.com`) the first counts, and characters that show as nothing (a zero-width space copied
-/// from a web page, a BOM) are dropped.
-fn clean_email(v: String) -> String {
-    // Several addresses in one cell (Pipedrive, hand-kept sheets): the first is the contact's.
-    // (Both sides hold an `@`: `tom@gmail,com` is one mistyped address, reported as it is.)
-    let v = match v.find([',', ';']) {
-        Some(cut) if v[..cut].contains('@') && v[cut + 1..].contains('@') => v[..cut].trim().to_string(),
+/// (`a@x.com, b@y.com`, `a@x.com | b@y.com`, `a@x.com b@y.com`) the first counts, a separator left at the
+/// end (`a@x.com;`), a `mailto:` link's scheme and a trailing comment (`a@x.com (work)`) are dropped, and
+/// so are characters that show as nothing (a zero-width space copied from a web page, a BOM).
+fn clean_email(v: &str) -> Cow<'_, str> {
+    const SEPARATORS: [char; 6] = [',', ';', '|', ' ', '\t', '\n'];
+    // Several addresses in one cell (Pipedrive, hand-kept sheets): the first is the contact's, cut at the
+    // first separator with an address on each side (`Lovelace, Ada <ada@x.com>` is one address, and
+    // `tom@gmail,com` one mistyped address, reported as it is).
+    let several =
+        v.match_indices(SEPARATORS).map(|(i, _)| i).find(|&i| v[..i].contains('@') && v[i + 1..].contains('@'));
+    let v = match several {
+        Some(cut) => v[..cut].trim(),
+        None => v,
+    };
+    let v = v.trim_end_matches([',', ';', '|']).trim_end();
+    // A comment after the address: `ada@x.com (work)`.
+    let v = match (v.rfind(" ("), v.ends_with(')')) {
+        (Some(open), true) if v[..open].contains('@') && !v[open..].contains('@') => v[..open].trim_end(),
         _ => v,
     };
     let v = match (v.rfind('<'), v.ends_with('>')) {
-        (Some(open), true) if v[open + 1..].contains('@') => v[open + 1..v.len() - 1].trim().to_string(),
+        (Some(open), true) if v[open + 1..].contains('@') => v[open + 1..v.len() - 1].trim(),
+        _ => v,
+    };
+    // A link copied from a page: `mailto:ada@x.com`, `<mailto:ada@x.com>`.
+    let v = match v.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("mailto:") => &v[7..],
         _ => v,
     };
     // Printable ASCII (nearly every address) holds none: one byte pass.
     let plain = v.bytes().all(|b| (0x20..0x7f).contains(&b));
     if plain || !v.chars().any(super::error::invisible) {
-        v
+        Cow::Borrowed(v)
     } else {
-        v.chars().filter(|c| !super::error::invisible(*c)).collect()
+        Cow::Owned(v.chars().filter(|c| !super::error::invisible(*c)).collect())
+    }
+}
+
+/// [`clean_email`], without a copy when there is nothing to clean (nearly every address).
+fn clean_email_owned(v: String) -> String {
+    match clean_email(&v) {
+        Cow::Borrowed(same) if same.len() == v.len() => v,
+        cleaned => cleaned.into_owned(),
     }
 }
 

@@ -289,6 +289,24 @@ fn emails_as_people_paste_them_are_cleaned_and_invisible_characters_are_shown() 
     assert_eq!(email(m.map(&r("\u{feff}zed@x.com\u{200b}"))).as_deref(), Some("zed@x.com"));
     assert_eq!(email(m.map(&r("ana@lima.br, ana.lima@lima.br"))).as_deref(), Some("ana@lima.br"));
     assert_eq!(email(m.map(&r("Bea <bea@lima.br>; other@x.io"))).as_deref(), Some("bea@lima.br"));
+    for pasted in [
+        "ada@example.com,",
+        "ada@example.com ;",
+        "mailto:ada@example.com",
+        "Ada <MAILTO:ada@example.com>",
+        "ada@example.com (work)",
+        "ada@example.com | ada.l@example.org",
+        "ada@example.com ada.l@example.org",
+        "Lovelace, Ada <ada@example.com>",
+        "Ada Lovelace <ada@example.com>; Bob <bob@example.com>",
+    ] {
+        // A new mapper each time: the same contact twice is not sent twice.
+        let mut m = mapper(CONTACT_MAPPING, CONTACTS);
+        assert_eq!(email(m.map(&r(pasted))).as_deref(), Some("ada@example.com"), "{pasted}");
+    }
+    // A mistyped address stays as it is and fails.
+    let err = failures(m.map(&r("tom@gmail,com")));
+    assert!(err[0].contains("\"tom@gmail,com\""), "{err:?}");
     // A value that is wrong is shown with what cannot be seen spelt out.
     let err = failures(m.map(&row(3, &["2", "Bo", "K", "", "", "", "", "12\u{200b}", ""])));
     assert!(err[0].starts_with("contact.filterable_attributes.score \"12\\u{200b}\": not an integer"), "{err:?}");
