@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::client::{ClientConfig, ClientError, SavioClient};
-use crate::mapping::{Mapping, SENT_GROUP, sent_marker};
+use crate::mapping::{Mapping, REPEATED_FEEDBACK_GROUP, SENT_GROUP, sent_marker};
 use crate::model::Entity;
 use crate::pipeline::RowKind;
 use crate::pipeline::{Pipeline, PrepareError, Row};
@@ -690,15 +690,19 @@ async fn report(
     })
 }
 
-/// A failed row's `_savio_sent` cell: what of it Savio has (ok, or not sent again since an earlier run
-/// did), or may have (feedback whose outcome is unknown), so that a re-run of the failures file sends the rest.
+/// A failed row's `_savio_sent` cell: what of it Savio has (ok, not sent again since an earlier run did,
+/// or feedback an earlier row of this run holds too: that row creates it, or its own failures file row
+/// does), or may have (feedback whose outcome is unknown), so that a re-run of the failures file sends the
+/// rest and never creates a feedback twice.
 fn sent_cell(results: &[ResultLine]) -> String {
     let mut marks: Vec<String> = Vec::new();
     for r in results {
         let Some(entity) = r.entity else { continue };
         let mark = match r.status {
             Status::Ok => sent_marker(entity, false),
-            Status::Skipped if r.group == SENT_GROUP => sent_marker(entity, false),
+            Status::Skipped if r.group == SENT_GROUP || r.group == REPEATED_FEEDBACK_GROUP => {
+                sent_marker(entity, false)
+            }
             Status::Unknown if entity == Entity::Feedback => sent_marker(entity, true),
             _ => continue,
         };

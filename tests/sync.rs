@@ -718,6 +718,42 @@ async fn rerunning_a_failures_file_never_creates_the_feedback_its_run_already_cr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerunning_a_failures_file_never_creates_a_feedback_an_earlier_row_of_its_run_created() {
+    use savio_sync::sandbox::{Sandbox, SandboxConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }).await.unwrap();
+    // Two tickets of one person with the same text: one feedback, created by line 2. Line 3's contact
+    // fails (its company c9 is not in Savio yet), so line 3, whose feedback was a repeat, is a failed row.
+    write(
+        dir.path(),
+        "in.csv",
+        "ID,Name,Email,Company ID,Text\np1,Ann,ann@x.io,,Need SSO\np2,Ann B,ann@x.io,c9,Need SSO\n",
+    );
+    let mapping = "[contact]\ninternal_id = \"ID\"\nname = \"Name\"\nemail = \"Email\"\n\
+                   company_internal_id = \"Company ID\"\n\
+                   [feedback]\nproblem = \"Text\"\nperson_email = \"Email\"\n";
+    write(dir.path(), "m.toml", mapping);
+    let first = sync(dir.path(), &sb.base_url(), &["in.csv", "-m", "m.toml", "--no-state"]).await;
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    assert_eq!(sb.snapshot().feedback.len(), 1);
+    let failures = first.failures("failures.csv");
+    assert!(failures.lines().nth(1).unwrap().ends_with(",feedback"), "line 2 created it: {failures}");
+    std::fs::rename(dir.path().join("reports"), dir.path().join("first")).unwrap();
+
+    write(dir.path(), "companies.csv", "Company ID,Company\nc9,Acme\n");
+    write(dir.path(), "companies.toml", "[company]\ninternal_id = \"Company ID\"\nname = \"Company\"\n");
+    let companies = sync(dir.path(), &sb.base_url(), &["companies.csv", "-m", "companies.toml", "--no-state"]).await;
+    assert_eq!(companies.code, 0, "{}", companies.stderr);
+    std::fs::remove_dir_all(dir.path().join("reports")).unwrap();
+    let second = sync(dir.path(), &sb.base_url(), &["first/failures.csv", "-m", "m.toml", "--no-state"]).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let snapshot = sb.snapshot();
+    assert_eq!(snapshot.feedback.len(), 1, "not created twice: {:?}", second.results());
+    assert!(snapshot.contacts.iter().any(|c| c.internal_id.as_deref() == Some("p2")));
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_flag_runs_the_job_in_process_and_reports_what_landed() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,A,a@x.io,c1,Acme\n2,B,b@x.io,c1,Acme\n");

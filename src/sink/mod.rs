@@ -36,7 +36,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::client::{Backoff, Departure, RetryAction, SavioClient, SendError, classify, classify_status, idempotent};
-use crate::mapping::{DropReason, SENT_GROUP};
+use crate::mapping::{DropReason, REPEATED_FEEDBACK_GROUP, SENT_GROUP};
 use crate::model::{Entity, Payload, json_hash};
 use crate::pipeline::{Row, RowKind, RowSource, reason_text};
 use crate::report::results::{ResultLine, Status};
@@ -412,6 +412,9 @@ impl Sink {
                                 (Status::Unknown, format!("{}: outcome unknown (failures file)", d.entity))
                             }
                             DropReason::Sent { unknown: false } => (Status::Skipped, SENT_GROUP.to_string()),
+                            DropReason::Duplicate { .. } if d.entity == Entity::Feedback => {
+                                (Status::Skipped, REPEATED_FEEDBACK_GROUP.to_string())
+                            }
                             _ => (Status::Skipped, String::new()),
                         };
                         ResultLine {
