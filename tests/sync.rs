@@ -754,6 +754,46 @@ async fn rerunning_a_failures_file_never_creates_a_feedback_an_earlier_row_of_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rerun_command_printed_reads_a_windows_1252_failures_file_as_its_run_read_the_input() {
+    use savio_sync::sandbox::{Sandbox, SandboxConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }).await.unwrap();
+    // A European Excel export: windows-1252 (no byte-order mark to tell), ';' given by hand.
+    let input = "ID;Name;Email;Company ID;Company\r\n1;Ren\u{e9};rene@x.io;c1;Caf\u{e9} \u{20ac}\r\n\
+                 2;J\u{fc}rgen;not-an-email;c1;Caf\u{e9} \u{20ac}\r\n";
+    let bytes: Vec<u8> = input.chars().map(|c| if c == '\u{20ac}' { 0x80 } else { c as u32 as u8 }).collect();
+    std::fs::write(dir.path().join("in.csv"), &bytes).unwrap();
+    write(dir.path(), "m.toml", CONTACTS_MAPPING);
+    let first = sync(
+        dir.path(),
+        &sb.base_url(),
+        &["in.csv", "-m", "m.toml", "--no-state", "--encoding", "windows-1252", "--delimiter", ";"],
+    )
+    .await;
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    let hint = first.stdout.lines().find_map(|l| l.strip_prefix("Re-run the failed rows with: savio-sync sync "));
+    let hint = hint.unwrap_or_else(|| panic!("{}", first.stdout));
+    assert_eq!(hint, "reports/failures.csv --mapping m.toml --encoding windows-1252 --delimiter ';'");
+    std::fs::rename(dir.path().join("reports"), dir.path().join("first")).unwrap();
+
+    // The command as printed (the shell's quotes removed) reads the file as the first run read the input.
+    let args: Vec<String> =
+        hint.replace("reports/", "first/").split(' ').map(|a| a.trim_matches('\'').to_string()).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).chain(["--no-state"]).collect();
+    let second = sync(dir.path(), &sb.base_url(), &args).await;
+    assert_eq!(second.code, 1, "{}", second.stderr);
+    let results = second.results();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0][6].contains("\"not-an-email\" is not a valid email"), "{results:?}");
+    // A mapping that says how to read the input needs no flag.
+    write(dir.path(), "m2.toml", &format!("[input]\nencoding = \"latin1\"\ndelimiter = \";\"\n{CONTACTS_MAPPING}"));
+    std::fs::remove_dir_all(dir.path().join("reports")).unwrap();
+    let third = sync(dir.path(), &sb.base_url(), &["in.csv", "-m", "m2.toml", "--no-state"]).await;
+    assert!(third.stdout.contains("savio-sync sync reports/failures.csv --mapping m2.toml\n"), "{}", third.stdout);
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_flag_runs_the_job_in_process_and_reports_what_landed() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,A,a@x.io,c1,Acme\n2,B,b@x.io,c1,Acme\n");
