@@ -240,6 +240,12 @@ fn annotate_json_line(bytes: &[u8], line: u64, reason: &str, sent: &str) -> Stri
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(serde_json::Value::Object(mut obj)) if matches!(text, std::borrow::Cow::Borrowed(_)) => {
             if obj.contains_key(LINE_COLUMN) || obj.contains_key(ERROR_COLUMN) || obj.contains_key(SENT_COLUMN) {
+                // A failures file's line: its own keys are replaced, every other byte stays (a re-serialised
+                // line would round big numbers to floats, drop `1.50`'s zero and decode escapes). A
+                // `_savio_sent` stays when there is none to write (`validate`).
+                if let Some(kept) = without_savio_keys(&text, !sent.is_empty()) {
+                    return append_members(&kept, &extra);
+                }
                 obj.insert(LINE_COLUMN.into(), line.into());
                 obj.insert(ERROR_COLUMN.into(), reason.into());
                 if !sent.is_empty() {
@@ -247,13 +253,100 @@ fn annotate_json_line(bytes: &[u8], line: u64, reason: &str, sent: &str) -> Stri
                 }
                 return serde_json::Value::Object(obj).to_string();
             }
-            let trimmed = text.trim_end();
-            let body = &trimmed[..trimmed.len() - 1];
-            let sep = if obj.is_empty() { "" } else { "," };
-            format!("{body}{sep}{extra}}}")
+            append_members(&text, &extra)
         }
         _ => format!("{{\"_savio_raw\":{},{extra}}}", serde_json::Value::String(text.into_owned())),
     }
+}
+
+/// `object` (the text of a JSON object) with `members` added before its closing brace.
+fn append_members(object: &str, members: &str) -> String {
+    let trimmed = object.trim_end();
+    let body = &trimmed[..trimmed.len() - 1];
+    let sep = if body.trim_end().ends_with('{') { "" } else { "," };
+    format!("{body}{sep}{members}}}")
+}
+
+/// `text`, a JSON object, without its top-level `_savio_line` and `_savio_error` members (and `_savio_sent`
+/// with `drop_sent`), nor the commas that set them apart, every other byte as it was. `None` when it does not
+/// scan as an object.
+fn without_savio_keys(text: &str, drop_sent: bool) -> Option<String> {
+    let b = text.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    // The end of the string whose opening quote is at `i` (just past its closing quote).
+    let string_end = |mut i: usize| {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    };
+    let mut i = skip_ws(0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(i + 1);
+    // (start, end, whether it is one of ours) of every member, `end` just past its value.
+    let mut members = Vec::new();
+    while b.get(i) == Some(&b'"') {
+        let key_end = string_end(i)?;
+        let key: String = serde_json::from_str(&text[i..key_end]).ok()?;
+        let mut j = skip_ws(key_end);
+        if b.get(j) != Some(&b':') {
+            return None;
+        }
+        j += 1;
+        let (mut depth, mut end) = (0usize, None);
+        while j < b.len() {
+            match b[j] {
+                b'"' => {
+                    j = string_end(j)?;
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' if depth > 0 => depth -= 1,
+                b',' | b'}' if depth == 0 => {
+                    end = Some(j);
+                    break;
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+        let mut end = end?;
+        let next = end;
+        while end > 0 && b[end - 1].is_ascii_whitespace() {
+            end -= 1;
+        }
+        let ours = key == LINE_COLUMN || key == ERROR_COLUMN || (drop_sent && key == SENT_COLUMN);
+        members.push((i, end, ours));
+        i = if b[next] == b',' { skip_ws(next + 1) } else { next };
+    }
+    let (first, last) = (members.first()?.0, members.last()?.1);
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..first]);
+    let mut kept_one = false;
+    for (k, &(start, end, ours)) in members.iter().enumerate() {
+        if ours {
+            continue;
+        }
+        // A member keeps the separator before it (from the end of the member before), unless it is the first
+        // one kept.
+        let from = if kept_one { members[k - 1].1 } else { start };
+        out.push_str(&text[from..end]);
+        kept_one = true;
+    }
+    out.push_str(&text[last..]);
+    Some(out)
 }
 
 /// Re-encodes UTF-8 written through it into the input's encoding (identity for UTF-8, so invalid bytes of
@@ -312,6 +405,29 @@ mod tests {
         assert_eq!(
             annotate_json_line(br#"{"a":1,"_savio_line":9,"_savio_error":"old"}"#, 2, "new", ""),
             r#"{"a":1,"_savio_line":2,"_savio_error":"new"}"#
+        );
+        // A failures file's line fed back: its keys are replaced, every other byte kept.
+        assert_eq!(
+            annotate_json_line(
+                br#"{"id": "a1", "n": 123456789012345678901234567890, "p": 1.50, "t": "\u00e9","_savio_line":3,"_savio_error":"old","_savio_sent":"contact"}"#,
+                2,
+                "new",
+                "contact"
+            ),
+            r#"{"id": "a1", "n": 123456789012345678901234567890, "p": 1.50, "t": "\u00e9","_savio_line":2,"_savio_error":"new","_savio_sent":"contact"}"#
+        );
+        assert_eq!(
+            annotate_json_line(br#"{ "_savio_line" : 3 , "a" : [1, {"b": "}"}] , "_savio_error": "x,}" }"#, 2, "r", ""),
+            r#"{ "a" : [1, {"b": "}"}] ,"_savio_line":2,"_savio_error":"r"}"#
+        );
+        assert_eq!(
+            annotate_json_line(br#"{"_savio_line":3,"_savio_error":"x"}"#, 2, "r", ""),
+            r#"{"_savio_line":2,"_savio_error":"r"}"#
+        );
+        // Nothing to say of what was sent (`validate`): the line's own `_savio_sent` stays.
+        assert_eq!(
+            annotate_json_line(br#"{"a":1.0,"_savio_line":3,"_savio_error":"x","_savio_sent":"feedback"}"#, 2, "r", ""),
+            r#"{"a":1.0,"_savio_sent":"feedback","_savio_line":2,"_savio_error":"r"}"#
         );
         assert_eq!(
             annotate_json_line(b"{broken", 4, "r", ""),
