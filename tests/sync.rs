@@ -422,6 +422,32 @@ async fn a_feedback_answered_500_is_unknown_and_never_resent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feedback_retried_by_retry_unknown_that_never_lands_stays_unknown_in_the_failures_file() {
+    // --retry-unknown re-sends it; each 500 may have created it, so giving up is no "failed": a re-run of
+    // the failures file without the flag must not create it yet again.
+    let mut server = mockito::Server::new_async().await;
+    let failing = server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(500)
+        .with_body("<h1>Server Error (500)</h1>")
+        .expect(2)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let args = ["in.csv", "-m", "m.toml", "--no-state", "--retry-unknown", "--max-retries", "1"];
+    let run = sync(dir.path(), &api(&server), &args).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    failing.assert_async().await;
+    let r = &run.results()[0];
+    assert_eq!((r[3].as_str(), r[4].as_str(), r[5].as_str()), ("unknown", "500", "2"), "{r:?}");
+    assert_eq!(run.summary()["exit_reason"], "unknown_outcomes");
+    let failures = run.failures("failures.csv");
+    assert!(failures.lines().nth(1).unwrap().ends_with(",feedback (unknown)"), "{failures}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upsert_timeout_is_retried() {
     let (url, seen) = silent_server().await;
     let dir = tempfile::tempdir().unwrap();
