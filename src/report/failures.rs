@@ -54,6 +54,11 @@ enum Kind {
         error_at: usize,
         sent_at: Option<usize>,
         width: usize,
+        /// How many of the input header's last columns are the two (three) columns, when all of them are
+        /// there: a row with more or fewer fields than the header has its own values in its last fields.
+        tail: Option<usize>,
+        /// The input header's width.
+        header_width: usize,
     },
     Jsonl(OutputFile),
 }
@@ -126,7 +131,19 @@ impl FailuresWriter {
                             .from_writer(out);
                         let width =
                             header.names.len().max(line_at + 1).max(error_at + 1).max(sent_at.map_or(0, |s| s + 1));
-                        Kind::CsvRewrite { writer: Box::new(writer), line_at, error_at, sent_at, width }
+                        let header_width = header.names.len();
+                        let ours = |n: &String| [LINE_COLUMN, ERROR_COLUMN, SENT_COLUMN].contains(&n.as_str());
+                        let tail = header.names.iter().rev().take_while(|n| ours(n)).count();
+                        let tail = (tail == header.names.iter().filter(|n| ours(n)).count()).then_some(tail);
+                        Kind::CsvRewrite {
+                            writer: Box::new(writer),
+                            line_at,
+                            error_at,
+                            sent_at,
+                            width,
+                            tail,
+                            header_width,
+                        }
                     }
                     _ => Kind::Csv { out, delimiter, quote_all, with_sent },
                 }
@@ -162,9 +179,23 @@ impl FailuresWriter {
                 row.extend_from_slice(self.eol);
                 out.write_all(&row).map_err(err)?;
             }
-            (Kind::CsvRewrite { writer, line_at, error_at, sent_at, width }, RawRow::Csv { fields, .. }) => {
+            (
+                Kind::CsvRewrite { writer, line_at, error_at, sent_at, width, tail, header_width },
+                RawRow::Csv { fields, .. },
+            ) => {
                 let mut out = ByteRecord::with_capacity(fields.as_slice().len() + reason.len() + 16, *width);
-                for i in 0..(*width).max(fields.len()) {
+                // A row with a stray delimiter, or a field too few, that this file's columns were appended to:
+                // its own values are all but its last fields, and stay as they are (else a short row would take
+                // the old line number as a value, and a long one lose a field).
+                let ragged = tail.filter(|&t| fields.len() != *header_width && fields.len() >= t);
+                if let Some(t) = ragged {
+                    for field in fields.iter().take(fields.len() - t) {
+                        out.push_field(field);
+                    }
+                }
+                let from = ragged.map_or(0, |t| *header_width - t);
+                let to = ragged.map_or((*width).max(fields.len()), |_| *width);
+                for i in from..to {
                     if i == *line_at {
                         out.push_field(line_text.as_bytes());
                     } else if i == *error_at {
@@ -172,7 +203,12 @@ impl FailuresWriter {
                     } else if Some(i) == *sent_at {
                         out.push_field(sent.as_bytes());
                     } else {
-                        out.push_field(fields.get(i).unwrap_or(b""));
+                        // A ragged row's own `_savio_sent` (kept by `validate`) is among its last fields.
+                        let at = match ragged {
+                            Some(t) => (i < *header_width).then(|| i - from + fields.len() - t),
+                            None => Some(i),
+                        };
+                        out.push_field(at.and_then(|at| fields.get(at)).unwrap_or(b""));
                     }
                 }
                 writer.write_byte_record(&out).map_err(|e| err(e.into()))?;
@@ -444,8 +480,10 @@ mod tests {
         let path = dir.path().join("failures.csv");
         let mut w = FailuresWriter::create(&path, source.info(), false).unwrap();
         while let Some(item) = source.next_item().unwrap() {
-            if let ReadItem::Record(r) = item {
-                w.write(r.line, &r.raw(), "r", "").unwrap();
+            match item {
+                ReadItem::Record(r) => w.write(r.line, &r.raw(), "r", "").unwrap(),
+                ReadItem::Bad(b) => w.write(b.line, &b.raw, "r", "").unwrap(),
+                _ => {}
             }
         }
         w.finish().unwrap();
@@ -462,6 +500,21 @@ mod tests {
         assert_eq!(
             failures_of(b"Id,Name,_savio_line,_savio_error\r1,Ann,2,old\r"),
             b"Id,Name,_savio_line,_savio_error\r1,Ann,2,r\r"
+        );
+    }
+
+    #[test]
+    fn a_ragged_row_fed_back_keeps_its_values_and_gets_new_ones_at_its_end() {
+        // A field too few, a stray one: the row's own values stay, only the last two are replaced (a short row
+        // must not take its old line number as a value, which would make it a valid row).
+        assert_eq!(
+            failures_of(b"Id,Name,Text,_savio_line,_savio_error\n1,Ann,2,old\n2,Bob,hi,extra,3,old\n"),
+            b"Id,Name,Text,_savio_line,_savio_error\n1,Ann,2,r\n2,Bob,hi,extra,3,r\n"
+        );
+        // Its own `_savio_sent` too (kept by `validate`).
+        assert_eq!(
+            failures_of(b"Id,Text,_savio_line,_savio_error,_savio_sent\n1,4,old,contact\n"),
+            b"Id,Text,_savio_line,_savio_error,_savio_sent\n1,2,r,contact\n"
         );
     }
 
