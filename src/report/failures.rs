@@ -40,12 +40,7 @@ pub struct FailuresWriter {
 
 enum Kind {
     /// Each row's exact bytes, then the two values (three with `_savio_sent`).
-    Csv {
-        out: EncodeWriter<OutputFile>,
-        delimiter: u8,
-        quote_all: bool,
-        with_sent: bool,
-    },
+    Csv { out: EncodeWriter<OutputFile>, delimiter: u8, quote_all: bool, with_sent: bool },
     /// The input already has `_savio_line` / `_savio_error` (a failures file fed back in): fields are
     /// rewritten in the header's quote style, with those two replaced (and `_savio_sent`, when written).
     CsvRewrite {
@@ -60,7 +55,8 @@ enum Kind {
         /// The input header's width.
         header_width: usize,
     },
-    Jsonl(OutputFile),
+    /// Each line in the input's encoding (its byte-order mark is the file's).
+    Jsonl(EncodeWriter<OutputFile>),
 }
 
 impl FailuresWriter {
@@ -148,7 +144,7 @@ impl FailuresWriter {
                     _ => Kind::Csv { out, delimiter, quote_all, with_sent },
                 }
             }
-            _ => Kind::Jsonl(sink),
+            _ => Kind::Jsonl(EncodeWriter::new(sink, info.encoding)),
         };
         Ok(FailuresWriter { path: path.to_path_buf(), eol, kind, rows: 0 })
     }
@@ -240,7 +236,7 @@ impl FailuresWriter {
         let sink = match self.kind {
             Kind::Csv { out, .. } => Ok(out.inner),
             Kind::CsvRewrite { writer, .. } => writer.into_inner().map_err(|e| e.into_error()).map(|w| w.inner),
-            Kind::Jsonl(w) => Ok(w),
+            Kind::Jsonl(w) => Ok(w.inner),
         };
         sink.and_then(OutputFile::finish).map_err(|source| FailuresError { path, source })
     }
@@ -500,6 +496,39 @@ mod tests {
         assert_eq!(
             failures_of(b"Id,Name,_savio_line,_savio_error\r1,Ann,2,old\r"),
             b"Id,Name,_savio_line,_savio_error\r1,Ann,2,r\r"
+        );
+    }
+
+    /// The failures file written for a JSONL `input` read as `encoding` when every line fails with "r".
+    fn jsonl_failures_of(input: Vec<u8>, encoding: &str) -> Vec<u8> {
+        use crate::source::{InputPath, InputSpec, ReadItem, Source};
+        let encoding = TextEncoding::from_label(encoding).unwrap();
+        let spec = InputSpec { path: InputPath::Stdin, format: Some(Format::Jsonl), delimiter: None, encoding };
+        let mut source = Source::from_reader(&spec, Box::new(io::Cursor::new(input))).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("failures.jsonl");
+        let mut w = FailuresWriter::create(&path, source.info(), false).unwrap();
+        while let Some(item) = source.next_item().unwrap() {
+            if let ReadItem::Record(r) = item {
+                w.write(r.line, &r.raw(), "r", "").unwrap();
+            }
+        }
+        w.finish().unwrap();
+        std::fs::read(&path).unwrap()
+    }
+
+    #[test]
+    fn a_jsonl_failures_file_is_in_the_inputs_encoding() {
+        let utf16 = |text: &str| -> Vec<u8> {
+            b"\xFF\xFE".iter().copied().chain(text.encode_utf16().flat_map(u16::to_le_bytes)).collect()
+        };
+        assert_eq!(
+            jsonl_failures_of(utf16("{\"a\":\"\u{e9}\"}\r\n"), "utf-8"),
+            utf16("{\"a\":\"\u{e9}\",\"_savio_line\":1,\"_savio_error\":\"r\"}\r\n")
+        );
+        assert_eq!(
+            jsonl_failures_of(b"{\"a\":\"\xE9\"}\n".to_vec(), "windows-1252"),
+            b"{\"a\":\"\xE9\",\"_savio_line\":1,\"_savio_error\":\"r\"}\n"
         );
     }
 
