@@ -211,7 +211,7 @@ impl FailuresWriter {
             }
             (Kind::Jsonl(w), RawRow::Json(bytes)) => {
                 let text = annotate_json_line(bytes, line, reason, sent);
-                w.write_all(text.as_bytes()).and_then(|()| w.write_all(self.eol)).map_err(err)?;
+                w.write_all(&text).and_then(|()| w.write_all(self.eol)).map_err(err)?;
             }
             // A row's raw form always matches the input format; nothing else reaches here.
             _ => {}
@@ -260,9 +260,9 @@ fn push_field(out: &mut Vec<u8>, value: &[u8], delimiter: u8, quote_all: bool) {
 }
 
 /// Adds `_savio_line` and `_savio_error` (and `_savio_sent` when `sent` is not empty) to a JSONL line,
-/// keeping the original bytes when it is an object without them; anything else (not JSON, not an object)
-/// is wrapped as `{"_savio_raw": "..."}`.
-fn annotate_json_line(bytes: &[u8], line: u64, reason: &str, sent: &str) -> String {
+/// keeping the original bytes when it is an object (invalid UTF-8 too: read with the right `--encoding`, it
+/// is the object it was); anything else (not JSON, not an object) is wrapped as `{"_savio_raw": "..."}`.
+fn annotate_json_line(bytes: &[u8], line: u64, reason: &str, sent: &str) -> Vec<u8> {
     let text = String::from_utf8_lossy(bytes);
     let mut extra =
         format!("\"{LINE_COLUMN}\":{line},\"{ERROR_COLUMN}\":{}", serde_json::Value::String(reason.to_string()));
@@ -270,12 +270,12 @@ fn annotate_json_line(bytes: &[u8], line: u64, reason: &str, sent: &str) -> Stri
         extra.push_str(&format!(",\"{SENT_COLUMN}\":{}", serde_json::Value::String(sent.to_string())));
     }
     match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(serde_json::Value::Object(mut obj)) if matches!(text, std::borrow::Cow::Borrowed(_)) => {
+        Ok(serde_json::Value::Object(mut obj)) => {
             if obj.contains_key(LINE_COLUMN) || obj.contains_key(ERROR_COLUMN) || obj.contains_key(SENT_COLUMN) {
                 // A failures file's line: its own keys are replaced, every other byte stays (a re-serialised
                 // line would round big numbers to floats, drop `1.50`'s zero and decode escapes). A
                 // `_savio_sent` stays when there is none to write (`validate`).
-                if let Some(kept) = without_savio_keys(&text, !sent.is_empty()) {
+                if let Some(kept) = without_savio_keys(bytes, !sent.is_empty()) {
                     return append_members(&kept, &extra);
                 }
                 obj.insert(LINE_COLUMN.into(), line.into());
@@ -283,27 +283,26 @@ fn annotate_json_line(bytes: &[u8], line: u64, reason: &str, sent: &str) -> Stri
                 if !sent.is_empty() {
                     obj.insert(SENT_COLUMN.into(), sent.into());
                 }
-                return serde_json::Value::Object(obj).to_string();
+                return serde_json::Value::Object(obj).to_string().into_bytes();
             }
-            append_members(&text, &extra)
+            append_members(bytes, &extra)
         }
-        _ => format!("{{\"_savio_raw\":{},{extra}}}", serde_json::Value::String(text.into_owned())),
+        _ => format!("{{\"_savio_raw\":{},{extra}}}", serde_json::Value::String(text.into_owned())).into_bytes(),
     }
 }
 
-/// `object` (the text of a JSON object) with `members` added before its closing brace.
-fn append_members(object: &str, members: &str) -> String {
-    let trimmed = object.trim_end();
+/// `object` (the bytes of a JSON object) with `members` added before its closing brace.
+fn append_members(object: &[u8], members: &str) -> Vec<u8> {
+    let trimmed = object.trim_ascii_end();
     let body = &trimmed[..trimmed.len() - 1];
-    let sep = if body.trim_end().ends_with('{') { "" } else { "," };
-    format!("{body}{sep}{members}}}")
+    let sep: &[u8] = if body.trim_ascii_end().ends_with(b"{") { b"" } else { b"," };
+    [body, sep, members.as_bytes(), b"}"].concat()
 }
 
 /// `text`, a JSON object, without its top-level `_savio_line` and `_savio_error` members (and `_savio_sent`
 /// with `drop_sent`), nor the commas that set them apart, every other byte as it was. `None` when it does not
 /// scan as an object.
-fn without_savio_keys(text: &str, drop_sent: bool) -> Option<String> {
-    let b = text.as_bytes();
+fn without_savio_keys(b: &[u8], drop_sent: bool) -> Option<Vec<u8>> {
     let skip_ws = |mut i: usize| {
         while i < b.len() && b[i].is_ascii_whitespace() {
             i += 1;
@@ -331,7 +330,7 @@ fn without_savio_keys(text: &str, drop_sent: bool) -> Option<String> {
     let mut members = Vec::new();
     while b.get(i) == Some(&b'"') {
         let key_end = string_end(i)?;
-        let key: String = serde_json::from_str(&text[i..key_end]).ok()?;
+        let key: String = serde_json::from_slice(&b[i..key_end]).ok()?;
         let mut j = skip_ws(key_end);
         if b.get(j) != Some(&b':') {
             return None;
@@ -364,8 +363,8 @@ fn without_savio_keys(text: &str, drop_sent: bool) -> Option<String> {
         i = if b[next] == b',' { skip_ws(next + 1) } else { next };
     }
     let (first, last) = (members.first()?.0, members.last()?.1);
-    let mut out = String::with_capacity(text.len());
-    out.push_str(&text[..first]);
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(&b[..first]);
     let mut kept_one = false;
     for (k, &(start, end, ours)) in members.iter().enumerate() {
         if ours {
@@ -374,10 +373,10 @@ fn without_savio_keys(text: &str, drop_sent: bool) -> Option<String> {
         // A member keeps the separator before it (from the end of the member before), unless it is the first
         // one kept.
         let from = if kept_one { members[k - 1].1 } else { start };
-        out.push_str(&text[from..end]);
+        out.extend_from_slice(&b[from..end]);
         kept_one = true;
     }
-    out.push_str(&text[last..]);
+    out.extend_from_slice(&b[last..]);
     Some(out)
 }
 
@@ -427,20 +426,24 @@ impl<W: Write> Write for EncodeWriter<W> {
 mod tests {
     use super::*;
 
+    fn annotated(bytes: &[u8], line: u64, reason: &str, sent: &str) -> String {
+        String::from_utf8(annotate_json_line(bytes, line, reason, sent)).unwrap()
+    }
+
     #[test]
     fn json_lines_keep_their_bytes_and_gain_two_keys() {
         assert_eq!(
-            annotate_json_line(br#"{ "a" : 1.50 }"#, 3, "bad \"x\"", ""),
+            annotated(br#"{ "a" : 1.50 }"#, 3, "bad \"x\"", ""),
             r#"{ "a" : 1.50 ,"_savio_line":3,"_savio_error":"bad \"x\""}"#
         );
-        assert_eq!(annotate_json_line(b"{}", 1, "r", ""), r#"{"_savio_line":1,"_savio_error":"r"}"#);
+        assert_eq!(annotated(b"{}", 1, "r", ""), r#"{"_savio_line":1,"_savio_error":"r"}"#);
         assert_eq!(
-            annotate_json_line(br#"{"a":1,"_savio_line":9,"_savio_error":"old"}"#, 2, "new", ""),
+            annotated(br#"{"a":1,"_savio_line":9,"_savio_error":"old"}"#, 2, "new", ""),
             r#"{"a":1,"_savio_line":2,"_savio_error":"new"}"#
         );
         // A failures file's line fed back: its keys are replaced, every other byte kept.
         assert_eq!(
-            annotate_json_line(
+            annotated(
                 br#"{"id": "a1", "n": 123456789012345678901234567890, "p": 1.50, "t": "\u00e9","_savio_line":3,"_savio_error":"old","_savio_sent":"contact"}"#,
                 2,
                 "new",
@@ -449,22 +452,19 @@ mod tests {
             r#"{"id": "a1", "n": 123456789012345678901234567890, "p": 1.50, "t": "\u00e9","_savio_line":2,"_savio_error":"new","_savio_sent":"contact"}"#
         );
         assert_eq!(
-            annotate_json_line(br#"{ "_savio_line" : 3 , "a" : [1, {"b": "}"}] , "_savio_error": "x,}" }"#, 2, "r", ""),
+            annotated(br#"{ "_savio_line" : 3 , "a" : [1, {"b": "}"}] , "_savio_error": "x,}" }"#, 2, "r", ""),
             r#"{ "a" : [1, {"b": "}"}] ,"_savio_line":2,"_savio_error":"r"}"#
         );
         assert_eq!(
-            annotate_json_line(br#"{"_savio_line":3,"_savio_error":"x"}"#, 2, "r", ""),
+            annotated(br#"{"_savio_line":3,"_savio_error":"x"}"#, 2, "r", ""),
             r#"{"_savio_line":2,"_savio_error":"r"}"#
         );
         // Nothing to say of what was sent (`validate`): the line's own `_savio_sent` stays.
         assert_eq!(
-            annotate_json_line(br#"{"a":1.0,"_savio_line":3,"_savio_error":"x","_savio_sent":"feedback"}"#, 2, "r", ""),
+            annotated(br#"{"a":1.0,"_savio_line":3,"_savio_error":"x","_savio_sent":"feedback"}"#, 2, "r", ""),
             r#"{"a":1.0,"_savio_sent":"feedback","_savio_line":2,"_savio_error":"r"}"#
         );
-        assert_eq!(
-            annotate_json_line(b"{broken", 4, "r", ""),
-            r#"{"_savio_raw":"{broken","_savio_line":4,"_savio_error":"r"}"#
-        );
+        assert_eq!(annotated(b"{broken", 4, "r", ""), r#"{"_savio_raw":"{broken","_savio_line":4,"_savio_error":"r"}"#);
     }
 
     /// The failures file written for `input` when every row fails with reason "r".
@@ -529,6 +529,19 @@ mod tests {
         assert_eq!(
             jsonl_failures_of(b"{\"a\":\"\xE9\"}\n".to_vec(), "windows-1252"),
             b"{\"a\":\"\xE9\",\"_savio_line\":1,\"_savio_error\":\"r\"}\n"
+        );
+    }
+
+    #[test]
+    fn a_json_line_that_is_not_utf8_keeps_its_bytes() {
+        // Read without --encoding: the row fails; its bytes must survive for a re-run with the encoding.
+        assert_eq!(
+            annotate_json_line(b"{\"a\":\"caf\xE9\"}", 1, "r", ""),
+            b"{\"a\":\"caf\xE9\",\"_savio_line\":1,\"_savio_error\":\"r\"}"
+        );
+        assert_eq!(
+            annotate_json_line(b"{\"a\":\"caf\xE9\",\"_savio_line\":1,\"_savio_error\":\"r\"}", 2, "s", ""),
+            b"{\"a\":\"caf\xE9\",\"_savio_line\":2,\"_savio_error\":\"s\"}"
         );
     }
 
