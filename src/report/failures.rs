@@ -191,20 +191,25 @@ impl FailuresWriter {
                 }
                 let from = ragged.map_or(0, |t| *header_width - t);
                 let to = ragged.map_or((*width).max(fields.len()), |_| *width);
+                // The row's own value in column `i` (a ragged row's own `_savio_sent` is among its last fields).
+                let own = |i: usize| {
+                    let at = match ragged {
+                        Some(t) => (i < *header_width).then(|| i - from + fields.len() - t),
+                        None => Some(i),
+                    };
+                    at.and_then(|at| fields.get(at)).unwrap_or(b"")
+                };
                 for i in from..to {
                     if i == *line_at {
                         out.push_field(line_text.as_bytes());
                     } else if i == *error_at {
                         out.push_field(reason.as_bytes());
-                    } else if Some(i) == *sent_at {
+                    } else if Some(i) == *sent_at && !sent.is_empty() {
                         out.push_field(sent.as_bytes());
                     } else {
-                        // A ragged row's own `_savio_sent` (kept by `validate`) is among its last fields.
-                        let at = match ragged {
-                            Some(t) => (i < *header_width).then(|| i - from + fields.len() - t),
-                            None => Some(i),
-                        };
-                        out.push_field(at.and_then(|at| fields.get(at)).unwrap_or(b""));
+                        // Nothing sent (a row that now fails before sending anything): what the run that wrote
+                        // the file sent still is, and must not be sent again.
+                        out.push_field(own(i));
                     }
                 }
                 writer.write_byte_record(&out).map_err(|e| err(e.into()))?;
@@ -542,6 +547,28 @@ mod tests {
         assert_eq!(
             annotate_json_line(b"{\"a\":\"caf\xE9\",\"_savio_line\":1,\"_savio_error\":\"r\"}", 2, "s", ""),
             b"{\"a\":\"caf\xE9\",\"_savio_line\":2,\"_savio_error\":\"s\"}"
+        );
+    }
+
+    #[test]
+    fn a_row_that_sent_nothing_keeps_what_its_failures_file_says_was_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = b"Id,_savio_line,_savio_error,_savio_sent\n1,2,old,\"company, feedback\"\n2,3,old,feedback\n";
+        use crate::source::{InputPath, InputSpec, ReadItem, Source};
+        let spec = InputSpec { path: InputPath::Stdin, format: None, delimiter: None, encoding: TextEncoding::UTF8 };
+        let mut source = Source::from_reader(&spec, Box::new(io::Cursor::new(input.to_vec()))).unwrap();
+        let path = dir.path().join("failures.csv");
+        let mut w = FailuresWriter::create(&path, source.info(), true).unwrap();
+        let mut sent = ["", "contact, feedback"].into_iter();
+        while let Some(item) = source.next_item().unwrap() {
+            if let ReadItem::Record(r) = item {
+                w.write(r.line, &r.raw(), "r", sent.next().unwrap()).unwrap();
+            }
+        }
+        w.finish().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "Id,_savio_line,_savio_error,_savio_sent\n1,2,r,\"company, feedback\"\n2,3,r,\"contact, feedback\"\n"
         );
     }
 
