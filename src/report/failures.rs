@@ -82,9 +82,10 @@ impl FailuresWriter {
                     None => Vec::new(),
                 };
                 head.extend_from_slice(&header.line);
-                let (line_at, error_at, sent_at) = match (find(LINE_COLUMN), find(ERROR_COLUMN)) {
-                    (None, None) => (None, None, None),
-                    (line_at, error_at) => {
+                // Any of the three makes it a failures file (one whose other columns were deleted by hand too).
+                let (line_at, error_at, sent_at) = match (find(LINE_COLUMN), find(ERROR_COLUMN), find(SENT_COLUMN)) {
+                    (None, None, None) => (None, None, None),
+                    (line_at, error_at, _) => {
                         let mut width = header.names.len();
                         let mut at = |found: Option<usize>, name: &str| {
                             found.unwrap_or_else(|| {
@@ -569,6 +570,27 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "Id,_savio_line,_savio_error,_savio_sent\n1,2,r,\"company, feedback\"\n2,3,r,\"contact, feedback\"\n"
+        );
+    }
+
+    #[test]
+    fn a_failures_file_left_with_only_its_sent_column_gets_no_second_one() {
+        let dir = tempfile::tempdir().unwrap();
+        use crate::source::{InputPath, InputSpec, ReadItem, Source};
+        let spec = InputSpec { path: InputPath::Stdin, format: None, delimiter: None, encoding: TextEncoding::UTF8 };
+        let input = b"Id,_savio_sent\n1,feedback\n".to_vec();
+        let mut source = Source::from_reader(&spec, Box::new(io::Cursor::new(input))).unwrap();
+        let path = dir.path().join("failures.csv");
+        let mut w = FailuresWriter::create(&path, source.info(), true).unwrap();
+        while let Some(item) = source.next_item().unwrap() {
+            if let ReadItem::Record(r) = item {
+                w.write(r.line, &r.raw(), "r", "").unwrap();
+            }
+        }
+        w.finish().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "Id,_savio_sent,_savio_line,_savio_error\n1,feedback,2,r\n"
         );
     }
 
