@@ -716,8 +716,8 @@ fn rerun_flags(info: &SourceInfo, section: &InputSection) -> String {
 }
 
 /// A failed row's `_savio_sent` cell: what of it Savio has (ok, not sent again since an earlier run did,
-/// or feedback an earlier row of this run holds too: that row creates it, or its own failures file row
-/// does), or may have (feedback whose outcome is unknown), so that a re-run of the failures file sends the
+/// by the failures file or the state file, or feedback an earlier row of this run holds too: that row
+/// creates it, or its own failures file row does), or may have (feedback whose outcome is unknown), so that a re-run of the failures file sends the
 /// rest and never creates a feedback twice.
 fn sent_cell(results: &[ResultLine]) -> String {
     let mut marks: Vec<String> = Vec::new();
@@ -725,7 +725,12 @@ fn sent_cell(results: &[ResultLine]) -> String {
         let Some(entity) = r.entity else { continue };
         let mark = match r.status {
             Status::Ok => sent_marker(entity, false),
-            Status::Skipped if r.group == SENT_GROUP || r.group == REPEATED_FEEDBACK_GROUP => {
+            // Savio has it: an earlier run sent it (the failures file's, the run this one resumes, or one the
+            // state file records), or an earlier row of this run did.
+            Status::Skipped
+                if [SENT_GROUP, REPEATED_FEEDBACK_GROUP, Settled::DONE_BEFORE, Settled::UNCHANGED]
+                    .contains(&r.group.as_str()) =>
+            {
                 sent_marker(entity, false)
             }
             Status::Unknown if entity == Entity::Feedback => sent_marker(entity, true),

@@ -820,6 +820,42 @@ async fn the_rerun_command_printed_reads_a_windows_1252_failures_file_as_its_run
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feedback_the_state_file_says_savio_has_is_listed_as_sent_in_the_failures_file() {
+    use savio_sync::sandbox::{Sandbox, SandboxConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }).await.unwrap();
+    let mapping = "[contact]\ninternal_id = \"ID\"\nname = \"Name\"\nemail = \"Email\"\n\
+                   company_internal_id = \"Company ID\"\n\
+                   [feedback]\nproblem = \"Text\"\nperson_email = \"Email\"\n";
+    write(dir.path(), "m.toml", mapping);
+    write(dir.path(), "monday.csv", "ID,Name,Email,Company ID,Text\np1,Ann,ann@x.io,,Need SSO\n");
+    let state = ["--state", "jobs.sqlite"];
+    let monday = sync(dir.path(), &sb.base_url(), &[&["monday.csv", "-m", "m.toml"][..], &state].concat()).await;
+    assert_eq!(monday.code, 0, "{}", monday.stderr);
+    std::fs::remove_dir_all(dir.path().join("reports")).unwrap();
+    // Tuesday's export links Ann to a company Savio does not have yet: her contact fails, and the state file
+    // keeps her feedback from being created again.
+    write(dir.path(), "tuesday.csv", "ID,Name,Email,Company ID,Text\np1,Ann,ann@x.io,c9,Need SSO\n");
+    let tuesday = sync(dir.path(), &sb.base_url(), &[&["tuesday.csv", "-m", "m.toml"][..], &state].concat()).await;
+    assert_eq!(tuesday.code, 1, "{}", tuesday.stderr);
+    assert_eq!(sb.snapshot().feedback.len(), 1);
+    let failures = tuesday.failures("failures.csv");
+    assert!(failures.lines().nth(1).unwrap().ends_with(",feedback"), "Savio has it: {failures}");
+    std::fs::rename(dir.path().join("reports"), dir.path().join("tuesday")).unwrap();
+
+    // Its failures file re-run elsewhere (no state file), once the company is there: the contact only.
+    write(dir.path(), "companies.csv", "Company ID,Company\nc9,Acme\n");
+    write(dir.path(), "companies.toml", "[company]\ninternal_id = \"Company ID\"\nname = \"Company\"\n");
+    let companies = sync(dir.path(), &sb.base_url(), &["companies.csv", "-m", "companies.toml", "--no-state"]).await;
+    assert_eq!(companies.code, 0, "{}", companies.stderr);
+    std::fs::remove_dir_all(dir.path().join("reports")).unwrap();
+    let rerun = sync(dir.path(), &sb.base_url(), &["tuesday/failures.csv", "-m", "m.toml", "--no-state"]).await;
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    assert_eq!(sb.snapshot().feedback.len(), 1, "not created twice: {:?}", rerun.results());
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sandbox_flag_runs_the_job_in_process_and_reports_what_landed() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.csv", "ID,Name,Email,Company ID,Company\n1,A,a@x.io,c1,Acme\n2,B,b@x.io,c1,Acme\n");
