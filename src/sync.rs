@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::client::{ClientConfig, ClientError, SavioClient};
-use crate::mapping::{Mapping, SENT_GROUP, sent_marker};
+use crate::mapping::spec::InputSection;
+use crate::mapping::{Mapping, REPEATED_FEEDBACK_GROUP, SENT_GROUP, sent_marker};
 use crate::model::Entity;
 use crate::pipeline::RowKind;
 use crate::pipeline::{Pipeline, PrepareError, Row};
@@ -32,7 +33,7 @@ use crate::report::results::{ResultsError, ResultsWriter, Status};
 use crate::report::summary::StateInfo;
 use crate::report::summary::{ExitReason, SyncSummary};
 use crate::sink::{Job, RowDone, Sink, SinkConfig, StopReason, journal_entry};
-use crate::source::{Format, InputPath, InputSpec, ReadError};
+use crate::source::{Delimiter, DelimiterOrigin, Format, InputPath, InputSpec, ReadError, SourceInfo, TextEncoding};
 use crate::state::{Gate, Journal, LockError, Mode, NewRun, RunLock, Settled, StateError, StateStore};
 
 /// Everything a run needs, validated by the binary before anything starts.
@@ -228,6 +229,7 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         started: started_at.to_rfc3339(),
         results_file: Some(results_path.display().to_string()),
         failures_file: Some(failures_path.display().to_string()),
+        rerun_flags: rerun_flags(&info, mapping.input()),
         ..Default::default()
     };
     let reporter =
@@ -690,15 +692,47 @@ async fn report(
     })
 }
 
-/// A failed row's `_savio_sent` cell: what of it Savio has (ok, or not sent again since an earlier run
-/// did), or may have (feedback whose outcome is unknown), so that a re-run of the failures file sends the rest.
+/// The flags a re-run of the failures file needs to read it as this run read the input: the file keeps the
+/// input's encoding and delimiter, but an encoding without a byte-order mark (windows-1252) cannot be told
+/// from the bytes, and a delimiter that had to be given may not be detected either. Nothing when the mapping's
+/// `[input]` says it (the re-run uses the same mapping), the byte-order mark or `sep=` line tells, or UTF-8.
+fn rerun_flags(info: &SourceInfo, section: &InputSection) -> String {
+    let mut flags = String::new();
+    let in_mapping = section.encoding.as_deref().and_then(TextEncoding::from_label);
+    if !info.encoding.bom && !info.encoding.is_utf8() && in_mapping.map(|e| e.name()) != Some(info.encoding.name()) {
+        flags.push_str(&format!(" --encoding {}", info.encoding.name().to_ascii_lowercase()));
+    }
+    if let Some(d) = info.delimiter
+        && info.delimiter_origin() == Some(DelimiterOrigin::Given)
+        && section.delimiter.as_deref().and_then(Delimiter::parse) != Some(d)
+    {
+        match d.0 {
+            b'\t' => flags.push_str(" --delimiter tab"),
+            b'\'' => flags.push_str(" --delimiter \"'\""),
+            b => flags.push_str(&format!(" --delimiter '{}'", b as char)),
+        }
+    }
+    flags
+}
+
+/// A failed row's `_savio_sent` cell: what of it Savio has (ok, not sent again since an earlier run did,
+/// by the failures file or the state file, or feedback an earlier row of this run holds too: that row
+/// creates it, or its own failures file row does), or may have (feedback whose outcome is unknown), so that a re-run of the failures file sends the
+/// rest and never creates a feedback twice.
 fn sent_cell(results: &[ResultLine]) -> String {
     let mut marks: Vec<String> = Vec::new();
     for r in results {
         let Some(entity) = r.entity else { continue };
         let mark = match r.status {
             Status::Ok => sent_marker(entity, false),
-            Status::Skipped if r.group == SENT_GROUP => sent_marker(entity, false),
+            // Savio has it: an earlier run sent it (the failures file's, the run this one resumes, or one the
+            // state file records), or an earlier row of this run did.
+            Status::Skipped
+                if [SENT_GROUP, REPEATED_FEEDBACK_GROUP, Settled::DONE_BEFORE, Settled::UNCHANGED]
+                    .contains(&r.group.as_str()) =>
+            {
+                sent_marker(entity, false)
+            }
             Status::Unknown if entity == Entity::Feedback => sent_marker(entity, true),
             _ => continue,
         };

@@ -422,6 +422,32 @@ async fn a_feedback_answered_500_is_unknown_and_never_resent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feedback_retried_by_retry_unknown_that_never_lands_stays_unknown_in_the_failures_file() {
+    // --retry-unknown re-sends it; each 500 may have created it, so giving up is no "failed": a re-run of
+    // the failures file without the flag must not create it yet again.
+    let mut server = mockito::Server::new_async().await;
+    let failing = server
+        .mock("POST", "/app/api/create-feedback/")
+        .with_status(500)
+        .with_body("<h1>Server Error (500)</h1>")
+        .expect(2)
+        .create_async()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "Text,Email\nidea,a@x.io\n");
+    write(dir.path(), "m.toml", FEEDBACK_MAPPING);
+    let args = ["in.csv", "-m", "m.toml", "--no-state", "--retry-unknown", "--max-retries", "1"];
+    let run = sync(dir.path(), &api(&server), &args).await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    failing.assert_async().await;
+    let r = &run.results()[0];
+    assert_eq!((r[3].as_str(), r[4].as_str(), r[5].as_str()), ("unknown", "500", "2"), "{r:?}");
+    assert_eq!(run.summary()["exit_reason"], "unknown_outcomes");
+    let failures = run.failures("failures.csv");
+    assert!(failures.lines().nth(1).unwrap().ends_with(",feedback (unknown)"), "{failures}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upsert_timeout_is_retried() {
     let (url, seen) = silent_server().await;
     let dir = tempfile::tempdir().unwrap();
@@ -714,6 +740,118 @@ async fn rerunning_a_failures_file_never_creates_the_feedback_its_run_already_cr
     let snapshot = sb.snapshot();
     assert_eq!(snapshot.feedback.len(), 2, "not created twice");
     assert!(snapshot.contacts.iter().any(|c| c.internal_id.as_deref() == Some("p1")));
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerunning_a_failures_file_never_creates_a_feedback_an_earlier_row_of_its_run_created() {
+    use savio_sync::sandbox::{Sandbox, SandboxConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }).await.unwrap();
+    // Two tickets of one person with the same text: one feedback, created by line 2. Line 3's contact
+    // fails (its company c9 is not in Savio yet), so line 3, whose feedback was a repeat, is a failed row.
+    write(
+        dir.path(),
+        "in.csv",
+        "ID,Name,Email,Company ID,Text\np1,Ann,ann@x.io,,Need SSO\np2,Ann B,ann@x.io,c9,Need SSO\n",
+    );
+    let mapping = "[contact]\ninternal_id = \"ID\"\nname = \"Name\"\nemail = \"Email\"\n\
+                   company_internal_id = \"Company ID\"\n\
+                   [feedback]\nproblem = \"Text\"\nperson_email = \"Email\"\n";
+    write(dir.path(), "m.toml", mapping);
+    let first = sync(dir.path(), &sb.base_url(), &["in.csv", "-m", "m.toml", "--no-state"]).await;
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    assert_eq!(sb.snapshot().feedback.len(), 1);
+    let failures = first.failures("failures.csv");
+    assert!(failures.lines().nth(1).unwrap().ends_with(",feedback"), "line 2 created it: {failures}");
+    std::fs::rename(dir.path().join("reports"), dir.path().join("first")).unwrap();
+
+    write(dir.path(), "companies.csv", "Company ID,Company\nc9,Acme\n");
+    write(dir.path(), "companies.toml", "[company]\ninternal_id = \"Company ID\"\nname = \"Company\"\n");
+    let companies = sync(dir.path(), &sb.base_url(), &["companies.csv", "-m", "companies.toml", "--no-state"]).await;
+    assert_eq!(companies.code, 0, "{}", companies.stderr);
+    std::fs::remove_dir_all(dir.path().join("reports")).unwrap();
+    let second = sync(dir.path(), &sb.base_url(), &["first/failures.csv", "-m", "m.toml", "--no-state"]).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let snapshot = sb.snapshot();
+    assert_eq!(snapshot.feedback.len(), 1, "not created twice: {:?}", second.results());
+    assert!(snapshot.contacts.iter().any(|c| c.internal_id.as_deref() == Some("p2")));
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rerun_command_printed_reads_a_windows_1252_failures_file_as_its_run_read_the_input() {
+    use savio_sync::sandbox::{Sandbox, SandboxConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }).await.unwrap();
+    // A European Excel export: windows-1252 (no byte-order mark to tell), ';' given by hand.
+    let input = "ID;Name;Email;Company ID;Company\r\n1;Ren\u{e9};rene@x.io;c1;Caf\u{e9} \u{20ac}\r\n\
+                 2;J\u{fc}rgen;not-an-email;c1;Caf\u{e9} \u{20ac}\r\n";
+    let bytes: Vec<u8> = input.chars().map(|c| if c == '\u{20ac}' { 0x80 } else { c as u32 as u8 }).collect();
+    std::fs::write(dir.path().join("in.csv"), &bytes).unwrap();
+    write(dir.path(), "m.toml", CONTACTS_MAPPING);
+    let first = sync(
+        dir.path(),
+        &sb.base_url(),
+        &["in.csv", "-m", "m.toml", "--no-state", "--encoding", "windows-1252", "--delimiter", ";"],
+    )
+    .await;
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    let hint = first.stdout.lines().find_map(|l| l.strip_prefix("Re-run the failed rows with: savio-sync sync "));
+    let hint = hint.unwrap_or_else(|| panic!("{}", first.stdout));
+    assert_eq!(hint, "reports/failures.csv --mapping m.toml --encoding windows-1252 --delimiter ';'");
+    std::fs::rename(dir.path().join("reports"), dir.path().join("first")).unwrap();
+
+    // The command as printed (the shell's quotes removed) reads the file as the first run read the input.
+    let args: Vec<String> =
+        hint.replace("reports/", "first/").split(' ').map(|a| a.trim_matches('\'').to_string()).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).chain(["--no-state"]).collect();
+    let second = sync(dir.path(), &sb.base_url(), &args).await;
+    assert_eq!(second.code, 1, "{}", second.stderr);
+    let results = second.results();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0][6].contains("\"not-an-email\" is not a valid email"), "{results:?}");
+    // A mapping that says how to read the input needs no flag.
+    write(dir.path(), "m2.toml", &format!("[input]\nencoding = \"latin1\"\ndelimiter = \";\"\n{CONTACTS_MAPPING}"));
+    std::fs::remove_dir_all(dir.path().join("reports")).unwrap();
+    let third = sync(dir.path(), &sb.base_url(), &["in.csv", "-m", "m2.toml", "--no-state"]).await;
+    assert!(third.stdout.contains("savio-sync sync reports/failures.csv --mapping m2.toml\n"), "{}", third.stdout);
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feedback_the_state_file_says_savio_has_is_listed_as_sent_in_the_failures_file() {
+    use savio_sync::sandbox::{Sandbox, SandboxConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let sb = Sandbox::start(SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }).await.unwrap();
+    let mapping = "[contact]\ninternal_id = \"ID\"\nname = \"Name\"\nemail = \"Email\"\n\
+                   company_internal_id = \"Company ID\"\n\
+                   [feedback]\nproblem = \"Text\"\nperson_email = \"Email\"\n";
+    write(dir.path(), "m.toml", mapping);
+    write(dir.path(), "monday.csv", "ID,Name,Email,Company ID,Text\np1,Ann,ann@x.io,,Need SSO\n");
+    let state = ["--state", "jobs.sqlite"];
+    let monday = sync(dir.path(), &sb.base_url(), &[&["monday.csv", "-m", "m.toml"][..], &state].concat()).await;
+    assert_eq!(monday.code, 0, "{}", monday.stderr);
+    std::fs::remove_dir_all(dir.path().join("reports")).unwrap();
+    // Tuesday's export links Ann to a company Savio does not have yet: her contact fails, and the state file
+    // keeps her feedback from being created again.
+    write(dir.path(), "tuesday.csv", "ID,Name,Email,Company ID,Text\np1,Ann,ann@x.io,c9,Need SSO\n");
+    let tuesday = sync(dir.path(), &sb.base_url(), &[&["tuesday.csv", "-m", "m.toml"][..], &state].concat()).await;
+    assert_eq!(tuesday.code, 1, "{}", tuesday.stderr);
+    assert_eq!(sb.snapshot().feedback.len(), 1);
+    let failures = tuesday.failures("failures.csv");
+    assert!(failures.lines().nth(1).unwrap().ends_with(",feedback"), "Savio has it: {failures}");
+    std::fs::rename(dir.path().join("reports"), dir.path().join("tuesday")).unwrap();
+
+    // Its failures file re-run elsewhere (no state file), once the company is there: the contact only.
+    write(dir.path(), "companies.csv", "Company ID,Company\nc9,Acme\n");
+    write(dir.path(), "companies.toml", "[company]\ninternal_id = \"Company ID\"\nname = \"Company\"\n");
+    let companies = sync(dir.path(), &sb.base_url(), &["companies.csv", "-m", "companies.toml", "--no-state"]).await;
+    assert_eq!(companies.code, 0, "{}", companies.stderr);
+    std::fs::remove_dir_all(dir.path().join("reports")).unwrap();
+    let rerun = sync(dir.path(), &sb.base_url(), &["tuesday/failures.csv", "-m", "m.toml", "--no-state"]).await;
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    assert_eq!(sb.snapshot().feedback.len(), 1, "not created twice: {:?}", rerun.results());
     sb.shutdown().await.unwrap();
 }
 

@@ -63,6 +63,11 @@ pub const SENT_COLUMN: &str = "_savio_sent";
 /// says it was.
 pub const SENT_GROUP: &str = "sent by the run that wrote the failures file";
 
+/// The mark in the results of feedback not sent because an earlier row of the run holds the same: that row
+/// creates it (or, in its failures file row, creates it again), so a failures file lists it as sent for the
+/// repeating row too, lest a re-run create it a second time.
+pub const REPEATED_FEEDBACK_GROUP: &str = "feedback identical to an earlier row's";
+
 /// A `_savio_sent` cell as written for `entity`.
 pub fn sent_marker(entity: Entity, unknown: bool) -> String {
     if unknown { format!("{entity} (unknown)") } else { entity.to_string() }

@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 pub use compile::Compiled;
 pub use error::{FieldError, FieldProblem, MappingError, Problem, ProblemKind};
 pub use mapper::{
-    DropReason, Dropped, MapOutcome, Mapper, MapperStats, SENT_COLUMN, SENT_GROUP, normalise_key, sent_marker,
+    DropReason, Dropped, MapOutcome, Mapper, MapperStats, REPEATED_FEEDBACK_GROUP, SENT_COLUMN, SENT_GROUP,
+    normalise_key, sent_marker,
 };
 pub use shape::ShapeProblem;
 

@@ -88,6 +88,10 @@ pub struct SyncSummary {
     pub stopped_after_line: Option<u64>,
     pub results_file: Option<String>,
     pub failures_file: Option<String>,
+    /// The reading flags a re-run of the failures file needs (` --encoding windows-1252`): what the file
+    /// cannot tell by itself and the mapping does not say. Printed in the re-run hint, not in summary.json.
+    #[serde(skip)]
+    pub rerun_flags: String,
     /// Payloads not sent because Savio already has them (`--incremental`), and payloads a resumed run
     /// skipped because the run it continues had sent them.
     #[serde(default)]
@@ -220,7 +224,11 @@ impl SyncSummary {
         } else if let Some(f) = &self.failures_file
             && self.rows_with(Status::Failed) + self.rows_with(Status::Blocked) + self.rows_with(Status::Unknown) > 0
         {
-            writeln!(out, "Re-run the failed rows with: savio-sync sync {f} --mapping {}", self.mapping)?;
+            writeln!(
+                out,
+                "Re-run the failed rows with: savio-sync sync {f} --mapping {}{}",
+                self.mapping, self.rerun_flags
+            )?;
         }
         Ok(())
     }

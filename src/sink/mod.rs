@@ -36,7 +36,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::client::{Backoff, Departure, RetryAction, SavioClient, SendError, classify, classify_status, idempotent};
-use crate::mapping::{DropReason, SENT_GROUP};
+use crate::mapping::{DropReason, REPEATED_FEEDBACK_GROUP, SENT_GROUP};
 use crate::model::{Entity, Payload, json_hash};
 use crate::pipeline::{Row, RowKind, RowSource, reason_text};
 use crate::report::results::{ResultLine, Status};
@@ -412,6 +412,9 @@ impl Sink {
                                 (Status::Unknown, format!("{}: outcome unknown (failures file)", d.entity))
                             }
                             DropReason::Sent { unknown: false } => (Status::Skipped, SENT_GROUP.to_string()),
+                            DropReason::Duplicate { .. } if d.entity == Entity::Feedback => {
+                                (Status::Skipped, REPEATED_FEEDBACK_GROUP.to_string())
+                            }
                             _ => (Status::Skipped, String::new()),
                         };
                         ResultLine {
@@ -588,9 +591,13 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
     let mark = (!idempotent && shared.journal.is_some()).then(|| (r.line, r.key.clone(), r.hash.clone()));
     let mut unmarked = mark.is_some();
     let mut last_error: Option<String> = None;
+    // Feedback re-sent by `retry_unknown` after an answer that leaves its creation open (a 500, a timeout):
+    // however its later attempts end, short of a success, it may exist in Savio.
+    let mut maybe_created = false;
     loop {
         if let Some(stop) = shared.stop_reason() {
-            return not_sent_result(r, &stop, last_error.as_deref());
+            let r = not_sent_result(r, &stop, last_error.as_deref());
+            return if maybe_created { maybe_created_result(r, entity) } else { r };
         }
         // Waiting for a slot, and below for the rate limiter, ends as soon as the run stops: what was queued
         // is reported "not sent" at once, not paced out at `--rate` (which could outlast any grace period).
@@ -682,6 +689,7 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
         let mut action = classify(&err, idempotent);
         if action == RetryAction::Unknown && shared.cfg.retry_unknown {
             action = RetryAction::Retry { after: None };
+            maybe_created = true;
         }
         let retries_left = r.attempts <= shared.cfg.max_retries;
         match action {
@@ -712,7 +720,7 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
             RetryAction::Retry { .. } => {
                 r.reason = format!("gave up after {} attempts: {err}", r.attempts);
                 r.group = format!("{entity}: gave up after retries ({})", short(&err));
-                return r;
+                return if maybe_created { maybe_created_result(r, entity) } else { r };
             }
             RetryAction::Unknown => {
                 r.status = Status::Unknown;
@@ -872,6 +880,15 @@ fn blocked(mut r: ResultLine, company: &str, reason: &str) -> ResultLine {
 }
 
 /// A payload's result when the run stopped before its request left.
+/// A payload that did not land, one of whose attempts may have created it anyway: `unknown`, so that its
+/// failures file row and the state file keep it from being created again blindly.
+fn maybe_created_result(mut r: ResultLine, entity: Entity) -> ResultLine {
+    r.status = Status::Unknown;
+    r.reason = format!("{}; an earlier attempt may have created it (outcome unknown)", r.reason);
+    r.group = format!("{entity}: outcome unknown (retried, then gave up)");
+    r
+}
+
 fn not_sent_result(mut r: ResultLine, stop: &StopReason, last_error: Option<&str>) -> ResultLine {
     r.reason = not_sent(stop, last_error);
     r.group = format!("{}: not sent (run stopped)", r.entity.map_or("row", |e| e.as_str()));
