@@ -564,3 +564,76 @@ async fn a_kill_leaves_in_flight_marks_only_for_feedback_that_left() {
     assert_eq!(sb.snapshot().feedback.len(), 40);
     sb.shutdown().await.unwrap();
 }
+
+/// Regression: when the reports stopped being writable part way (disk full), the writer kept sending every
+/// remaining row without recording anything (the reporter had returned, so neither the reports nor the state
+/// journal saw those outcomes), and the run exited 2, "nothing was sent", with no summary. The reports'
+/// failure now stops the run as other stops do: exit 3, `reports_failed`, every outcome journaled, and the
+/// same command resumes it without sending anything twice.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_that_stop_being_writable_stop_the_run_and_the_state_keeps_every_outcome() {
+    use std::io::Read;
+    const ROWS: usize = 400;
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(ROWS));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    let args = ["in.csv", "-m", "m.toml", "--state", "state.sqlite", "--rate", "40"];
+    // results.csv is a pipe the test reads and then closes: every later write fails, as on a full disk.
+    std::fs::create_dir(dir.path().join("full")).unwrap();
+    let fifo = dir.path().join("full/results.csv");
+    assert!(StdCommand::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut cmd = command(dir.path(), &sb.base_url(), &args);
+    cmd.args(["--report-dir", "full"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut pipe = std::fs::File::open(&fifo).unwrap();
+        let mut head = [0u8; 8];
+        pipe.read_exact(&mut head).unwrap();
+        head
+    });
+    assert_eq!(&reader.await.unwrap(), b"line,ent", "the header is written before anything is sent");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot write results file"), "{stderr}");
+    let (sent, contacts) = (sb.snapshot().feedback.len(), sb.snapshot().contacts.len());
+    assert!(sent < ROWS / 2, "the run stopped sending ({sent} of {ROWS} feedback sent)");
+    let summary: Value = serde_json::from_slice(&std::fs::read(dir.path().join("full/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["exit_reason"], "reports_failed", "{summary:#}");
+    assert_eq!(summary["exit_code"], 3);
+    assert!(summary["abort_message"].as_str().unwrap().contains("results.csv"), "{summary:#}");
+    // Every feedback that landed is journaled (ok, or unknown if it was in flight): the resume sends the rest.
+    let args = ["in.csv", "-m", "m.toml", "--state", "state.sqlite", "--rate", "5000"];
+    let rest = sync(dir.path(), &sb.base_url(), "rest", &args).await;
+    assert_eq!(rest.code, 0, "{}\n{}", rest.stdout, rest.stderr);
+    let summary = rest.summary();
+    assert_eq!(summary["state"]["resumed"], true, "{summary:#}");
+    assert_eq!(summary["done_before_resume"].as_u64().unwrap() as usize, sent + contacts, "{summary:#}");
+    let snapshot = sb.snapshot();
+    assert_eq!(snapshot.feedback.len(), ROWS, "every feedback created once");
+    assert_eq!(snapshot.contacts.len(), ROWS);
+    sb.shutdown().await.unwrap();
+}
+
+/// A report folder where nothing can be written (here: results.csv leads to /dev/full) is an error before
+/// anything is sent, exit 2, and the run is recorded as ended, not as killed.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_the_start_is_exit_2_before_anything_is_sent() {
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(5));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    std::fs::create_dir(dir.path().join("full")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("full/results.csv")).unwrap();
+    let run = sync(dir.path(), &sb.base_url(), "full", &["in.csv", "-m", "m.toml", "--state", "s.sqlite"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot write results file"), "{}", run.stderr);
+    assert_eq!(sb.requests().total, 0, "nothing was sent");
+    let store = StateStore::open_existing(&dir.path().join("s.sqlite")).unwrap();
+    let runs = store.runs(5).unwrap();
+    assert_eq!(runs[0].exit_reason.as_deref(), Some("reports_failed"));
+    sb.shutdown().await.unwrap();
+}
