@@ -409,6 +409,19 @@ fn report_error(err: &anyhow::Error) {
         let _ = writeln!(stderr, "{line}");
         return;
     }
+    if !io::stderr().is_terminal() {
+        // Cron appends night after night to one log: the error is one line with its UTC time, as every
+        // other log line there, so that a monitor (or a person) can tell which night it belongs to.
+        let mut line =
+            format!("{} ERROR error: {err}", chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        for cause in err.chain().skip(1) {
+            line.push_str(&format!(" (caused by: {cause})"));
+        }
+        // A multi-line message (a mapping's list of problems) stays on the one line too.
+        let line: Vec<&str> = line.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let _ = writeln!(stderr, "{}", line.join(" "));
+        return;
+    }
     let _ = writeln!(stderr, "error: {err}");
     for cause in err.chain().skip(1) {
         let _ = writeln!(stderr, "  caused by: {cause}");

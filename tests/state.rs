@@ -637,3 +637,25 @@ async fn a_full_disk_at_the_start_is_exit_2_before_anything_is_sent() {
     assert_eq!(runs[0].exit_reason.as_deref(), Some("reports_failed"));
     sb.shutdown().await.unwrap();
 }
+
+/// Regression: with stderr appended to a cron log, every log line starts with its UTC time, but the fatal
+/// error (the "another run holds the state" of exit 4, above all) was printed bare over several lines: which
+/// night it belonged to could not be told. It is now one line with its time, as the other log lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_error_in_a_cron_log_is_one_line_with_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(3));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    let _held = savio_sync::state::RunLock::acquire(&dir.path().join("state.sqlite"), "input last-night.csv").unwrap();
+    let mut cmd =
+        command(dir.path(), "http://127.0.0.1:9/app/api/", &["in.csv", "-m", "m.toml", "--state", "state.sqlite"]);
+    let out = cmd.args(["--report-dir", "r"]).stdin(Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    let (time, rest) = lines[0].split_once(' ').unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "starts with its time: {stderr}");
+    assert!(rest.starts_with("ERROR "), "{stderr}");
+    assert!(rest.contains("another savio-sync run") && rest.contains("last-night.csv"), "{stderr}");
+}
