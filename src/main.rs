@@ -151,6 +151,9 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
         Some(d) => d.clone(),
         None => unique_dir(savio_sync::sync::default_report_dir(&input.path)),
     };
+    // A run that stops before writing anything (another run holds the state: exit 4) leaves no empty folder
+    // of its own behind; `remove_dir` removes only an empty one.
+    let reserved = args.report_dir.is_none().then(|| report_dir.clone());
     let state = state_settings(&args, &report_dir);
     if let Some(shard) = args.state.shard {
         tracing::info!(
@@ -161,7 +164,7 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
         );
     }
     let rt = writer_runtime()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         if args.sandbox && args.conn.base_url != savio_sync::client::DEFAULT_BASE_URL {
             tracing::warn!(
                 "--sandbox: ignoring the base URL {} (from --base-url or SAVIO_BASE_URL)",
@@ -202,7 +205,13 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
         }
         let code = outcome.summary.exit_reason.map_or(Exit::Unusable, |r| r.exit_code());
         Ok(code)
-    })
+    });
+    if result.is_err()
+        && let Some(dir) = reserved
+    {
+        let _ = std::fs::remove_dir(dir);
+    }
+    result
 }
 
 /// How this run uses its state file: none with `--no-state` (or `--sandbox` without `--state`, whose data
@@ -360,12 +369,26 @@ fn load_token(file: Option<&std::path::Path>) -> anyhow::Result<ApiToken> {
     Ok(token)
 }
 
-/// `dir`, or `dir-2`, `dir-3`... if it already exists (two runs in the same second).
+/// `dir`, or `dir-2`, `dir-3`... if it already exists (two runs in the same second), created here so that
+/// two runs starting at once (two cron lines, one export, two mappings) cannot both pick the same folder and
+/// overwrite each other's reports. When the folder cannot be created, `dir` is returned as is: the command
+/// then fails on it with its own message.
 fn unique_dir(dir: std::path::PathBuf) -> std::path::PathBuf {
-    if !dir.exists() {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
+        && std::fs::create_dir_all(parent).is_err()
+    {
         return dir;
     }
-    (2..).map(|n| std::path::PathBuf::from(format!("{}-{n}", dir.display()))).find(|d| !d.exists()).unwrap_or(dir)
+    let candidates = std::iter::once(dir.clone())
+        .chain((2..10_000).map(|n| std::path::PathBuf::from(format!("{}-{n}", dir.display()))));
+    for candidate in candidates {
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return candidate,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return dir,
+        }
+    }
+    dir
 }
 
 /// A flag that flips on the first Ctrl-C / SIGTERM; a second one exits at once. `finishing` says what the

@@ -659,3 +659,59 @@ async fn a_fatal_error_in_a_cron_log_is_one_line_with_its_time() {
     assert!(rest.starts_with("ERROR "), "{stderr}");
     assert!(rest.contains("another savio-sync run") && rest.contains("last-night.csv"), "{stderr}");
 }
+
+/// Regression: two cron lines starting at once on one export with two mappings (two state files, so no lock
+/// between them) picked the same default report folder (`savio-reports/<second>-<input>/`: the folder was
+/// checked for, not created, when picked) and wrote their results.csv and summary.json over each other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_started_in_the_same_second_get_their_own_report_folders() {
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(20));
+    write(dir.path(), "people.toml", PEOPLE_AND_FEEDBACK);
+    write(dir.path(), "contacts.toml", "[contact]\ninternal_id = \"ID\"\nname = \"Name\"\nemail = \"Email\"\n");
+    // Both start early in one second, so both default folders carry the same time.
+    let now = chrono::Utc::now();
+    let into_second = Duration::from_nanos(u64::from(now.timestamp_subsec_nanos()));
+    tokio::time::sleep(Duration::from_millis(1050).saturating_sub(into_second)).await;
+    let spawn = |mapping: &str| {
+        let mut cmd = command(dir.path(), &sb.base_url(), &["in.csv", "-m", mapping, "--rate", "5000"]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let (a, b) = (spawn("people.toml"), spawn("contacts.toml"));
+    let (a, b) = tokio::task::spawn_blocking(move || (a.wait_with_output().unwrap(), b.wait_with_output().unwrap()))
+        .await
+        .unwrap();
+    let folder = |out: &std::process::Output| {
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = stdout.lines().find_map(|l| l.strip_prefix("Reports:")).expect("a Reports line").trim().to_string();
+        dir.path().join(line)
+    };
+    let (fa, fb) = (folder(&a), folder(&b));
+    assert_ne!(fa, fb, "each run has its own report folder");
+    for (f, mapping) in [(&fa, "people.toml"), (&fb, "contacts.toml")] {
+        let summary: Value = serde_json::from_slice(&std::fs::read(f.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["mapping"], mapping, "{}", f.display());
+        assert_eq!(summary["rows"], 20);
+    }
+    sb.shutdown().await.unwrap();
+}
+
+/// A run refused because another holds the state file leaves no empty default report folder behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_run_leaves_no_report_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(3));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    std::fs::create_dir(dir.path().join("savio-reports")).unwrap();
+    let _held = savio_sync::state::RunLock::acquire(&dir.path().join("savio-reports/m.state.sqlite"), "x").unwrap();
+    let out = command(dir.path(), "http://127.0.0.1:9/app/api/", &["in.csv", "-m", "m.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("savio-reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.contains(".state.sqlite"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
