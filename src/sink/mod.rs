@@ -673,6 +673,13 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
                 r.status = Status::Ok;
                 r.http_status = Some(accepted.status);
                 r.savio_id = accepted.id;
+                // Created: said in the in-flight log at once, since the journal commits it only with its batch.
+                if let (Some((line, key, hash)), Some(journal)) = (&mark, &shared.journal)
+                    && let Err(e) =
+                        journal.after_created(*line, key, hash, r.savio_id.as_ref().map(ToString::to_string))
+                {
+                    tracing::warn!("{e}: if the run crashes now, this feedback will be reported unknown");
+                }
                 r.reason = match accepted.cut {
                     // The status says it was applied: an ok without an id, not an unknown outcome.
                     Some(cut) => format!("Savio answered {}, but {cut}: no Savio id", accepted.status),
