@@ -147,13 +147,21 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
         retry_unknown: args.writer.retry_unknown,
         ..SinkConfig::default()
     };
+    // A run that stops before writing anything (no token; another run holds the state: exit 4) leaves no
+    // empty folder of its own behind, nor the `savio-reports` it created; `remove_dir` removes only an empty one.
+    let mut reserved = Vec::new();
     let report_dir = match &args.report_dir {
         Some(d) => d.clone(),
-        None => unique_dir(savio_sync::sync::default_report_dir(&input.path)),
+        None => {
+            let dir = savio_sync::sync::default_report_dir(&input.path);
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+                reserved.push(parent.to_path_buf());
+            }
+            let dir = unique_dir(dir);
+            reserved.insert(0, dir.clone());
+            dir
+        }
     };
-    // A run that stops before writing anything (another run holds the state: exit 4) leaves no empty folder
-    // of its own behind; `remove_dir` removes only an empty one.
-    let reserved = args.report_dir.is_none().then(|| report_dir.clone());
     let state = state_settings(&args, &report_dir);
     if let Some(shard) = args.state.shard {
         tracing::info!(
@@ -206,10 +214,10 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
         let code = outcome.summary.exit_reason.map_or(Exit::Unusable, |r| r.exit_code());
         Ok(code)
     });
-    if result.is_err()
-        && let Some(dir) = reserved
-    {
-        let _ = std::fs::remove_dir(dir);
+    if result.is_err() {
+        for dir in reserved {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
     result
 }
