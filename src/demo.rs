@@ -213,7 +213,8 @@ impl DemoReport {
                             | ExitReason::Interrupted
                             | ExitReason::Throttled
                             | ExitReason::Unavailable
-                            | ExitReason::InputError,
+                            | ExitReason::InputError
+                            | ExitReason::ReportsFailed,
                     ) | None
                 )
             });

@@ -147,9 +147,20 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
         retry_unknown: args.writer.retry_unknown,
         ..SinkConfig::default()
     };
+    // A run that stops before writing anything (no token; another run holds the state: exit 4) leaves no
+    // empty folder of its own behind, nor the `savio-reports` it created; `remove_dir` removes only an empty one.
+    let mut reserved = Vec::new();
     let report_dir = match &args.report_dir {
         Some(d) => d.clone(),
-        None => unique_dir(savio_sync::sync::default_report_dir(&input.path)),
+        None => {
+            let dir = savio_sync::sync::default_report_dir(&input.path);
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+                reserved.push(parent.to_path_buf());
+            }
+            let dir = unique_dir(dir);
+            reserved.insert(0, dir.clone());
+            dir
+        }
     };
     let state = state_settings(&args, &report_dir);
     if let Some(shard) = args.state.shard {
@@ -161,7 +172,7 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
         );
     }
     let rt = writer_runtime()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         if args.sandbox && args.conn.base_url != savio_sync::client::DEFAULT_BASE_URL {
             tracing::warn!(
                 "--sandbox: ignoring the base URL {} (from --base-url or SAVIO_BASE_URL)",
@@ -202,7 +213,13 @@ fn cmd_sync(args: cli::SyncArgs, quiet: bool) -> anyhow::Result<Exit> {
         }
         let code = outcome.summary.exit_reason.map_or(Exit::Unusable, |r| r.exit_code());
         Ok(code)
-    })
+    });
+    if result.is_err() {
+        for dir in reserved {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    result
 }
 
 /// How this run uses its state file: none with `--no-state` (or `--sandbox` without `--state`, whose data
@@ -360,12 +377,26 @@ fn load_token(file: Option<&std::path::Path>) -> anyhow::Result<ApiToken> {
     Ok(token)
 }
 
-/// `dir`, or `dir-2`, `dir-3`... if it already exists (two runs in the same second).
+/// `dir`, or `dir-2`, `dir-3`... if it already exists (two runs in the same second), created here so that
+/// two runs starting at once (two cron lines, one export, two mappings) cannot both pick the same folder and
+/// overwrite each other's reports. When the folder cannot be created, `dir` is returned as is: the command
+/// then fails on it with its own message.
 fn unique_dir(dir: std::path::PathBuf) -> std::path::PathBuf {
-    if !dir.exists() {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
+        && std::fs::create_dir_all(parent).is_err()
+    {
         return dir;
     }
-    (2..).map(|n| std::path::PathBuf::from(format!("{}-{n}", dir.display()))).find(|d| !d.exists()).unwrap_or(dir)
+    let candidates = std::iter::once(dir.clone())
+        .chain((2..10_000).map(|n| std::path::PathBuf::from(format!("{}-{n}", dir.display()))));
+    for candidate in candidates {
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return candidate,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return dir,
+        }
+    }
+    dir
 }
 
 /// A flag that flips on the first Ctrl-C / SIGTERM; a second one exits at once. `finishing` says what the
@@ -407,6 +438,20 @@ fn report_error(err: &anyhow::Error) {
             "fields": { "message": err.to_string(), "causes": causes },
         });
         let _ = writeln!(stderr, "{line}");
+        return;
+    }
+    if !io::stderr().is_terminal() {
+        // Cron appends night after night to one log: the error is one line with its UTC time, as every
+        // other log line there, so that a monitor (or a person) can tell which night it belongs to.
+        let mut line =
+            format!("{} ERROR error: {err}", chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        for cause in err.chain().skip(1) {
+            line.push_str(&format!(" (caused by: {cause})"));
+        }
+        // A message of several lines (a mapping's list of problems) keeps them, indented under the first,
+        // so the list stays readable and every line of it visibly belongs to this one.
+        let lines: Vec<&str> = line.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
+        let _ = writeln!(stderr, "{}", lines.join("\n  "));
         return;
     }
     let _ = writeln!(stderr, "error: {err}");

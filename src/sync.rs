@@ -32,7 +32,7 @@ use crate::report::results::ResultLine;
 use crate::report::results::{ResultsError, ResultsWriter, Status};
 use crate::report::summary::StateInfo;
 use crate::report::summary::{ExitReason, SyncSummary};
-use crate::sink::{Job, RowDone, Sink, SinkConfig, StopReason, journal_entry};
+use crate::sink::{Job, RowDone, Sink, SinkConfig, StopReason, Stopper, journal_entry};
 use crate::source::{Delimiter, DelimiterOrigin, Format, InputPath, InputSpec, ReadError, SourceInfo, TextEncoding};
 use crate::state::{Gate, Journal, LockError, Mode, NewRun, RunLock, Settled, StateError, StateStore};
 
@@ -203,14 +203,32 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         }
         None => None,
     };
-    std::fs::create_dir_all(&dir).map_err(|source| SyncError::ReportDir { dir: dir.clone(), source })?;
     let results_path = dir.join("results.csv");
     let failures_path = dir.join(match info.format {
         Format::Csv => "failures.csv",
         Format::Jsonl => "failures.jsonl",
     });
-    let results = ResultsWriter::create(&results_path)?;
-    let failures = FailuresWriter::create(&failures_path, &info, true)?;
+    // The report files' headers reach the disk before anything is sent: a full disk or an unwritable folder
+    // stops the run here, with nothing sent. The run then ends in the state file instead of looking killed.
+    let opened = (|| {
+        std::fs::create_dir_all(&dir).map_err(|source| SyncError::ReportDir { dir: dir.clone(), source })?;
+        let mut results = ResultsWriter::create(&results_path)?;
+        let mut failures = FailuresWriter::create(&failures_path, &info, true)?;
+        results.flush()?;
+        failures.flush()?;
+        Ok::<_, SyncError>((results, failures))
+    })();
+    let (results, failures) = match opened {
+        Ok(files) => files,
+        Err(e) => {
+            if let Some(d) = durable.as_mut()
+                && let Err(end) = d.store.end_run(d.run_id, false, "reports_failed", "{}")
+            {
+                tracing::warn!("{}", error_chain(&end));
+            }
+            return Err(e);
+        }
+    };
     tracing::info!("reports go to {}", dir.display());
 
     let counters = Arc::new(Counters::default());
@@ -232,16 +250,20 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         rerun_flags: rerun_flags(&info, mapping.input()),
         ..Default::default()
     };
-    let reporter =
-        tokio::spawn(report(done_rx, results, failures, summary.clone(), Arc::clone(&counters), journal.clone()));
-
     let throttle_limit = crate::sink::throttle_limit(&settings.sink);
-    let sink = Sink::new(client, settings.sink, journal);
+    let sink = Sink::new(client, settings.sink, journal.clone());
+    let reporter = tokio::spawn(report(
+        done_rx,
+        Reports { results, failures, stopper: sink.stopper() },
+        summary.clone(),
+        Arc::clone(&counters),
+        journal,
+    ));
     let stats = sink.stats();
     let stop = sink.run(rows_rx, done_tx, interrupt, settings.grace).await;
     drop(sink);
     let read = tokio::task::spawn_blocking(move || reader.join()).await.map_err(SyncError::Task)?;
-    let counted = reporter.await.map_err(SyncError::Task)??;
+    let counted = reporter.await.map_err(SyncError::Task)?;
     progress.finish();
 
     summary.rows = counted.rows;
@@ -279,6 +301,16 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         Err(_) => Some("the reader thread panicked".to_string()),
     };
     let reason = match (&stop, &read_error) {
+        // Checked first: whatever else stopped the run, its reports are incomplete.
+        _ if counted.report_error.is_some() => {
+            let e = counted.report_error.as_deref().unwrap_or_default();
+            summary.abort_message = Some(reports_failed_message(e));
+            ExitReason::ReportsFailed
+        }
+        (Some(StopReason::ReportsFailed(e)), _) => {
+            summary.abort_message = Some(reports_failed_message(e));
+            ExitReason::ReportsFailed
+        }
         (Some(StopReason::AuthRejected(m)), _) => {
             summary.abort_message = Some(format!("Savio rejected the token ({m}); nothing more was sent"));
             ExitReason::AuthRejected
@@ -326,7 +358,20 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
     summary.exit_reason = Some(reason);
     summary.exit_code = reason.exit_code() as u8;
     let summary_path = dir.join("summary.json");
-    summary.write_atomic(&summary_path).map_err(|source| SyncError::Summary { path: summary_path, source })?;
+    if let Err(source) = summary.write_atomic(&summary_path) {
+        // Everything was sent and journaled by now: the run still ends in the state file (which keeps this
+        // summary), and exits as aborted rather than as "nothing was sent".
+        let e = error_chain(&SyncError::Summary { path: summary_path, source });
+        tracing::error!("{e}");
+        summary.exit_reason = Some(ExitReason::ReportsFailed);
+        summary.exit_code = ExitReason::ReportsFailed.exit_code() as u8;
+        summary.abort_message = Some(match summary.abort_message.take() {
+            Some(m) if reason == ExitReason::ReportsFailed => m,
+            Some(m) => format!("{}; before that: {m}", reports_failed_message(&e)),
+            None => reports_failed_message(&e),
+        });
+    }
+    let reason = summary.exit_reason.unwrap_or(reason);
     if let Some(mut d) = durable {
         let finished = matches!(reason, ExitReason::Completed | ExitReason::RowsFailed | ExitReason::UnknownOutcomes);
         let json = serde_json::to_string(&summary).unwrap_or_default();
@@ -337,6 +382,13 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         }
     }
     Ok(SyncOutcome { summary, report_dir: dir })
+}
+
+fn reports_failed_message(e: &str) -> String {
+    format!(
+        "the reports cannot be written ({e}); nothing more was sent, the state file records every outcome and \
+         the same command resumes the run once there is room"
+    )
 }
 
 fn round1(x: f64) -> f64 {
@@ -617,18 +669,43 @@ struct Counted {
     failures: crate::report::groups::Groups,
     unchanged: u64,
     done_before_resume: u64,
+    /// Why the reports could not be written, when they could not: the run was stopped then.
+    report_error: Option<String>,
 }
 
-/// Writes `results.csv` and the failures file as rows complete; flushes at least every second.
+/// The report files, and how to stop the run when they cannot be written.
+struct Reports {
+    results: ResultsWriter,
+    failures: FailuresWriter,
+    stopper: Stopper,
+}
+
+impl Reports {
+    /// The first write error stops the run; later outcomes are still counted and journaled, not written.
+    fn check<E: std::error::Error>(stopper: &Stopper, res: Result<(), E>, error: &mut Option<String>) {
+        if let Err(e) = res
+            && error.is_none()
+        {
+            let e = error_chain(&e);
+            tracing::error!("{e}: stopping the run (nothing more is sent); the state file still records every outcome");
+            stopper.stop(StopReason::ReportsFailed(e.clone()));
+            *error = Some(e);
+        }
+    }
+}
+
+/// Writes `results.csv` and the failures file as rows complete; flushes at least every second. When they
+/// cannot be written (disk full), stops the run, and keeps counting and journaling what completes, so the
+/// state file still knows what Savio has.
 async fn report(
     mut done: mpsc::Receiver<RowDone>,
-    mut results: ResultsWriter,
-    mut failures: FailuresWriter,
+    mut reports: Reports,
     mut tally: SyncSummary,
     counters: Arc<Counters>,
     journal: Option<Journal>,
-) -> Result<Counted, SyncError> {
+) -> Counted {
     let (mut unchanged, mut done_before_resume) = (0, 0);
+    let mut error: Option<String> = None;
     let mut flush = tokio::time::interval(Duration::from_secs(1));
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -638,14 +715,20 @@ async fn report(
                 None => break,
             },
             _ = flush.tick() => {
-                results.flush()?;
-                failures.flush()?;
+                if error.is_none() {
+                    let res = reports.results.flush().map_err(SyncError::from);
+                    let res = res.and_then(|()| reports.failures.flush().map_err(SyncError::from));
+                    Reports::check(&reports.stopper, res, &mut error);
+                }
                 continue;
             }
         };
         let status = row.status();
         for r in &row.results {
-            results.write(r)?;
+            if error.is_none() {
+                let res = reports.results.write(r);
+                Reports::check(&reports.stopper, res, &mut error);
+            }
             if r.status == Status::Skipped {
                 if r.group == Settled::UNCHANGED {
                     unchanged += 1;
@@ -671,17 +754,24 @@ async fn report(
         counters.rows.fetch_add(1, Ordering::Relaxed);
         if status.needs_rerun() {
             counters.failed.fetch_add(1, Ordering::Relaxed);
-            if let Some(raw) = row.source.raw() {
-                failures.write(row.line, &raw, &row.reason(), &sent_cell(&row.results))?;
+            if error.is_none()
+                && let Some(raw) = row.source.raw()
+            {
+                let res = reports.failures.write(row.line, &raw, &row.reason(), &sent_cell(&row.results));
+                Reports::check(&reports.stopper, res, &mut error);
             }
         } else {
             counters.ok.fetch_add(1, Ordering::Relaxed);
         }
         tally.rows += 1;
     }
-    results.finish()?;
-    failures.finish()?;
-    Ok(Counted {
+    let Reports { results, failures, stopper } = reports;
+    if error.is_none() {
+        let res = results.finish().map_err(SyncError::from);
+        let res = res.and_then(|()| failures.finish().map_err(SyncError::from));
+        Reports::check(&stopper, res, &mut error);
+    }
+    Counted {
         rows: tally.rows,
         rows_by_status: tally.rows_by_status,
         payloads: tally.payloads,
@@ -689,7 +779,8 @@ async fn report(
         failures: tally.failures,
         unchanged,
         done_before_resume,
-    })
+        report_error: error,
+    }
 }
 
 /// The flags a re-run of the failures file needs to read it as this run read the input: the file keeps the

@@ -552,7 +552,11 @@ async fn a_kill_leaves_in_flight_marks_only_for_feedback_that_left() {
     cmd.args(["--report-dir", "killed"]).stdout(Stdio::null()).stderr(Stdio::null());
     assert!(kill_after(&sb, cmd.spawn().expect("spawn"), 4).await, "killed mid-run");
     let left = sb.requests().total;
-    let marks = std::fs::read_to_string(dir.path().join("state.sqlite-inflight")).unwrap_or_default().lines().count();
+    // The log also records the feedback Savio answered as created (`"created":true`): those are not marks.
+    let log = std::fs::read_to_string(dir.path().join("state.sqlite-inflight")).unwrap_or_default();
+    let marks = log.lines().filter(|l| !l.contains("\"created\":true")).count();
+    let created = log.lines().count() - marks;
+    assert!(created <= left as usize, "{created} created for {left} requests");
     // Every request that left was marked first; a mark may precede its request by the moment of the kill.
     assert!(left as usize <= marks && marks <= left as usize + 1, "{marks} marks for {left} requests");
 
@@ -563,4 +567,155 @@ async fn a_kill_leaves_in_flight_marks_only_for_feedback_that_left() {
     // What left the killed run landed there (skipped now, or unknown); the rest landed now: each once.
     assert_eq!(sb.snapshot().feedback.len(), 40);
     sb.shutdown().await.unwrap();
+}
+
+/// Regression: when the reports stopped being writable part way (disk full), the writer kept sending every
+/// remaining row without recording anything (the reporter had returned, so neither the reports nor the state
+/// journal saw those outcomes), and the run exited 2, "nothing was sent", with no summary. The reports'
+/// failure now stops the run as other stops do: exit 3, `reports_failed`, every outcome journaled, and the
+/// same command resumes it without sending anything twice.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_that_stop_being_writable_stop_the_run_and_the_state_keeps_every_outcome() {
+    use std::io::Read;
+    const ROWS: usize = 400;
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(ROWS));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    let args = ["in.csv", "-m", "m.toml", "--state", "state.sqlite", "--rate", "40"];
+    // results.csv is a pipe the test reads and then closes: every later write fails, as on a full disk.
+    std::fs::create_dir(dir.path().join("full")).unwrap();
+    let fifo = dir.path().join("full/results.csv");
+    assert!(StdCommand::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut cmd = command(dir.path(), &sb.base_url(), &args);
+    cmd.args(["--report-dir", "full"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut pipe = std::fs::File::open(&fifo).unwrap();
+        let mut head = [0u8; 8];
+        pipe.read_exact(&mut head).unwrap();
+        head
+    });
+    assert_eq!(&reader.await.unwrap(), b"line,ent", "the header is written before anything is sent");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot write results file"), "{stderr}");
+    let (sent, contacts) = (sb.snapshot().feedback.len(), sb.snapshot().contacts.len());
+    assert!(sent < ROWS / 2, "the run stopped sending ({sent} of {ROWS} feedback sent)");
+    let summary: Value = serde_json::from_slice(&std::fs::read(dir.path().join("full/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["exit_reason"], "reports_failed", "{summary:#}");
+    assert_eq!(summary["exit_code"], 3);
+    assert!(summary["abort_message"].as_str().unwrap().contains("results.csv"), "{summary:#}");
+    // Every feedback that landed is journaled (ok, or unknown if it was in flight): the resume sends the rest.
+    let args = ["in.csv", "-m", "m.toml", "--state", "state.sqlite", "--rate", "5000"];
+    let rest = sync(dir.path(), &sb.base_url(), "rest", &args).await;
+    assert_eq!(rest.code, 0, "{}\n{}", rest.stdout, rest.stderr);
+    let summary = rest.summary();
+    assert_eq!(summary["state"]["resumed"], true, "{summary:#}");
+    assert_eq!(summary["done_before_resume"].as_u64().unwrap() as usize, sent + contacts, "{summary:#}");
+    let snapshot = sb.snapshot();
+    assert_eq!(snapshot.feedback.len(), ROWS, "every feedback created once");
+    assert_eq!(snapshot.contacts.len(), ROWS);
+    sb.shutdown().await.unwrap();
+}
+
+/// A report folder where nothing can be written (here: results.csv leads to /dev/full) is an error before
+/// anything is sent, exit 2, and the run is recorded as ended, not as killed.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_the_start_is_exit_2_before_anything_is_sent() {
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(5));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    std::fs::create_dir(dir.path().join("full")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("full/results.csv")).unwrap();
+    let run = sync(dir.path(), &sb.base_url(), "full", &["in.csv", "-m", "m.toml", "--state", "s.sqlite"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot write results file"), "{}", run.stderr);
+    assert_eq!(sb.requests().total, 0, "nothing was sent");
+    let store = StateStore::open_existing(&dir.path().join("s.sqlite")).unwrap();
+    let runs = store.runs(5).unwrap();
+    assert_eq!(runs[0].exit_reason.as_deref(), Some("reports_failed"));
+    sb.shutdown().await.unwrap();
+}
+
+/// Regression: with stderr appended to a cron log, every log line starts with its UTC time, but the fatal
+/// error (the "another run holds the state" of exit 4, above all) was printed bare over several lines: which
+/// night it belonged to could not be told. It is now one line with its time, as the other log lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_error_in_a_cron_log_is_one_line_with_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(3));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    let _held = savio_sync::state::RunLock::acquire(&dir.path().join("state.sqlite"), "input last-night.csv").unwrap();
+    let mut cmd =
+        command(dir.path(), "http://127.0.0.1:9/app/api/", &["in.csv", "-m", "m.toml", "--state", "state.sqlite"]);
+    let out = cmd.args(["--report-dir", "r"]).stdin(Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    let (time, rest) = lines[0].split_once(' ').unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "starts with its time: {stderr}");
+    assert!(rest.starts_with("ERROR "), "{stderr}");
+    assert!(rest.contains("another savio-sync run") && rest.contains("last-night.csv"), "{stderr}");
+}
+
+/// Regression: two cron lines starting at once on one export with two mappings (two state files, so no lock
+/// between them) picked the same default report folder (`savio-reports/<second>-<input>/`: the folder was
+/// checked for, not created, when picked) and wrote their results.csv and summary.json over each other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_started_in_the_same_second_get_their_own_report_folders() {
+    let sb = Sandbox::start(sandbox_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(20));
+    write(dir.path(), "people.toml", PEOPLE_AND_FEEDBACK);
+    write(dir.path(), "contacts.toml", "[contact]\ninternal_id = \"ID\"\nname = \"Name\"\nemail = \"Email\"\n");
+    // Both start early in one second, so both default folders carry the same time.
+    let now = chrono::Utc::now();
+    let into_second = Duration::from_nanos(u64::from(now.timestamp_subsec_nanos()));
+    tokio::time::sleep(Duration::from_millis(1050).saturating_sub(into_second)).await;
+    let spawn = |mapping: &str| {
+        let mut cmd = command(dir.path(), &sb.base_url(), &["in.csv", "-m", mapping, "--rate", "5000"]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let (a, b) = (spawn("people.toml"), spawn("contacts.toml"));
+    let (a, b) = tokio::task::spawn_blocking(move || (a.wait_with_output().unwrap(), b.wait_with_output().unwrap()))
+        .await
+        .unwrap();
+    let folder = |out: &std::process::Output| {
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = stdout.lines().find_map(|l| l.strip_prefix("Reports:")).expect("a Reports line").trim().to_string();
+        dir.path().join(line)
+    };
+    let (fa, fb) = (folder(&a), folder(&b));
+    assert_ne!(fa, fb, "each run has its own report folder");
+    for (f, mapping) in [(&fa, "people.toml"), (&fb, "contacts.toml")] {
+        let summary: Value = serde_json::from_slice(&std::fs::read(f.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["mapping"], mapping, "{}", f.display());
+        assert_eq!(summary["rows"], 20);
+    }
+    sb.shutdown().await.unwrap();
+}
+
+/// A run refused because another holds the state file leaves no empty default report folder behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_run_leaves_no_report_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", &people_and_feedback(3));
+    write(dir.path(), "m.toml", PEOPLE_AND_FEEDBACK);
+    std::fs::create_dir(dir.path().join("savio-reports")).unwrap();
+    let _held = savio_sync::state::RunLock::acquire(&dir.path().join("savio-reports/m.state.sqlite"), "x").unwrap();
+    let out = command(dir.path(), "http://127.0.0.1:9/app/api/", &["in.csv", "-m", "m.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("savio-reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.contains(".state.sqlite"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

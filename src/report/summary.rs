@@ -33,6 +33,10 @@ pub enum ExitReason {
     Unavailable,
     /// The input became unreadable part way (I/O error): rows after it were not read.
     InputError,
+    /// The reports could not be written (disk full, folder removed): the run stopped sending, since what it
+    /// did could no longer be reported; the state file still records every outcome, and the same command
+    /// resumes the run.
+    ReportsFailed,
 }
 
 impl ExitReason {
@@ -45,7 +49,8 @@ impl ExitReason {
             | ExitReason::Interrupted
             | ExitReason::Throttled
             | ExitReason::Unavailable
-            | ExitReason::InputError => Exit::Aborted,
+            | ExitReason::InputError
+            | ExitReason::ReportsFailed => Exit::Aborted,
         }
     }
 }

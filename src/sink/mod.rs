@@ -151,6 +151,9 @@ pub enum StopReason {
     /// For this long every attempt failed without an answer from Savio, or with a 5xx (see
     /// [`throttle_limit`]); the last failure.
     Unavailable(Duration, String),
+    /// The reports could not be written (disk full, folder gone): nothing more is sent, since what it
+    /// would do could not be recorded.
+    ReportsFailed(String),
 }
 
 impl std::fmt::Display for StopReason {
@@ -164,6 +167,7 @@ impl std::fmt::Display for StopReason {
             StopReason::Unavailable(d, last) => {
                 write!(f, "Savio was unavailable for {} s, every request failing (last: {last})", d.as_secs())
             }
+            StopReason::ReportsFailed(e) => write!(f, "the reports cannot be written: {e}"),
         }
     }
 }
@@ -279,6 +283,19 @@ impl Shared {
     }
 }
 
+/// Stops a [`Sink`] as its own stops do (nothing new is sent, requests in flight finish). Does nothing once
+/// the sink is gone.
+#[derive(Clone)]
+pub struct Stopper(std::sync::Weak<Shared>);
+
+impl Stopper {
+    pub fn stop(&self, reason: StopReason) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.request_stop(reason, false);
+        }
+    }
+}
+
 /// The writer. Create one per run with [`Sink::new`], then [`Sink::run`].
 pub struct Sink {
     shared: Arc<Shared>,
@@ -304,6 +321,11 @@ impl Sink {
 
     pub fn stats(&self) -> Arc<SinkStats> {
         Arc::clone(&self.shared.stats)
+    }
+
+    /// A handle that stops the run from outside the writer (the reports' stage, when it cannot write).
+    pub fn stopper(&self) -> Stopper {
+        Stopper(Arc::downgrade(&self.shared))
     }
 
     /// Sends every row's payloads (rows arrive in batches, in input order); returns when all dispatched
@@ -658,6 +680,13 @@ async fn send_payload(shared: &Shared, payload: Payload, waits: Waits, line: u64
                 r.status = Status::Ok;
                 r.http_status = Some(accepted.status);
                 r.savio_id = accepted.id;
+                // Created: said in the in-flight log at once, since the journal commits it only with its batch.
+                if let (Some((line, key, hash)), Some(journal)) = (&mark, &shared.journal)
+                    && let Err(e) =
+                        journal.after_created(*line, key, hash, r.savio_id.as_ref().map(ToString::to_string))
+                {
+                    tracing::warn!("{e}: if the run crashes now, this feedback will be reported unknown");
+                }
                 r.reason = match accepted.cut {
                     // The status says it was applied: an ok without an id, not an unknown outcome.
                     Some(cut) => format!("Savio answered {}, but {cut}: no Savio id", accepted.status),

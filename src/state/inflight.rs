@@ -9,8 +9,9 @@
 //!
 //! The log is replayed into the journal when the run ends and, after a crash, when the state is next opened
 //! (under the run lock): a mark whose payload has no outcome in the journal becomes `pending` there and
-//! unsure, so no later run re-sends it blindly. Then the log is removed. It holds about 150 bytes per
-//! feedback sent by the current run.
+//! unsure, so no later run re-sends it blindly; a mark followed by a `created` line (appended when Savio
+//! answered 2xx, before the journal's batch commits that outcome) becomes `ok`. Then the log is removed. It
+//! holds about 300 bytes per feedback sent by the current run.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -36,6 +37,13 @@ struct Mark<'a> {
     line: u64,
     key: &'a str,
     hash: &'a str,
+    /// A second line for the same feedback, appended when Savio answered 2xx: it was created (with this id,
+    /// when the answer had one). The journal commits outcomes in batches, so after a crash this line is what
+    /// tells a created feedback from one that was in flight.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    created: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
 }
 
 /// The writer's handle: appends one line per feedback, each with a single `write()`.
@@ -59,14 +67,24 @@ impl InflightLog {
 
     /// Records a feedback (its source line, report key and content hash) as about to be sent.
     pub fn mark(&self, line: u64, key: &str, hash: &str) -> Result<(), StateError> {
-        let mut buf = serde_json::to_vec(&Mark { run: self.run_id, line, key, hash }).unwrap_or_default();
+        self.append(&Mark { run: self.run_id, line, key, hash, created: false, id: None })
+    }
+
+    /// Records that a marked feedback was created (Savio answered 2xx), before the journal's batch commits it.
+    pub fn created(&self, line: u64, key: &str, hash: &str, id: Option<String>) -> Result<(), StateError> {
+        self.append(&Mark { run: self.run_id, line, key, hash, created: true, id })
+    }
+
+    fn append(&self, mark: &Mark<'_>) -> Result<(), StateError> {
+        let mut buf = serde_json::to_vec(mark).unwrap_or_default();
         buf.push(b'\n');
         (&self.file).write_all(&buf).map_err(|source| StateError::Inflight { path: self.path.clone(), source })
     }
 }
 
 /// Moves the marks of `state`'s in-flight log into the journal, then removes the log. A mark with no outcome
-/// in the journal becomes a `pending` feedback, and unsure. Returns how many did. A torn last line (the
+/// in the journal becomes a `pending` feedback, and unsure, unless the log also records it as created: then
+/// it is `ok` (and accepted) as if the journal had committed it. Returns how many stay pending. A torn last line (the
 /// process died inside the append) is a mark whose request never left, and is skipped.
 pub fn replay(conn: &mut Connection, state: &Path) -> Result<u64, StateError> {
     let path = path_for(state);
@@ -88,6 +106,25 @@ pub fn replay(conn: &mut Connection, state: &Path) -> Result<u64, StateError> {
         let mut unsure = tx
             .prepare("INSERT OR REPLACE INTO unsure_feedback (key, run_id, line, at) VALUES (?1, ?2, ?3, ?4)")
             .map_err(sqlite)?;
+        // A created feedback: ok, unless the journal already holds its outcome (a `pending` row is one this
+        // replay just wrote from its mark).
+        let mut created = tx
+            .prepare(
+                "INSERT INTO journal (run_id, line, entity, key, hash, status, savio_id, reason, at)
+                 VALUES (?1, ?2, 'feedback', ?3, ?4, 'ok', ?5, 'created; recorded from the in-flight log', ?6)
+                 ON CONFLICT (run_id, line, entity) DO UPDATE SET status = 'ok', savio_id = excluded.savio_id,
+                     reason = excluded.reason, at = excluded.at
+                 WHERE status = 'pending'",
+            )
+            .map_err(sqlite)?;
+        let mut accepted = tx
+            .prepare(
+                "INSERT OR REPLACE INTO accepted (entity, key, hash, savio_id, at, run_id)
+                 VALUES ('feedback', ?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(sqlite)?;
+        let mut sure = tx.prepare("DELETE FROM unsure_feedback WHERE key = ?1").map_err(sqlite)?;
+        let mut pending: HashSet<(i64, i64)> = HashSet::new();
         let at = now();
         // Per run, the lines whose feedback has a row in the journal: one query per run, not one per mark.
         let mut outcomes: HashMap<i64, HashSet<i64>> = HashMap::new();
@@ -106,6 +143,16 @@ pub fn replay(conn: &mut Connection, state: &Path) -> Result<u64, StateError> {
                 continue;
             };
             let at_line = i64::try_from(mark.line).unwrap_or(i64::MAX);
+            if mark.created {
+                if created.execute(params![mark.run, at_line, mark.key, mark.hash, mark.id, at]).map_err(sqlite)? == 1 {
+                    accepted.execute(params![mark.key, mark.hash, mark.id, at, mark.run]).map_err(sqlite)?;
+                    sure.execute([mark.key]).map_err(sqlite)?;
+                    if pending.remove(&(mark.run, at_line)) {
+                        recovered -= 1;
+                    }
+                }
+                continue;
+            }
             let lines = match outcomes.entry(mark.run) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => e.insert(feedback_lines(&tx, mark.run).map_err(sqlite)?),
@@ -115,6 +162,7 @@ pub fn replay(conn: &mut Connection, state: &Path) -> Result<u64, StateError> {
             }
             if journal.execute(params![mark.run, at_line, mark.key, mark.hash, at]).map_err(sqlite)? == 1 {
                 unsure.execute(params![mark.key, mark.run, at_line, at]).map_err(sqlite)?;
+                pending.insert((mark.run, at_line));
                 recovered += 1;
             }
         }
@@ -181,5 +229,55 @@ mod tests {
         assert_eq!(unsure, ["sha:bb"]);
         // Nothing to replay: a no-op.
         assert_eq!(replay(&mut store.conn, &state).unwrap(), 0);
+    }
+
+    /// Regression: a feedback Savio had created, whose outcome was still waiting for the journal's batch when
+    /// the process was killed, came back `pending` and unsure: every later night reported it unknown (exit 1)
+    /// although it existed. The log's `created` line now makes it `ok` and accepted.
+    #[test]
+    fn a_feedback_the_log_records_as_created_is_ok_not_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("s.sqlite");
+        let mut store = super::super::StateStore::open(&state).unwrap();
+        let run = store
+            .begin_run(&super::super::NewRun {
+                input: "in.csv",
+                input_fingerprint: None,
+                mapping: "m.toml",
+                mapping_fingerprint: "x",
+                mode: super::super::Mode::Full,
+                shard: None,
+                report_dir: "r",
+            })
+            .unwrap();
+        let log = InflightLog::open(&state, run).unwrap();
+        log.mark(2, "sha:aa", "aa11").unwrap();
+        log.mark(3, "sha:bb", "bb22").unwrap();
+        log.created(2, "sha:aa", "aa11", Some("41".into())).unwrap();
+        drop(log);
+        // Killed: neither outcome reached the journal.
+        assert_eq!(replay(&mut store.conn, &state).unwrap(), 1, "only line 3 was in flight");
+        let row = |line: i64| -> (String, Option<String>) {
+            store
+                .conn
+                .query_row("SELECT status, savio_id FROM journal WHERE run_id = ?1 AND line = ?2", [run, line], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap()
+        };
+        assert_eq!(row(2), ("ok".into(), Some("41".into())));
+        assert_eq!(row(3).0, "pending");
+        let accepted: String =
+            store.conn.query_row("SELECT hash FROM accepted WHERE key = 'sha:aa'", [], |r| r.get(0)).unwrap();
+        assert_eq!(accepted, "aa11", "a later run does not create it again");
+        let unsure: Vec<String> = store
+            .conn
+            .prepare("SELECT key FROM unsure_feedback")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(unsure, ["sha:bb"]);
     }
 }

@@ -85,6 +85,12 @@ impl Journal {
         self.inflight.mark(line, key, hash)
     }
 
+    /// Records that a feedback marked by [`Journal::before_send`] was created (Savio answered 2xx), so that a
+    /// crash before the outcome's batch commits leaves it `ok`, not `unknown`.
+    pub fn after_created(&self, line: u64, key: &str, hash: &str, id: Option<String>) -> Result<(), StateError> {
+        self.inflight.created(line, key, hash, id)
+    }
+
     /// Queues an outcome; it is committed with the next batch.
     pub async fn record(&self, entry: JournalEntry) {
         // A closed journal has already reported its error; the reports still hold the outcome.
