@@ -700,6 +700,19 @@ async fn failures_file_round_trip_lands_everything_once() {
     fixed.shutdown().await.unwrap();
 }
 
+/// Syncs company c9 (whose absence failed the first run's contacts), then re-runs `first/failures.csv`
+/// with `m.toml` and no state file: the second run, which must succeed.
+async fn sync_company_c9_then_rerun_failures(dir: &Path, base_url: &str) -> Run {
+    write(dir, "companies.csv", "Company ID,Company\nc9,Acme\n");
+    write(dir, "companies.toml", "[company]\ninternal_id = \"Company ID\"\nname = \"Company\"\n");
+    let companies = sync(dir, base_url, &["companies.csv", "-m", "companies.toml", "--no-state"]).await;
+    assert_eq!(companies.code, 0, "{}", companies.stderr);
+    std::fs::remove_dir_all(dir.join("reports")).unwrap();
+    let second = sync(dir, base_url, &["first/failures.csv", "-m", "m.toml", "--no-state"]).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    second
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerunning_a_failures_file_never_creates_the_feedback_its_run_already_created() {
     use savio_sync::sandbox::{Sandbox, SandboxConfig};
@@ -724,13 +737,7 @@ async fn rerunning_a_failures_file_never_creates_the_feedback_its_run_already_cr
     std::fs::rename(dir.path().join("reports"), dir.path().join("first")).unwrap();
 
     // The company is synced; the failures file goes back in, with no state file to remember anything.
-    write(dir.path(), "companies.csv", "Company ID,Company\nc9,Acme\n");
-    write(dir.path(), "companies.toml", "[company]\ninternal_id = \"Company ID\"\nname = \"Company\"\n");
-    let companies = sync(dir.path(), &sb.base_url(), &["companies.csv", "-m", "companies.toml", "--no-state"]).await;
-    assert_eq!(companies.code, 0, "{}", companies.stderr);
-    std::fs::remove_dir_all(dir.path().join("reports")).unwrap();
-    let second = sync(dir.path(), &sb.base_url(), &["first/failures.csv", "-m", "m.toml", "--no-state"]).await;
-    assert_eq!(second.code, 0, "{}", second.stderr);
+    let second = sync_company_c9_then_rerun_failures(dir.path(), &sb.base_url()).await;
     let results = second.results();
     let status = |entity: &str| results.iter().find(|r| r[1] == entity).map(|r| (r[3].clone(), r[6].clone())).unwrap();
     assert_eq!(status("contact").0, "ok");
@@ -766,13 +773,7 @@ async fn rerunning_a_failures_file_never_creates_a_feedback_an_earlier_row_of_it
     assert!(failures.lines().nth(1).unwrap().ends_with(",feedback"), "line 2 created it: {failures}");
     std::fs::rename(dir.path().join("reports"), dir.path().join("first")).unwrap();
 
-    write(dir.path(), "companies.csv", "Company ID,Company\nc9,Acme\n");
-    write(dir.path(), "companies.toml", "[company]\ninternal_id = \"Company ID\"\nname = \"Company\"\n");
-    let companies = sync(dir.path(), &sb.base_url(), &["companies.csv", "-m", "companies.toml", "--no-state"]).await;
-    assert_eq!(companies.code, 0, "{}", companies.stderr);
-    std::fs::remove_dir_all(dir.path().join("reports")).unwrap();
-    let second = sync(dir.path(), &sb.base_url(), &["first/failures.csv", "-m", "m.toml", "--no-state"]).await;
-    assert_eq!(second.code, 0, "{}", second.stderr);
+    let second = sync_company_c9_then_rerun_failures(dir.path(), &sb.base_url()).await;
     let snapshot = sb.snapshot();
     assert_eq!(snapshot.feedback.len(), 1, "not created twice: {:?}", second.results());
     assert!(snapshot.contacts.iter().any(|c| c.internal_id.as_deref() == Some("p2")));

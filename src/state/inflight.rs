@@ -181,8 +181,8 @@ fn feedback_lines(conn: &Connection, run: i64) -> rusqlite::Result<HashSet<i64>>
 mod tests {
     use super::*;
 
-    #[test]
-    fn marks_without_an_outcome_become_pending_and_unsure_and_the_log_goes() {
+    /// A new state file (in a temporary folder, kept alive by the first value) with one run begun.
+    fn state_with_a_run() -> (tempfile::TempDir, PathBuf, super::super::StateStore, i64) {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("s.sqlite");
         let mut store = super::super::StateStore::open(&state).unwrap();
@@ -197,6 +197,12 @@ mod tests {
                 report_dir: "r",
             })
             .unwrap();
+        (dir, state, store, run)
+    }
+
+    #[test]
+    fn marks_without_an_outcome_become_pending_and_unsure_and_the_log_goes() {
+        let (_dir, state, mut store, run) = state_with_a_run();
         let log = InflightLog::open(&state, run).unwrap();
         log.mark(2, "sha:aa", "aa11").unwrap();
         log.mark(3, "sha:bb", "bb22").unwrap();
@@ -236,20 +242,7 @@ mod tests {
     /// although it existed. The log's `created` line now makes it `ok` and accepted.
     #[test]
     fn a_feedback_the_log_records_as_created_is_ok_not_unknown() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("s.sqlite");
-        let mut store = super::super::StateStore::open(&state).unwrap();
-        let run = store
-            .begin_run(&super::super::NewRun {
-                input: "in.csv",
-                input_fingerprint: None,
-                mapping: "m.toml",
-                mapping_fingerprint: "x",
-                mode: super::super::Mode::Full,
-                shard: None,
-                report_dir: "r",
-            })
-            .unwrap();
+        let (_dir, state, mut store, run) = state_with_a_run();
         let log = InflightLog::open(&state, run).unwrap();
         log.mark(2, "sha:aa", "aa11").unwrap();
         log.mark(3, "sha:bb", "bb22").unwrap();
