@@ -250,6 +250,11 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         rerun_flags: rerun_flags(&info, mapping.input()),
         ..Default::default()
     };
+    // A summary from the start, `exit_reason` null: a monitor tells a run going on (or killed: no `finished`
+    // ever comes) from one that never started. The end of the run replaces it.
+    if let Err(e) = summary.write_atomic(&dir.join("summary.json")) {
+        tracing::warn!("cannot write {}: {e}", dir.join("summary.json").display());
+    }
     let throttle_limit = crate::sink::throttle_limit(&settings.sink);
     let sink = Sink::new(client, settings.sink, journal.clone());
     let reporter = tokio::spawn(report(
@@ -356,7 +361,7 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         }
     }
     summary.exit_reason = Some(reason);
-    summary.exit_code = reason.exit_code() as u8;
+    summary.exit_code = Some(reason.exit_code() as u8);
     let summary_path = dir.join("summary.json");
     if let Err(source) = summary.write_atomic(&summary_path) {
         // Everything was sent and journaled by now: the run still ends in the state file (which keeps this
@@ -364,7 +369,7 @@ pub async fn run(settings: SyncSettings, interrupt: watch::Receiver<bool>) -> Re
         let e = error_chain(&SyncError::Summary { path: summary_path, source });
         tracing::error!("{e}");
         summary.exit_reason = Some(ExitReason::ReportsFailed);
-        summary.exit_code = ExitReason::ReportsFailed.exit_code() as u8;
+        summary.exit_code = Some(ExitReason::ReportsFailed.exit_code() as u8);
         summary.abort_message = Some(match summary.abort_message.take() {
             Some(m) if reason == ExitReason::ReportsFailed => m,
             Some(m) => format!("{}; before that: {m}", reports_failed_message(&e)),

@@ -360,6 +360,10 @@ async fn resume_refuses_when_the_input_changed_and_a_plain_run_starts_afresh() {
     let mut cmd = command(dir.path(), &sb.base_url(), &args);
     let child = cmd.args(["--report-dir", "r1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     assert!(kill_after(&sb, child, 20).await, "killed mid-run");
+    // The summary written at the start says the run never finished: no exit reason, code or end time.
+    let started: Value = serde_json::from_slice(&std::fs::read(dir.path().join("r1/summary.json")).unwrap()).unwrap();
+    assert!(started["exit_reason"].is_null() && started["exit_code"].is_null(), "{started}");
+    assert_eq!((started["finished"].as_str(), started["input"].as_str()), (Some(""), Some("in.csv")), "{started}");
 
     // Without changes, --resume is accepted; but first change the input.
     let mut text = people_and_feedback(200);

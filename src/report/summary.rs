@@ -86,7 +86,8 @@ pub struct SyncSummary {
     pub requests_per_sec: f64,
     pub failures: Groups,
     pub exit_reason: Option<ExitReason>,
-    pub exit_code: u8,
+    /// `None` (null) while the run is going: the summary written at its start.
+    pub exit_code: Option<u8>,
     /// Why the run stopped early, when it did.
     pub abort_message: Option<String>,
     /// The last input line read, when reading stopped early.
