@@ -700,6 +700,27 @@ async fn failures_file_round_trip_lands_everything_once() {
     fixed.shutdown().await.unwrap();
 }
 
+/// Starts a sandbox and syncs `input` (ID, Name, Email, Company ID, Text) into it, contacts and their
+/// feedback, with `feedback_extra` added to the `[feedback]` table, and no state file: a run where some
+/// rows fail (exit 1).
+async fn first_run_with_contacts_and_feedback(
+    dir: &Path,
+    input: &str,
+    feedback_extra: &str,
+) -> (savio_sync::sandbox::Sandbox, Run) {
+    use savio_sync::sandbox::{Sandbox, SandboxConfig};
+    let sb = Sandbox::start(SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }).await.unwrap();
+    write(dir, "in.csv", input);
+    let mapping = format!(
+        "[contact]\ninternal_id = \"ID\"\nname = \"Name\"\nemail = \"Email\"\ncompany_internal_id = \"Company ID\"\n\
+         [feedback]\nproblem = \"Text\"\nperson_email = \"Email\"\n{feedback_extra}"
+    );
+    write(dir, "m.toml", &mapping);
+    let first = sync(dir, &sb.base_url(), &["in.csv", "-m", "m.toml", "--no-state"]).await;
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    (sb, first)
+}
+
 /// Syncs company c9 (whose absence failed the first run's contacts), then re-runs `first/failures.csv`
 /// with `m.toml` and no state file: the second run, which must succeed.
 async fn sync_company_c9_then_rerun_failures(dir: &Path, base_url: &str) -> Run {
@@ -715,21 +736,10 @@ async fn sync_company_c9_then_rerun_failures(dir: &Path, base_url: &str) -> Run 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerunning_a_failures_file_never_creates_the_feedback_its_run_already_created() {
-    use savio_sync::sandbox::{Sandbox, SandboxConfig};
     let dir = tempfile::tempdir().unwrap();
-    let sb = Sandbox::start(SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }).await.unwrap();
     // p1's company c9 is not in Savio yet: the contact fails (400), its row's feedback is created anyway.
-    write(
-        dir.path(),
-        "in.csv",
-        "ID,Name,Email,Company ID,Text\np1,Ann,ann@x.io,c9,Need SSO\np2,Bo,bo@x.io,,Dark mode\n",
-    );
-    let mapping = "[contact]\ninternal_id = \"ID\"\nname = \"Name\"\nemail = \"Email\"\n\
-                   company_internal_id = \"Company ID\"\n\
-                   [feedback]\nproblem = \"Text\"\nperson_email = \"Email\"\nperson_name = \"Name\"\n";
-    write(dir.path(), "m.toml", mapping);
-    let first = sync(dir.path(), &sb.base_url(), &["in.csv", "-m", "m.toml", "--no-state"]).await;
-    assert_eq!(first.code, 1, "{}", first.stderr);
+    let input = "ID,Name,Email,Company ID,Text\np1,Ann,ann@x.io,c9,Need SSO\np2,Bo,bo@x.io,,Dark mode\n";
+    let (sb, first) = first_run_with_contacts_and_feedback(dir.path(), input, "person_name = \"Name\"\n").await;
     assert_eq!(sb.snapshot().feedback.len(), 2);
     let failures = first.failures("failures.csv");
     assert_eq!(failures.lines().count(), 2, "{failures}");
@@ -752,22 +762,11 @@ async fn rerunning_a_failures_file_never_creates_the_feedback_its_run_already_cr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerunning_a_failures_file_never_creates_a_feedback_an_earlier_row_of_its_run_created() {
-    use savio_sync::sandbox::{Sandbox, SandboxConfig};
     let dir = tempfile::tempdir().unwrap();
-    let sb = Sandbox::start(SandboxConfig { token: TOKEN.into(), ..SandboxConfig::default() }).await.unwrap();
     // Two tickets of one person with the same text: one feedback, created by line 2. Line 3's contact
     // fails (its company c9 is not in Savio yet), so line 3, whose feedback was a repeat, is a failed row.
-    write(
-        dir.path(),
-        "in.csv",
-        "ID,Name,Email,Company ID,Text\np1,Ann,ann@x.io,,Need SSO\np2,Ann B,ann@x.io,c9,Need SSO\n",
-    );
-    let mapping = "[contact]\ninternal_id = \"ID\"\nname = \"Name\"\nemail = \"Email\"\n\
-                   company_internal_id = \"Company ID\"\n\
-                   [feedback]\nproblem = \"Text\"\nperson_email = \"Email\"\n";
-    write(dir.path(), "m.toml", mapping);
-    let first = sync(dir.path(), &sb.base_url(), &["in.csv", "-m", "m.toml", "--no-state"]).await;
-    assert_eq!(first.code, 1, "{}", first.stderr);
+    let input = "ID,Name,Email,Company ID,Text\np1,Ann,ann@x.io,,Need SSO\np2,Ann B,ann@x.io,c9,Need SSO\n";
+    let (sb, first) = first_run_with_contacts_and_feedback(dir.path(), input, "").await;
     assert_eq!(sb.snapshot().feedback.len(), 1);
     let failures = first.failures("failures.csv");
     assert!(failures.lines().nth(1).unwrap().ends_with(",feedback"), "line 2 created it: {failures}");

@@ -222,15 +222,11 @@ impl Shared {
         if status < 500 {
             *self.failing_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
-        let mut since = self.throttled_since.lock().unwrap_or_else(|p| p.into_inner());
         if status != 429 {
-            *since = None;
+            *self.throttled_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
             return;
         }
-        let now = Instant::now();
-        let streak = now - *since.get_or_insert(now);
-        drop(since);
-        if streak >= throttle_limit(&self.cfg) && self.stop_reason().is_none() {
+        if let Some(streak) = self.streak_over_limit(&self.throttled_since) {
             tracing::error!(
                 "Savio answered nothing but 429 Too Many Requests for {} s (more than --max-retry-after x \
                  (--max-retries + 1)): stopping; the same command resumes the run",
@@ -243,11 +239,7 @@ impl Shared {
     /// Notes an attempt that failed for want of Savio (no answer, or a 5xx): when every attempt has for
     /// longer than [`throttle_limit`], the run stops.
     fn note_outage(&self, err: &SendError) {
-        let mut since = self.failing_since.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let streak = now - *since.get_or_insert(now);
-        drop(since);
-        if streak >= throttle_limit(&self.cfg) && self.stop_reason().is_none() {
+        if let Some(streak) = self.streak_over_limit(&self.failing_since) {
             tracing::error!(
                 "every request failed for {} s (more than --max-retry-after x (--max-retries + 1)), the last \
                  with {err}: stopping; the same command resumes the run",
@@ -255,6 +247,14 @@ impl Shared {
             );
             self.request_stop(StopReason::Unavailable(streak, short(err)), false);
         }
+    }
+
+    /// Extends the streak that `since` times (starting it now if none is going): its length once it has
+    /// reached [`throttle_limit`] and the run has not been stopped yet.
+    fn streak_over_limit(&self, since: &Mutex<Option<Instant>>) -> Option<Duration> {
+        let now = Instant::now();
+        let streak = now - *since.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(now);
+        (streak >= throttle_limit(&self.cfg) && self.stop_reason().is_none()).then_some(streak)
     }
 
     fn stop_reason(&self) -> Option<StopReason> {

@@ -200,6 +200,12 @@ mod tests {
         (dir, state, store, run)
     }
 
+    /// The keys of the feedback recorded as unsure.
+    fn unsure_keys(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn.prepare("SELECT key FROM unsure_feedback").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
     #[test]
     fn marks_without_an_outcome_become_pending_and_unsure_and_the_log_goes() {
         let (_dir, state, mut store, run) = state_with_a_run();
@@ -224,15 +230,7 @@ mod tests {
         };
         assert_eq!(status(2), "ok");
         assert_eq!(status(3), "pending");
-        let unsure: Vec<String> = store
-            .conn
-            .prepare("SELECT key FROM unsure_feedback")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(unsure, ["sha:bb"]);
+        assert_eq!(unsure_keys(&store.conn), ["sha:bb"]);
         // Nothing to replay: a no-op.
         assert_eq!(replay(&mut store.conn, &state).unwrap(), 0);
     }
@@ -263,14 +261,6 @@ mod tests {
         let accepted: String =
             store.conn.query_row("SELECT hash FROM accepted WHERE key = 'sha:aa'", [], |r| r.get(0)).unwrap();
         assert_eq!(accepted, "aa11", "a later run does not create it again");
-        let unsure: Vec<String> = store
-            .conn
-            .prepare("SELECT key FROM unsure_feedback")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(unsure, ["sha:bb"]);
+        assert_eq!(unsure_keys(&store.conn), ["sha:bb"]);
     }
 }
